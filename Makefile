@@ -1,0 +1,31 @@
+# sockharness: the front door. As root: `make test`, `make run`. Never calls sudo itself.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-model run lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# Everything: model unit tests, kernel tests, the scenario corpus on both backends.
+# Without root it runs the model half, says loudly that the kernel half did not run, and
+# fails unless ALLOW_NO_ROOT=1.
+test: install
+	$(BIN)/python -m pytest -ra tests
+
+# The whole scenario corpus on model and kernel, a summary table, and the JSON report.
+run: install
+	$(BIN)/sockharness run tests/scenarios --json reports/run.json -q
+
+lint: install
+	$(BIN)/ruff check model harness netns tests
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache

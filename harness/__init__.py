@@ -1,0 +1,1 @@
+"""sockharness harness: scenarios, the kernel backend, comparison, reports, CLI."""

@@ -1,0 +1,184 @@
+"""The `sockharness` command: run, record, explain, profiles."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import sys
+from pathlib import Path
+
+from harness.compare import ScenarioResult
+from harness.model_backend import ModelExecutor
+from harness.parser import ScenarioError
+from harness.record import recorded_text
+from harness.report import Summary, divergence_text, summary_table, write_json
+from harness.runner import Backend, Runner, load
+from harness.worker import EnvironmentProblem, Pool
+from model.profiles import PROFILES, Profile, profile_for_release
+
+EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments or environment: exit 2 with the message."""
+
+
+def _profile(name: str | None) -> tuple[Profile, str]:
+    if name is None:
+        return profile_for_release(platform.release())
+    if name not in PROFILES:
+        raise UsageError(f"unknown profile {name!r}; known: {', '.join(sorted(PROFILES))}")
+    return PROFILES[name], ""
+
+
+def _progress(quiet: bool):
+    def show(i: int, n: int, r: ScenarioResult) -> None:
+        if r.skipped:
+            status = f"skipped ({r.skipped})"
+        elif r.agreed:
+            status = "ok"
+        else:
+            status = f"DIVERGED at line {r.divergent[0].step.line}"
+        if not quiet or not r.agreed:
+            print(f"[{i}/{n}] {r.scenario.path}: {status}", flush=True)
+    return show
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    profile, note = _profile(args.profile)
+    backend = Backend(args.backend)
+    scenarios = load(args.paths)
+    if note:
+        print(f"note: {note}")
+    print(f"profile {profile.name}; backend {backend.value}; {len(scenarios)} scenario(s)")
+    pool = Pool() if backend.uses_kernel else None
+    try:
+        if pool and pool.reaped:
+            print(f"reaped {len(pool.reaped)} namespace(s) left by a killed run: {', '.join(pool.reaped)}")
+        results = Runner(profile, backend, args.seed, pool).run(scenarios, _progress(args.quiet))
+    finally:
+        if pool:
+            pool.close()
+    for r in results:
+        if not r.skipped and not r.agreed:
+            print()
+            print(divergence_text(r))
+    summary = Summary.of(results)
+    print()
+    print(summary_table(summary))
+    if args.json:
+        meta = {"profile": profile.name, "kernel_release": platform.release(),
+                "backend": backend.value, "profile_note": note}
+        write_json(Path(args.json), results, meta)
+        print(f"\nreport: {args.json}")
+    t = summary.total
+    print(f"\n{t.steps_agreed} agreed, {t.steps_diverged} diverged steps; "
+          f"{t.kernel_steps} kernel steps executed; {t.skipped} scenario(s) skipped")
+    if backend.uses_kernel and t.kernel_steps == 0:
+        print("error: no step ran on the kernel", file=sys.stderr)
+        return EXIT_DIVERGED
+    return EXIT_DIVERGED if t.diverged else EXIT_OK
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    profile, _ = _profile(args.profile)
+    scenarios = load(args.files)
+    status = EXIT_OK
+    with Pool() as pool:
+        runner = Runner(profile, Backend.BOTH, 0, pool)
+        for sc in scenarios:
+            r = runner.run_one(sc)
+            if r.skipped:
+                print(f"{sc.path}: skipped ({r.skipped}); not recorded")
+                continue
+            # Expectations come from the kernel; a model disagreement is reported, not hidden.
+            mismatch = [s for s in r.steps if s.model and s.kernel and s.model.value != s.kernel.value]
+            sc.path.write_text(recorded_text(r))
+            print(f"{sc.path}: recorded {sum(s.kernel is not None for s in r.steps)} steps")
+            if mismatch:
+                status = EXIT_DIVERGED
+                for s in mismatch:
+                    print(f"  line {s.step.line}: model {s.model.value} != kernel {s.kernel.value}"
+                          f"  -- {s.model.reason}")
+    return status
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    profile, note = _profile(args.profile)
+    if note:
+        print(f"note: {note}")
+    for sc in load([args.file]):
+        print(f"{sc.path} (profile {profile.name})")
+        for key, value in sc.sysctls:
+            print(f"  @sysctl {key} = {value}")
+        outcomes = ModelExecutor(profile, args.seed).run(sc)
+        for step, o in zip(sc.steps, outcomes):
+            extra = " (a random pick; the kernel may pick another)" if o.random else ""
+            print(f"  {step.line:>4}  {step.call} = {o.value}{extra}")
+            print(f"        {o.reason}")
+            if o.candidates is not None:
+                print(f"        may pick: {o.candidates.describe()}")
+    return EXIT_OK
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    running, note = profile_for_release(platform.release())
+    for p in PROFILES.values():
+        mark = " (running kernel)" if p is running else ""
+        print(f"{p.name}{mark}: {p}")
+    if note:
+        print(f"note: {note}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="sockharness",
+        description="Run TCP bind/listen scenarios on the reference model and the real kernel.",
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run scenario files or folders; exit 0 agree, 1 divergence, 2 error")
+    run.add_argument("paths", nargs="+", metavar="PATH")
+    run.add_argument("--backend", choices=[b.value for b in Backend], default="both")
+    run.add_argument("--profile", help="model profile (default: the running kernel's)")
+    run.add_argument("--json", metavar="FILE", help="write every step's outcomes as JSON")
+    run.add_argument("--seed", type=int, default=0, help="seed of the model's own random picks")
+    run.add_argument("-q", "--quiet", action="store_true", help="print only divergent scenarios")
+    run.set_defaults(func=cmd_run)
+    rec = sub.add_parser("record", help="write the kernel's outcomes into files as '= …'")
+    rec.add_argument("files", nargs="+", metavar="FILE")
+    rec.add_argument("--profile")
+    rec.set_defaults(func=cmd_record)
+    exp = sub.add_parser("explain", help="the model's outcome and reason for every step (no root)")
+    exp.add_argument("file", metavar="FILE")
+    exp.add_argument("--profile")
+    exp.add_argument("--seed", type=int, default=0)
+    exp.set_defaults(func=cmd_explain)
+    prof = sub.add_parser("profiles", help="list the model's kernel profiles")
+    prof.set_defaults(func=cmd_profiles)
+    return ap
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return args.func(args)
+    except (ScenarioError, UsageError, EnvironmentProblem) as e:
+        print(f"sockharness: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sockharness: interrupted; namespaces and workers removed", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os._exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Comparison: model against kernel against the stated expectation, step by step."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from harness.scenario import Scenario, Step
+from model.outcome import Outcome
+
+
+class Check(enum.Enum):
+    EXACT = "exact"  # the values were compared
+    PROPERTY = "property"  # the kernel's random pick was checked against the model's set
+
+
+@dataclass
+class StepResult:
+    step: Step
+    model: Outcome | None
+    kernel: Outcome | None
+    problems: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def agreed(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    steps: list[StepResult] = field(default_factory=list)
+    skipped: str = ""  # why the scenario did not run (e.g. @kernel excludes this profile)
+
+    @property
+    def divergent(self) -> list[StepResult]:
+        return [s for s in self.steps if not s.agreed]
+
+    @property
+    def agreed(self) -> bool:
+        return not self.skipped and not self.divergent
+
+
+def compare_step(step: Step, model: Outcome | None, kernel: Outcome | None) -> StepResult:
+    r = StepResult(step, model, kernel)
+    if model is not None and kernel is not None:
+        r.checks.append(Check.EXACT)
+        if model.value != kernel.value:
+            r.problems.append(f"model {model.value} != kernel {kernel.value}")
+        if kernel.choice is not None:
+            r.checks.append(Check.PROPERTY)
+            if model.candidates is None:
+                r.problems.append(f"kernel picked port {kernel.choice}; the model predicted no pick")
+            elif kernel.choice not in model.candidates:
+                r.problems.append(
+                    f"kernel picked port {kernel.choice}, not among the model's "
+                    f"{model.candidates.describe()}"
+                )
+    if step.expect is not None:
+        if kernel is not None and kernel.value != step.expect:
+            r.problems.append(f"kernel {kernel.value} != expected {step.expect}")
+        if model is not None and kernel is None:
+            if model.random:
+                r.checks.append(Check.PROPERTY)  # a random pick: only the kernel can say
+            else:
+                r.checks.append(Check.EXACT)
+                if model.value != step.expect:
+                    r.problems.append(f"model {model.value} != expected {step.expect}")
+    return r
+
+
+def compare(
+    scenario: Scenario, model: list[Outcome] | None, kernel: list[Outcome] | None
+) -> ScenarioResult:
+    res = ScenarioResult(scenario)
+    for i, step in enumerate(scenario.steps):
+        res.steps.append(
+            compare_step(step, model[i] if model else None, kernel[i] if kernel else None)
+        )
+    return res

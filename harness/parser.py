@@ -1,0 +1,293 @@
+"""The `.scn` parser: one step per line, errors as file:line:col and what was expected."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.scenario import (
+    BindStep, CloseStep, GetsocknameStep, InuseStep, KernelRange, ListenStep, Scenario,
+    SetsockoptStep, SocketStep, Step,
+)
+from model.addr import parse_sockaddr
+from model.sockopt import SockOpt
+from model.sysctl import Sysctls
+
+ERRNO_NAMES = frozenset(errno.errorcode.values())
+FAMILIES = {"AF_INET": socket.AF_INET}
+KNOWN_LATER = {"AF_INET6": "IPv6 sockets are not modelled yet"}
+VERBS = ("socket", "setsockopt", "bind", "listen", "close", "getsockname", "inuse")
+
+
+class ScenarioError(Exception):
+    """A problem in a scenario file, located to the column."""
+
+    def __init__(self, path: Path | str, line: int, col: int, message: str):
+        super().__init__(f"{path}:{line}:{col}: {message}")
+        self.path, self.line, self.col, self.message = path, line, col, message
+
+
+@dataclass
+class Arg:
+    """One argument: optional `key=`, its text, and its column (1-based)."""
+
+    key: str | None
+    text: str
+    col: int
+
+
+_CALL = re.compile(r"\s*(?:(?P<name>[A-Za-z_]\w*)\s*=\s*)?(?P<verb>[A-Za-z_]\w*)\s*\(")
+_KERNEL = re.compile(r"(>=|<=|==|!=|>|<)\s*(\d+)\.(\d+)\s*$")
+
+
+class _Line:
+    """Parses one statement line; knows the file and line for errors."""
+
+    def __init__(self, path: Path, lineno: int, text: str):
+        self.path, self.lineno, self.text = path, lineno, text
+
+    def error(self, col: int, message: str) -> ScenarioError:
+        return ScenarioError(self.path, self.lineno, col, message)
+
+
+class Parser:
+    """Parses a file into a Scenario; tracks which socket names are defined."""
+
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        self.lines = text.splitlines()
+        self.defined: set[str] = set()
+        self.open: set[str] = set()
+
+    def parse(self) -> Scenario:
+        steps: list[Step] = []
+        sysctls: dict[str, str] = {}
+        kernel: list[KernelRange] = []
+        cpu = 0
+        for lineno, raw in enumerate(self.lines, start=1):
+            body = raw.split("#", 1)[0].rstrip()
+            if not body.strip():
+                continue
+            ln = _Line(self.path, lineno, raw)
+            indent = len(body) - len(body.lstrip())
+            if body.lstrip().startswith("@"):
+                if steps:
+                    raise ln.error(indent + 1, "directives (@…) must come before the first step")
+                key, value = self._directive(ln, body, indent)
+                if key == "kernel":
+                    kernel.append(value)
+                elif key == "cpu":
+                    cpu = value
+                else:
+                    sysctls[value[0]] = value[1]
+                continue
+            steps.append(self._statement(ln, body))
+        if not steps:
+            raise ScenarioError(self.path, max(len(self.lines), 1), 1, "expected at least one step")
+        return Scenario(
+            path=self.path, steps=tuple(steps), sysctls=tuple(sysctls.items()),
+            kernel=tuple(kernel), cpu=cpu, lines=tuple(self.lines),
+        )
+
+    # -- directives ----------------------------------------------------------------------
+
+    def _directive(self, ln: _Line, body: str, indent: int) -> tuple[str, object]:
+        word, _, rest = body.strip()[1:].partition(" ")
+        rest_col = indent + 2 + len(word) + 1
+        rest = rest.strip()
+        if word == "kernel":
+            m = _KERNEL.match(rest)
+            if not m:
+                raise ln.error(rest_col, f"expected '@kernel OP X.Y' (OP one of >= <= == != > <), got {rest!r}")
+            return "kernel", KernelRange(m.group(1), (int(m.group(2)), int(m.group(3))))
+        if word == "cpu":
+            if not rest.isdigit():
+                raise ln.error(rest_col, f"expected a CPU number, got {rest!r}")
+            return "cpu", int(rest)
+        if word == "sysctl":
+            key, eq, value = rest.partition("=")
+            key, value = key.strip(), value.strip()
+            if not eq or not key or not value:
+                raise ln.error(rest_col, f"expected '@sysctl net.x.y = value', got {rest!r}")
+            try:
+                Sysctls().with_setting(key, value)
+            except ValueError as e:
+                raise ln.error(rest_col, str(e)) from None
+            return "sysctl", (key, value)
+        raise ln.error(indent + 1, f"unknown directive @{word}; expected @kernel, @sysctl or @cpu")
+
+    # -- statements ----------------------------------------------------------------------
+
+    def _statement(self, ln: _Line, body: str) -> Step:
+        m = _CALL.match(body)
+        if not m:
+            col = len(body) - len(body.lstrip()) + 1
+            raise ln.error(col, f"expected a call like bind(a, 10.0.0.1:80) or 'a = socket(…)', got {body.strip()!r}")
+        verb, name = m.group("verb"), m.group("name")
+        if verb not in VERBS:
+            raise ln.error(m.start("verb") + 1, f"unknown verb {verb!r}; expected one of {', '.join(VERBS)}")
+        if name and verb != "socket":
+            raise ln.error(m.start("name") + 1, f"only socket() assigns a name; {verb}() does not")
+        if verb == "socket" and not name:
+            raise ln.error(m.start("verb") + 1, "socket() needs a name: 'a = socket(AF_INET, SOCK_STREAM)'")
+        close = body.find(")", m.end())
+        if close < 0:
+            raise ln.error(len(body) + 1, "expected ')' to close the call")
+        args = self._args(body, m.end(), close)
+        call = body[m.start("name") if name else m.start("verb") : close + 1].strip()
+        rest = body[close + 1 :]
+        expect = None
+        if rest.strip():
+            em = re.match(r"\s*=\s*(\S+)\s*$", rest)
+            if not em:
+                raise ln.error(close + 2 + (len(rest) - len(rest.lstrip())), f"expected '= value' or a comment after the call, got {rest.strip()!r}")
+            expect = em.group(1)
+            self._check_expect(ln, verb, expect, close + 1 + em.start(1) + 1)
+        return getattr(self, "_" + verb)(ln, call, expect, name, args, m)
+
+    @staticmethod
+    def _args(body: str, start: int, end: int) -> list[Arg]:
+        args: list[Arg] = []
+        pos = start
+        inner = body[start:end]
+        if not inner.strip():
+            return args
+        for part in inner.split(","):
+            stripped = part.strip()
+            col = pos + (len(part) - len(part.lstrip())) + 1
+            key = None
+            km = re.match(r"([A-Za-z_]\w*)\s*=\s*(.*)$", stripped)
+            if km:
+                key, stripped = km.group(1), km.group(2)
+            args.append(Arg(key, stripped, col))
+            pos += len(part) + 1
+        return args
+
+    def _check_expect(self, ln: _Line, verb: str, expect: str, col: int) -> None:
+        if expect in ERRNO_NAMES:
+            if verb == "inuse":
+                raise ln.error(col, f"inuse() returns a count, not {expect}")
+            return
+        if verb in ("socket", "setsockopt", "bind", "listen", "close"):
+            if expect != "0":
+                raise ln.error(col, f"expected 0 or an errno name (EADDRINUSE, EINVAL, …), got {expect!r}")
+        elif verb == "inuse":
+            if not expect.isdigit():
+                raise ln.error(col, f"expected a count, got {expect!r}")
+        elif verb == "getsockname":
+            try:
+                parse_sockaddr(expect)
+            except ValueError as e:
+                raise ln.error(col, f"expected an address:port or errno name: {e}") from None
+
+    def _arity(self, ln: _Line, verb: str, args: list[Arg], m: re.Match, n: int, form: str) -> None:
+        positional = [a for a in args if a.key is None]
+        if len(positional) != n:
+            raise ln.error(m.start("verb") + 1, f"{verb}() takes {n} argument(s): {form}")
+
+    def _sock_ref(self, ln: _Line, arg: Arg) -> str:
+        if arg.text not in self.defined:
+            raise ln.error(arg.col, f"unknown socket {arg.text!r}; create it first with '{arg.text} = socket(AF_INET, SOCK_STREAM)'")
+        return arg.text
+
+    @staticmethod
+    def _int(ln: _Line, arg: Arg, what: str) -> int:
+        text = arg.text
+        if not re.fullmatch(r"-?\d+", text):
+            raise ln.error(arg.col, f"expected {what} (an integer), got {text!r}")
+        return int(text)
+
+    def _no_keywords(self, ln: _Line, args: list[Arg], allowed: tuple[str, ...] = ()) -> None:
+        for a in args:
+            if a.key is not None and a.key not in allowed:
+                hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+                raise ln.error(a.col, f"unknown option {a.key!r}{hint}")
+
+    # -- verbs ---------------------------------------------------------------------------
+
+    def _socket(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args, ("uid",))
+        self._arity(ln, "socket", args, m, 2, "socket(AF_INET, SOCK_STREAM[, uid=N])")
+        fam, typ = [a for a in args if a.key is None]
+        if fam.text in KNOWN_LATER:
+            raise ln.error(fam.col, f"{fam.text}: {KNOWN_LATER[fam.text]}")
+        if fam.text not in FAMILIES:
+            raise ln.error(fam.col, f"expected a family ({', '.join(FAMILIES)}), got {fam.text!r}")
+        if typ.text != "SOCK_STREAM":
+            raise ln.error(typ.col, f"expected SOCK_STREAM (TCP is what is modelled), got {typ.text!r}")
+        uid = 0
+        for a in args:
+            if a.key == "uid":
+                uid = self._int(ln, a, "a uid")
+                if uid < 0:
+                    raise ln.error(a.col, "expected a uid >= 0")
+        if name in self.open:
+            raise ln.error(m.start("name") + 1, f"socket {name!r} is still open; close() it before reusing the name")
+        self.defined.add(name)
+        self.open.add(name)
+        return SocketStep(ln.lineno, call, expect, name, FAMILIES[fam.text], uid)
+
+    def _setsockopt(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args)
+        self._arity(ln, "setsockopt", args, m, 3, "setsockopt(a, SO_REUSEPORT, 1)")
+        sock, opt, val = args
+        options = {o.name: o for o in SockOpt}
+        if opt.text not in options:
+            raise ln.error(opt.col, f"unknown option {opt.text!r}; expected one of {', '.join(options)}")
+        return SetsockoptStep(ln.lineno, call, expect, self._sock_ref(ln, sock), options[opt.text],
+                              self._int(ln, val, "an option value"))
+
+    def _bind(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args)
+        self._arity(ln, "bind", args, m, 2, "bind(a, 10.0.0.1:8080)")
+        sock, addr = args
+        try:
+            sa = parse_sockaddr(addr.text)
+        except (ValueError, ipaddress.AddressValueError) as e:
+            raise ln.error(addr.col, f"expected an address like 10.0.0.1:8080: {e}") from None
+        if sa.family != socket.AF_INET:
+            raise ln.error(addr.col, f"{addr.text}: IPv6 addresses are not modelled yet")
+        return BindStep(ln.lineno, call, expect, self._sock_ref(ln, sock), sa)
+
+    def _listen(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args)
+        self._arity(ln, "listen", args, m, 2, "listen(a, 16)")
+        sock, backlog = args
+        return ListenStep(ln.lineno, call, expect, self._sock_ref(ln, sock), self._int(ln, backlog, "a backlog"))
+
+    def _close(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args)
+        self._arity(ln, "close", args, m, 1, "close(a)")
+        ref = self._sock_ref(ln, args[0])
+        self.open.discard(ref)
+        return CloseStep(ln.lineno, call, expect, ref)
+
+    def _getsockname(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args)
+        self._arity(ln, "getsockname", args, m, 1, "getsockname(a)")
+        return GetsocknameStep(ln.lineno, call, expect, self._sock_ref(ln, args[0]))
+
+    def _inuse(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args)
+        self._arity(ln, "inuse", args, m, 1, "inuse(tcp)")
+        if args[0].text != "tcp":
+            raise ln.error(args[0].col, f"expected tcp, got {args[0].text!r}")
+        return InuseStep(ln.lineno, call, expect, "tcp")
+
+
+def parse_text(path: Path | str, text: str) -> Scenario:
+    return Parser(Path(path), text).parse()
+
+
+def parse_file(path: Path | str) -> Scenario:
+    """Parse a file; a missing or unreadable file is a ScenarioError at line 0."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ScenarioError(p, 0, 0, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+    return parse_text(p, text)

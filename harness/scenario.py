@@ -1,0 +1,99 @@
+"""Scenario steps: what a `.scn` line asks for, as typed values both backends execute."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model.addr import SockAddr
+from model.sockopt import SockOpt
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a scenario. `call` is the source text of the call, `expect` the `= …`."""
+
+    line: int
+    call: str
+    expect: str | None
+
+    @property
+    def verb(self) -> str:
+        return type(self).__name__.removesuffix("Step").lower()
+
+
+@dataclass(frozen=True)
+class SocketStep(Step):
+    name: str
+    family: int
+    uid: int
+
+
+@dataclass(frozen=True)
+class SetsockoptStep(Step):
+    sock: str
+    option: SockOpt
+    value: int
+
+
+@dataclass(frozen=True)
+class BindStep(Step):
+    sock: str
+    addr: SockAddr
+
+
+@dataclass(frozen=True)
+class ListenStep(Step):
+    sock: str
+    backlog: int
+
+
+@dataclass(frozen=True)
+class CloseStep(Step):
+    sock: str
+
+
+@dataclass(frozen=True)
+class GetsocknameStep(Step):
+    sock: str
+
+
+@dataclass(frozen=True)
+class InuseStep(Step):
+    proto: str
+
+
+_OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, ">": operator.gt,
+        "<": operator.lt, "!=": operator.ne}
+
+
+@dataclass(frozen=True)
+class KernelRange:
+    """`@kernel >= 4.6`: the profiles a scenario applies to."""
+
+    op: str
+    version: tuple[int, int]
+
+    def admits(self, version: tuple[int, int]) -> bool:
+        return _OPS[self.op](version, self.version)
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.version[0]}.{self.version[1]}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A parsed `.scn` file."""
+
+    path: Path
+    steps: tuple[Step, ...]
+    sysctls: tuple[tuple[str, str], ...] = ()
+    kernel: tuple[KernelRange, ...] = ()
+    cpu: int = 0
+    lines: tuple[str, ...] = field(default=(), repr=False)  # the source, for `record`
+
+    @property
+    def feature(self) -> str:
+        """The folder a scenario sits in names the feature it exercises."""
+        return self.path.parent.name or "."

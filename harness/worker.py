@@ -1,0 +1,167 @@
+"""Worker processes, one per namespace, and the pool that owns them.
+
+A worker is a forked child that enters its namespace for good, builds the standard topology
+(its TUN fds keep the devices alive), and runs scenarios sent over a pipe. It ignores SIGINT
+and dies with its parent (PR_SET_PDEATHSIG), so Ctrl-C and kill -9 of a run leave no worker.
+The parent removes the namespace; a namespace left by a killed parent is reaped on the next
+start. After every scenario the worker resets: sockets closed, sysctls restored, and the
+namespace proven clean (TCP inuse and tw 0), else the pool replaces it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import os
+import signal
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from harness.kernel_backend import KernelExecutor, apply_sysctls, read_sockstat
+from harness.scenario import Scenario
+from model.outcome import Outcome
+from model.sysctl import KEYS
+from netns import namespace, sysctl, topology
+
+PR_SET_PDEATHSIG = 1
+READY_TIMEOUT = 30.0
+SCENARIO_TIMEOUT = 120.0
+
+
+class EnvironmentProblem(RuntimeError):
+    """The kernel side cannot run here (not root, no netns, a worker died)."""
+
+
+@dataclass
+class WorkerReply:
+    outcomes: list[Outcome]
+    clean: bool
+    dirt: str = ""
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _worker_main(name: str, conn: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    try:
+        namespace.enter(name)
+        if namespace.current_is_host():
+            raise EnvironmentProblem("worker is still in the host's namespace after setns")
+        built = topology.build()
+        defaults = tuple((k, sysctl.read(k)) for k in KEYS)
+        conn.send(("ready", built.ifindex))
+    except BaseException as e:  # report anything: the parent turns it into an exit 2
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+        return
+    executor = KernelExecutor()
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        scenario: Scenario = msg
+        try:
+            apply_sysctls(scenario.sysctls)
+            outcomes = executor.run(scenario)
+            apply_sysctls(defaults)
+            tcp = read_sockstat()["TCP"]
+            dirt = "" if tcp["inuse"] == 0 and tcp["tw"] == 0 else f"TCP {tcp} after reset"
+            conn.send(("done", WorkerReply(outcomes, not dirt, dirt)))
+        except BaseException:
+            conn.send(("error", traceback.format_exc()))
+            return
+
+
+class Worker:
+    """One namespace and the process that lives in it."""
+
+    def __init__(self) -> None:
+        self.name = namespace.new_name()
+        namespace.create(self.name)
+        ctx = mp.get_context("fork")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(self.name, child), daemon=True)
+        try:
+            self.proc.start()
+            child.close()
+            kind, payload = self._recv(READY_TIMEOUT)
+            if kind != "ready":
+                raise EnvironmentProblem(f"namespace worker failed to start: {payload}")
+            self.ifindex: dict[str, int] = payload
+        except BaseException:
+            self.stop()
+            raise
+
+    def _recv(self, timeout: float):
+        if not self.conn.poll(timeout):
+            raise EnvironmentProblem(f"namespace worker {self.proc.pid} did not answer in {timeout:.0f}s")
+        try:
+            return self.conn.recv()
+        except EOFError:
+            raise EnvironmentProblem(f"namespace worker {self.proc.pid} died") from None
+
+    def run(self, scenario: Scenario) -> WorkerReply:
+        self.conn.send(scenario)
+        kind, payload = self._recv(SCENARIO_TIMEOUT)
+        if kind != "done":
+            raise EnvironmentProblem(f"kernel backend failed on {scenario.path}:\n{payload}")
+        return payload
+
+    def stop(self) -> None:
+        """Stop the process (ours, by PID) and remove the namespace."""
+        try:
+            if self.proc.pid is not None and self.proc.is_alive():
+                try:
+                    self.conn.send(None)
+                except (BrokenPipeError, OSError):
+                    pass
+                self.proc.join(2)
+                if self.proc.is_alive():
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                    self.proc.join(2)
+        finally:
+            self.conn.close()
+            namespace.remove(self.name)
+
+
+class Pool:
+    """Namespaces reused across scenarios; a dirty one is replaced. Reaps stale ones at start."""
+
+    def __init__(self) -> None:
+        if os.geteuid() != 0:
+            raise EnvironmentProblem(
+                "the kernel backend needs root (network namespaces, per-socket uids); "
+                "run as root, or use --backend model"
+            )
+        self.reaped = namespace.reap_stale()
+        self.worker: Worker | None = None
+        self.replaced = 0
+
+    def run(self, scenario: Scenario) -> list[Outcome]:
+        if self.worker is None:
+            self.worker = Worker()
+        reply = self.worker.run(scenario)
+        if not reply.clean:
+            self.worker.stop()
+            self.worker = None
+            self.replaced += 1
+        return reply.outcomes
+
+    def close(self) -> None:
+        if self.worker is not None:
+            w, self.worker = self.worker, None
+            w.stop()
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,384 @@
+"""Bind buckets and the bind conflict rules (net/ipv4/inet_connection_sock.c, inet_hashtables.c).
+
+The kernel keeps two tables: bhash, a bucket per (net, port, l3mdev) holding the fast-path
+summary (fastreuse, fastreuseport, fastuid), and bhash2, a bucket per (port, l3mdev, address)
+holding the owners. inet_csk_get_port consults the fast path first and only then walks the
+owners; results depend on that order (a stale fast path lets a bind through), so the model
+follows it step by step.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from model.sock import SK_CAN_REUSE, SK_FORCE_REUSE, Sock, TcpState
+
+# tb->fastreuseport values (include/net/inet_hashtables.h)
+FASTREUSEPORT_ANY = 1
+FASTREUSEPORT_STRICT = 2
+
+
+@dataclass(eq=False)
+class Bind2Bucket:
+    """struct inet_bind2_bucket: sockets bound to one (port, l3mdev, address)."""
+
+    port: int
+    l3mdev: int
+    rcv_saddr: int
+    owners: list[Sock] = field(default_factory=list)  # sk_add_bind_node: head insertion
+
+
+@dataclass(eq=False)
+class BindBucket:
+    """struct inet_bind_bucket: one (port, l3mdev), its fast-path fields and its bhash2 list."""
+
+    port: int
+    l3mdev: int
+    fastreuse: int = 0
+    fastreuseport: int = 0
+    fastuid: int = 0
+    fast_rcv_saddr: int = 0
+    fast_ipv6_only: bool = False
+    fast_sk_family: int = 0
+    bhash2: list[Bind2Bucket] = field(default_factory=list)  # hlist_add_head order
+
+    def owners(self) -> Iterator[Sock]:
+        """sk_for_each_bound_bhash: every socket of every tb2 on this port."""
+        for tb2 in self.bhash2:
+            yield from tb2.owners
+
+
+@dataclass
+class Conflict:
+    """Why a bind conflicts: the socket it conflicts with and the rule that decided it."""
+
+    other: Sock
+    function: str
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.function}: conflicts with {self.other.describe()}: {self.rule}"
+
+
+@dataclass
+class BindTables:
+    """The namespace's bhash and bhash2 tables (struct inet_hashinfo, bind half)."""
+
+    bhash: dict[tuple[int, int], BindBucket] = field(default_factory=dict)
+    bhash2: dict[tuple[int, int, int], Bind2Bucket] = field(default_factory=dict)
+
+    def bucket(self, port: int, l3mdev: int) -> BindBucket | None:
+        """inet_bind_bucket_for_each + inet_bind_bucket_match on the port's chain."""
+        return self.bhash.get((port, l3mdev))
+
+    def bucket2(self, port: int, l3mdev: int, sk: Sock) -> Bind2Bucket | None:
+        """inet_bind2_bucket_find: the tb2 for sk's address (inet_bind2_bucket_addr_match)."""
+        return self.bhash2.get((port, l3mdev, sk.rcv_saddr))
+
+    def addr_any_buckets(self, port: int, l3mdev: int) -> Iterator[Bind2Bucket]:
+        """inet_bhash2_addr_any_hashbucket + inet_bind2_bucket_match_addr_any: the wildcard tb2."""
+        tb2 = self.bhash2.get((port, l3mdev, 0))
+        if tb2 is not None:
+            yield tb2
+
+    def create(self, port: int, l3mdev: int) -> BindBucket:
+        """inet_bind_bucket_create: fastreuse and fastreuseport start at 0."""
+        tb = BindBucket(port=port, l3mdev=l3mdev)
+        self.bhash[(port, l3mdev)] = tb
+        return tb
+
+    def create2(self, tb: BindBucket, sk: Sock) -> Bind2Bucket:
+        """inet_bind2_bucket_create: linked at the head of tb->bhash2."""
+        tb2 = Bind2Bucket(port=tb.port, l3mdev=tb.l3mdev, rcv_saddr=sk.rcv_saddr)
+        self.bhash2[(tb.port, tb.l3mdev, sk.rcv_saddr)] = tb2
+        tb.bhash2.insert(0, tb2)
+        return tb2
+
+    def destroy_if_empty(self, tb: BindBucket | None, tb2: Bind2Bucket | None) -> None:
+        """inet_bind2_bucket_destroy / inet_bind_bucket_destroy: freed once empty."""
+        if tb2 is not None and not tb2.owners:
+            self.bhash2.pop((tb2.port, tb2.l3mdev, tb2.rcv_saddr), None)
+            if tb is not None and tb2 in tb.bhash2:
+                tb.bhash2.remove(tb2)
+        if tb is not None and not tb.bhash2:
+            self.bhash.pop((tb.port, tb.l3mdev), None)
+
+    def bind_hash(self, sk: Sock, tb: BindBucket, tb2: Bind2Bucket, port: int) -> None:
+        """inet_bind_hash: sk takes the port and joins tb2's owners."""
+        sk.num = port
+        sk.bind_hash = tb
+        sk.bind2_hash = tb2
+        tb2.owners.insert(0, sk)
+
+    def put_port(self, sk: Sock) -> None:
+        """__inet_put_port: sk leaves its buckets; empty buckets are freed."""
+        tb, tb2 = sk.bind_hash, sk.bind2_hash
+        sk.bind_hash = None
+        sk.num = 0
+        if tb2 is not None:
+            tb2.owners.remove(sk)
+            sk.bind2_hash = None
+        self.destroy_if_empty(tb, tb2)
+
+    def is_used(self, port: int) -> bool:
+        return any(p == port for p, _ in self.bhash)
+
+
+def inet_use_hash2_on_bind(sk: Sock) -> bool:
+    """inet_use_hash2_on_bind (include/net/inet_hashtables.h): a specific address."""
+    return sk.rcv_saddr != 0
+
+
+def ipv4_rcv_saddr_equal(
+    sk1_rcv_saddr: int, sk2_rcv_saddr: int, sk2_ipv6only: bool, match_sk1_wildcard: bool,
+    match_sk2_wildcard: bool,
+) -> bool:
+    """ipv4_rcv_saddr_equal: same address, or a wildcard that is allowed to match."""
+    if not sk2_ipv6only:
+        if sk1_rcv_saddr == sk2_rcv_saddr:
+            return True
+        return (match_sk1_wildcard and not sk1_rcv_saddr) or (
+            match_sk2_wildcard and not sk2_rcv_saddr
+        )
+    return False
+
+
+def inet_rcv_saddr_equal(sk: Sock, sk2: Sock, match_wildcard: bool) -> bool:
+    """inet_rcv_saddr_equal, AF_INET half."""
+    return ipv4_rcv_saddr_equal(
+        sk.rcv_saddr, sk2.rcv_saddr, sk2.ipv6_only, match_wildcard, match_wildcard
+    )
+
+
+def reuseport_cb_ok(sk: Sock) -> bool:
+    """inet_csk_bind_conflict: !reuseport_cb || reuseport_cb->num_closed_socks."""
+    return sk.reuseport_cb is None or sk.reuseport_cb.num_closed_socks > 0
+
+
+def inet_bind_conflict(
+    sk: Sock, sk2: Sock, uid: int, relax: bool, cb_ok: bool, reuseport_ok: bool
+) -> str | None:
+    """inet_bind_conflict: would sk and sk2 conflict on one port? Returns the rule, or None.
+
+    Addresses are not compared here: the callers do that (by bucket or inet_rcv_saddr_equal).
+    """
+    if sk is sk2:
+        return None
+    if sk.bound_dev_if and sk2.bound_dev_if and sk.bound_dev_if != sk2.bound_dev_if:
+        return None  # bound to different devices never conflict
+    if sk.reuse and sk2.reuse and sk2.state != TcpState.LISTEN:
+        # Both SO_REUSEADDR and the other is not listening: a conflict only when not relaxed
+        # (the autobind scan), or in the reuseport check that the relaxed scan still applies.
+        if not relax:
+            return "both have SO_REUSEADDR but the port scan does not relax (relax=false)"
+        if (
+            not reuseport_ok and sk.reuseport and sk2.reuseport and cb_ok
+            and (sk2.state == TcpState.TIME_WAIT or uid == sk2.uid)
+        ):
+            return "relaxed scan: both SO_REUSEPORT with the same uid (reuseport_ok=false)"
+        return None
+    if not reuseport_ok:
+        return "the port scan does not accept SO_REUSEPORT sharing (reuseport_ok=false)"
+    if not sk.reuseport or not sk2.reuseport:
+        if sk.reuse and sk2.reuse:
+            return f"{sk2.name} is LISTEN, and SO_REUSEADDR does not share with a listener"
+        missing = [s.name for s in (sk, sk2) if not s.reuseport]
+        return f"SO_REUSEPORT not set on {', '.join(missing)}"
+    if not cb_ok:
+        return f"{sk.name} is already in a listening reuseport group"
+    if sk2.state != TcpState.TIME_WAIT and uid != sk2.uid:
+        return f"SO_REUSEPORT on both, but uid {uid} != uid {sk2.uid}"
+    return None
+
+
+def inet_bhash2_conflict(
+    sk: Sock, tb2: Bind2Bucket, uid: int, relax: bool, cb_ok: bool, reuseport_ok: bool,
+    function: str,
+) -> Conflict | None:
+    """inet_bhash2_conflict: the first owner of tb2 that sk conflicts with
+    (__inet_bhash2_conflict: a v6-only owner never conflicts with an AF_INET sk)."""
+    for sk2 in tb2.owners:
+        if sk2.ipv6_only:
+            continue
+        rule = inet_bind_conflict(sk, sk2, uid, relax, cb_ok, reuseport_ok)
+        if rule:
+            return Conflict(sk2, function, rule)
+    return None
+
+
+def inet_csk_bind_conflict(
+    sk: Sock, tb: BindBucket, tb2: Bind2Bucket | None, relax: bool, reuseport_ok: bool
+) -> Conflict | None:
+    """inet_csk_bind_conflict: does sk conflict with any owner of tb/tb2?
+
+    A specific address checks only its own tb2 (the wildcard buckets were checked already by
+    inet_bhash2_addr_any_conflict); a wildcard walks every owner on the port and compares
+    addresses with the wildcard matching anything.
+    """
+    uid = sk.uid
+    cb_ok = reuseport_cb_ok(sk)
+    fn = "inet_csk_bind_conflict"
+    if inet_use_hash2_on_bind(sk):
+        if tb2 is None:
+            return None
+        return inet_bhash2_conflict(sk, tb2, uid, relax, cb_ok, reuseport_ok, fn)
+    for sk2 in tb.owners():
+        rule = inet_bind_conflict(sk, sk2, uid, relax, cb_ok, reuseport_ok)
+        if rule and inet_rcv_saddr_equal(sk, sk2, True):
+            return Conflict(sk2, fn, rule)
+    return None
+
+
+def inet_bhash2_addr_any_conflict(
+    tables: BindTables, sk: Sock, port: int, l3mdev: int, relax: bool, reuseport_ok: bool
+) -> Conflict | None:
+    """inet_bhash2_addr_any_conflict: a specific-address sk against the wildcard owners."""
+    uid = sk.uid
+    cb_ok = reuseport_cb_ok(sk)
+    for tb2 in tables.addr_any_buckets(port, l3mdev):
+        c = inet_bhash2_conflict(
+            sk, tb2, uid, relax, cb_ok, reuseport_ok, "inet_bhash2_addr_any_conflict"
+        )
+        if c:
+            return c
+    return None
+
+
+def sk_reuseport_match(tb: BindBucket, sk: Sock) -> bool:
+    """sk_reuseport_match: may sk skip the conflict walk on tb's SO_REUSEPORT fast path?"""
+    if tb.fastreuseport <= 0:
+        return False
+    if not sk.reuseport:
+        return False
+    if sk.reuseport_cb is not None:
+        return False
+    if tb.fastuid != sk.uid:
+        return False
+    if tb.fastreuseport == FASTREUSEPORT_ANY:
+        return True
+    # FASTREUSEPORT_STRICT: the address must match the one recorded (wildcard on tb's side)
+    return ipv4_rcv_saddr_equal(tb.fast_rcv_saddr, sk.rcv_saddr, sk.ipv6_only, True, False)
+
+
+def inet_csk_update_fastreuse(tb: BindBucket, sk: Sock) -> None:
+    """inet_csk_update_fastreuse: refresh tb's fast-path summary after sk took the port.
+
+    It tests hlist_empty(&tb->bhash2), but inet_csk_get_port links sk's tb2 into tb->bhash2
+    (inet_bind2_bucket_init) before calling it, so that list is never empty here since bhash2
+    was linked to bhash: fastreuse is never set to 1 and fastreuseport starts STRICT. The model
+    keeps the kernel's order, so it shows the same.
+    """
+    reuse = bool(sk.reuse) and sk.state != TcpState.LISTEN
+    if not tb.bhash2:
+        tb.fastreuse = int(reuse)
+        if sk.reuseport:
+            tb.fastreuseport = FASTREUSEPORT_ANY
+            _record_fast(tb, sk)
+        else:
+            tb.fastreuseport = 0
+    else:
+        if not reuse:
+            tb.fastreuse = 0
+        if sk.reuseport:
+            # No conflict was found, so later sockets matching this one may take the fast
+            # path; STRICT because the owners' addresses are no longer all alike.
+            if not sk_reuseport_match(tb, sk):
+                tb.fastreuseport = FASTREUSEPORT_STRICT
+                _record_fast(tb, sk)
+        else:
+            tb.fastreuseport = 0
+
+
+def _record_fast(tb: BindBucket, sk: Sock) -> None:
+    tb.fastuid = sk.uid
+    tb.fast_rcv_saddr = sk.rcv_saddr
+    tb.fast_ipv6_only = sk.ipv6_only
+    tb.fast_sk_family = sk.family
+
+
+@dataclass
+class PortResult:
+    """What inet_csk_get_port decided: 0 or an errno name, the port, and why."""
+
+    error: str | None
+    port: int
+    reason: str
+
+
+def inet_sk_bound_l3mdev(sk: Sock) -> int:
+    """inet_sk_bound_l3mdev: the L3 master (VRF) of the bound device; the standard topology
+    has no VRF, so every socket is in l3mdev 0."""
+    return 0
+
+
+def inet_csk_get_port(
+    tables: BindTables, sk: Sock, snum: int, find_open_port: Callable[[Sock], int | None]
+) -> PortResult:
+    """inet_csk_get_port: take port snum (or, for 0, one find_open_port picks) for sk."""
+    reuse = bool(sk.reuse) and sk.state != TcpState.LISTEN
+    l3mdev = inet_sk_bound_l3mdev(sk)
+    port = snum
+    if not port:
+        picked = find_open_port(sk)
+        if picked is None:
+            return PortResult("EADDRINUSE", 0, "inet_csk_find_open_port: no free port in range")
+        port = picked
+        tb = tables.bucket(port, l3mdev)
+        tb2 = tables.bucket2(port, l3mdev, sk)
+        tb = tb or tables.create(port, l3mdev)
+        tb2 = tb2 or tables.create2(tb, sk)
+        _success(tables, tb, tb2, sk, port)
+        return PortResult(None, port, f"inet_csk_find_open_port: picked port {port}")
+
+    tb = tables.bucket(port, l3mdev)
+    created = tb is None
+    tb = tb or tables.create(port, l3mdev)
+    check_bind_conflict = True
+    why_fast = ""
+    if tb.bhash2:
+        if sk.reuse == SK_FORCE_REUSE:
+            check_bind_conflict, why_fast = False, "SK_FORCE_REUSE"
+        elif tb.fastreuse > 0 and reuse:
+            check_bind_conflict, why_fast = False, "fast path: tb->fastreuse and SO_REUSEADDR"
+        elif sk_reuseport_match(tb, sk):
+            check_bind_conflict = False
+            why_fast = f"fast path: sk_reuseport_match (fastuid {tb.fastuid})"
+    if check_bind_conflict and inet_use_hash2_on_bind(sk):
+        c = inet_bhash2_addr_any_conflict(tables, sk, port, l3mdev, True, True)
+        if c:
+            if created:
+                tables.destroy_if_empty(tb, None)
+            return PortResult("EADDRINUSE", port, str(c))
+    tb2 = tables.bucket2(port, l3mdev, sk)
+    created2 = tb2 is None
+    tb2 = tb2 or tables.create2(tb, sk)
+    if check_bind_conflict:
+        c = inet_csk_bind_conflict(sk, tb, tb2, True, True)
+        if c:
+            tables.destroy_if_empty(tb, tb2 if created2 else None)
+            return PortResult("EADDRINUSE", port, str(c))
+    _success(tables, tb, tb2, sk, port)
+    if why_fast:
+        return PortResult(None, port, f"inet_csk_get_port: port {port} taken by the {why_fast}")
+    if created:
+        return PortResult(None, port, f"inet_csk_get_port: port {port} had no bind bucket")
+    return PortResult(None, port, f"inet_csk_bind_conflict: no owner of port {port} conflicts")
+
+
+def _success(tables: BindTables, tb: BindBucket, tb2: Bind2Bucket, sk: Sock, port: int) -> None:
+    """inet_csk_get_port's success label: update the fast path, then hash sk if new."""
+    inet_csk_update_fastreuse(tb, sk)
+    if sk.bind_hash is None:
+        tables.bind_hash(sk, tb, tb2, port)
+
+
+def addr_text(addr: int) -> str:
+    return str(ipaddress.IPv4Address(addr))
+
+
+__all__ = [
+    "BindTables", "BindBucket", "Bind2Bucket", "Conflict", "PortResult", "SK_CAN_REUSE",
+    "inet_csk_get_port", "inet_csk_bind_conflict", "inet_bind_conflict", "sk_reuseport_match",
+]

@@ -1,0 +1,128 @@
+"""inet_csk_find_open_port: the port bind(0) and listen() on an unbound socket get.
+
+The kernel draws one random offset per scan (`get_random_u32_below(remaining)`); everything
+else is deterministic. The model enumerates every offset of a scan phase, so the set it
+returns is exactly the set of ports the kernel can pick, and the first phase that can succeed
+is the only one the kernel reaches.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from model.bind import (
+    BindTables, inet_bhash2_addr_any_conflict, inet_csk_bind_conflict, inet_sk_bound_l3mdev,
+    inet_use_hash2_on_bind,
+)
+from model.outcome import PortChoice
+from model.profiles import Profile
+from model.sock import SK_CAN_REUSE, Sock
+from model.sysctl import Sysctls
+
+
+@dataclass(frozen=True)
+class ScanPhase:
+    """One pass of the scan: which half of the range, and whether conflicts are relaxed."""
+
+    attempt_half: int  # 0 whole range, 1 lower half, 2 upper half
+    relax: bool
+
+    def describe(self) -> str:
+        half = {0: "whole range", 1: "lower half", 2: "upper half"}[self.attempt_half]
+        return f"inet_csk_find_open_port: {half}{', relaxed (ip_autobind_reuse)' if self.relax else ''}"
+
+
+def phases(sk: Sock, profile: Profile, sysctls: Sysctls) -> Iterator[ScanPhase]:
+    """The ports_exhausted / other_half_scan order of inet_csk_find_open_port."""
+    for relax in (False, True):
+        if relax and not (profile.autobind_reuse and sysctls.ip_autobind_reuse):
+            return
+        # attempt_half = (sk->sk_reuse == SK_CAN_REUSE) ? 1 : 0
+        if sk.reuse == SK_CAN_REUSE:
+            yield ScanPhase(1, relax)
+            yield ScanPhase(2, relax)
+        else:
+            yield ScanPhase(0, relax)
+
+
+def phase_range(phase: ScanPhase, sysctls: Sysctls) -> tuple[int, int, int]:
+    """low, high (exclusive) and remaining for a phase, as the kernel computes them."""
+    low, high = sysctls.ip_local_port_range  # inet_sk_get_local_port_range
+    high += 1  # [32768, 60999] -> [32768, 61000[
+    attempt_half = phase.attempt_half if high - low >= 4 else 0
+    if attempt_half:
+        half = low + (((high - low) >> 2) << 1)
+        if attempt_half == 1:
+            high = half
+        else:
+            low = half
+    remaining = high - low
+    if remaining > 1:
+        remaining &= ~1
+    return low, high, remaining
+
+
+def scan_order(low: int, high: int, remaining: int, offset: int) -> Iterator[int]:
+    """The ports one scan visits for a drawn offset: offset|1's parity, then offset-1's."""
+    offset |= 1  # "We do the opposite [parity] to not pollute connect() users."
+    while True:
+        port = low + offset
+        for _ in range(0, remaining, 2):
+            if port >= high:
+                port -= remaining
+            yield port
+            port += 2
+        offset -= 1
+        if offset & 1:
+            return
+
+
+class PortFinder:
+    """Answers 'is port p free for sk in this phase?' with the kernel's conflict checks."""
+
+    def __init__(self, tables: BindTables, sysctls: Sysctls):
+        self.tables = tables
+        self.sysctls = sysctls
+
+    def free(self, sk: Sock, port: int, relax: bool) -> bool:
+        if port in self.sysctls.ip_local_reserved_ports:  # inet_is_local_reserved_port
+            return False
+        l3mdev = inet_sk_bound_l3mdev(sk)
+        if inet_use_hash2_on_bind(sk) and inet_bhash2_addr_any_conflict(
+            self.tables, sk, port, l3mdev, relax, False
+        ):
+            return False
+        tb = self.tables.bucket(port, l3mdev)
+        if tb is None:
+            return True
+        tb2 = self.tables.bucket2(port, l3mdev, sk)
+        return inet_csk_bind_conflict(sk, tb, tb2, relax, False) is None
+
+    def candidates(self, sk: Sock, profile: Profile) -> PortChoice | None:
+        """Every port the kernel can return, from the first phase that finds any."""
+        for phase in phases(sk, profile, self.sysctls):
+            low, high, remaining = phase_range(phase, self.sysctls)
+            if remaining <= 0:
+                continue
+            memo: dict[int, bool] = {}
+            found: set[int] = set()
+            for offset in sorted({r | 1 for r in range(remaining)}):
+                for port in scan_order(low, high, remaining, offset):
+                    ok = memo.get(port)
+                    if ok is None:
+                        ok = memo[port] = self.free(sk, port, phase.relax)
+                    if ok:
+                        found.add(port)
+                        break
+            if found:
+                return PortChoice(tuple(sorted(found)), phase.describe())
+        return None
+
+    def pick(self, sk: Sock, profile: Profile, rng: random.Random) -> tuple[int | None, PortChoice | None]:
+        """The model's own pick (seeded), as the kernel would make it, and the full set."""
+        choice = self.candidates(sk, profile)
+        if choice is None:
+            return None, None
+        return rng.choice(choice.ports), choice

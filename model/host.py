@@ -1,0 +1,54 @@
+"""The namespace the model stands for: its devices and addresses (data given by the harness)."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+
+
+class RouteType(enum.Enum):
+    """The rtn_type that `inet_addr_type_table` returns for an address."""
+
+    LOCAL = "RTN_LOCAL"
+    UNICAST = "RTN_UNICAST"
+    BROADCAST = "RTN_BROADCAST"
+    MULTICAST = "RTN_MULTICAST"
+
+
+@dataclass(frozen=True)
+class Device:
+    """A network device: its ifindex in the namespace and its addresses with prefixes."""
+
+    name: str
+    ifindex: int
+    addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
+    loopback: bool = False
+
+
+@dataclass(frozen=True)
+class Host:
+    """Devices of one network namespace, in ifindex order."""
+
+    devices: tuple[Device, ...] = field(default_factory=tuple)
+
+    def device(self, name: str) -> Device | None:
+        return next((d for d in self.devices if d.name == name), None)
+
+    def inet_addr_type(self, addr: ipaddress.IPv4Address) -> RouteType:
+        """__inet_dev_addr_type (net/ipv4/fib_frontend.c) against the local table that
+        fib_add_ifaddr builds: a /32 RTN_LOCAL per address, the whole prefix RTN_LOCAL on a
+        loopback device, and the network broadcast (prefix | ~mask) when prefixlen < 31."""
+        if int(addr) >> 24 == 0 or addr == ipaddress.IPv4Address("255.255.255.255"):
+            return RouteType.BROADCAST  # ipv4_is_zeronet || ipv4_is_lbcast
+        if addr.is_multicast:
+            return RouteType.MULTICAST
+        for dev in self.devices:
+            for iface in dev.addresses:
+                if not isinstance(iface, ipaddress.IPv4Interface):
+                    continue
+                if iface.ip == addr or (dev.loopback and addr in iface.network):
+                    return RouteType.LOCAL
+                if iface.network.prefixlen < 31 and addr == iface.network.broadcast_address:
+                    return RouteType.BROADCAST
+        return RouteType.UNICAST  # no match in the local table

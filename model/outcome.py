@@ -1,0 +1,76 @@
+"""One outcome type for both backends: what a step returned, and (model side) why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PortChoice:
+    """The ports the kernel may pick at random in one step (an ephemeral port).
+
+    The kernel draws a random offset (`get_random_u32_below`); the model enumerates every
+    offset, so `ports` is exactly the set of results the kernel can return.
+    """
+
+    ports: tuple[int, ...]
+    rule: str  # which scan produced them, e.g. "inet_csk_find_open_port: lower half, odd"
+
+    def __contains__(self, port: object) -> bool:
+        return port in self._set
+
+    @property
+    def _set(self) -> frozenset[int]:
+        cached = self.__dict__.get("_cached")
+        if cached is None:
+            cached = frozenset(self.ports)
+            object.__setattr__(self, "_cached", cached)
+        return cached
+
+    def describe(self) -> str:
+        """Ports as compact runs: '40001-40009/2, 40012' (step 2 marks one parity)."""
+        return f"{len(self.ports)} ports {_runs(self.ports)} ({self.rule})"
+
+
+def _runs(ports: tuple[int, ...], limit: int = 6) -> str:
+    if not ports:
+        return "none"
+    runs: list[str] = []
+    i = 0
+    while i < len(ports):
+        j = i
+        step = ports[i + 1] - ports[i] if i + 1 < len(ports) else 1
+        if step not in (1, 2):
+            step = 1
+        while j + 1 < len(ports) and ports[j + 1] - ports[j] == step:
+            j += 1
+        if j == i:
+            runs.append(str(ports[i]))
+        else:
+            runs.append(f"{ports[i]}-{ports[j]}" + ("/2" if step == 2 else ""))
+        i = j + 1
+    if len(runs) > limit:
+        return ", ".join(runs[:limit]) + f", ... ({len(runs) - limit} more runs)"
+    return ", ".join(runs)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one step returned.
+
+    value:      "0", an errno name ("EADDRINUSE"), a socket name, a count, an address.
+    reason:     the model's one-line reason (kernel function and rule); "" on the kernel side.
+    choice:     kernel side: the ephemeral port the kernel picked in this step, if it picked one.
+    candidates: model side: every port the kernel may pick in this step (checked by property).
+    random:     the value depends on a random kernel choice: in a model-only run it can't be
+                compared with a recorded expectation, and `record` writes none for it.
+    """
+
+    value: str
+    reason: str = ""
+    choice: int | None = None
+    candidates: PortChoice | None = None
+    random: bool = False
+
+    def __str__(self) -> str:
+        return self.value

@@ -1,0 +1,1 @@
+"""Isolated network namespaces for the kernel backend: create, configure, reap. No socket semantics."""
