@@ -118,8 +118,6 @@ def cmd_explain(args: argparse.Namespace) -> int:
             extra = " (a random pick; the kernel may pick another)" if o.random else ""
             print(f"  {step.line:>4}  {step.call} = {o.value}{extra}")
             print(f"        {o.reason}")
-            if o.candidates is not None:
-                print(f"        may pick: {o.candidates.describe()}")
     return EXIT_OK
 
 

@@ -39,8 +39,10 @@ class Host:
         """__inet_dev_addr_type (net/ipv4/fib_frontend.c) against the local table that
         fib_add_ifaddr builds: a /32 RTN_LOCAL per address, the whole prefix RTN_LOCAL on a
         loopback device, and the network broadcast (prefix | ~mask) when prefixlen < 31."""
-        if int(addr) >> 24 == 0 or addr == ipaddress.IPv4Address("255.255.255.255"):
-            return RouteType.BROADCAST  # ipv4_is_zeronet || ipv4_is_lbcast
+        # ipv4_is_zeronet is addr == 0 only (include/linux/in.h: 0.0.0.0/8 is unicast since
+        # 5.3), ipv4_is_lbcast is 255.255.255.255
+        if int(addr) == 0 or addr == ipaddress.IPv4Address("255.255.255.255"):
+            return RouteType.BROADCAST
         if addr.is_multicast:
             return RouteType.MULTICAST
         for dev in self.devices:

@@ -47,9 +47,9 @@ class Kernel:
             return self.socks[fd]
         return None
 
-    @staticmethod
-    def _ebadf(fd: int) -> Outcome:
-        return Outcome("EBADF", f"fdget: descriptor {fd} is not open (closed earlier)")
+    def _ebadf(self, fd: int) -> Outcome:
+        name = self.socks[fd].name if 0 <= fd < len(self.socks) else str(fd)
+        return Outcome("EBADF", f"fdget: {name}'s descriptor was closed")
 
     def _get_port(
         self, sk: Sock, snum: int, choice: int | None

@@ -29,7 +29,8 @@ class PortChoice:
 
     def describe(self) -> str:
         """Ports as compact runs: '40001-40009/2, 40012' (step 2 marks one parity)."""
-        return f"{len(self.ports)} ports {_runs(self.ports)} ({self.rule})"
+        n = len(self.ports)
+        return f"{n} port{'s' if n != 1 else ''} {_runs(self.ports)} ({self.rule})"
 
 
 def _runs(ports: tuple[int, ...], limit: int = 6) -> str:
