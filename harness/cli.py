@@ -114,7 +114,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for key, value in sc.sysctls:
             print(f"  @sysctl {key} = {value}")
         outcomes = ModelExecutor(profile, args.seed).run(sc)
-        for step, o in zip(sc.steps, outcomes):
+        for step, o in zip(sc.steps, outcomes, strict=True):
             extra = " (a random pick; the kernel may pick another)" if o.random else ""
             print(f"  {step.line:>4}  {step.call} = {o.value}{extra}")
             print(f"        {o.reason}")

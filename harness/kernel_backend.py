@@ -12,8 +12,15 @@ import socket
 from collections.abc import Iterator
 
 from harness.scenario import (
-    BindStep, CloseStep, GetsocknameStep, InuseStep, ListenStep, Scenario, SetsockoptStep,
-    SocketStep, Step,
+    BindStep,
+    CloseStep,
+    GetsocknameStep,
+    InuseStep,
+    ListenStep,
+    Scenario,
+    SetsockoptStep,
+    SocketStep,
+    Step,
 )
 from model.outcome import Outcome
 from netns import sysctl

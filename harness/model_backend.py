@@ -5,8 +5,15 @@ from __future__ import annotations
 import ipaddress
 
 from harness.scenario import (
-    BindStep, CloseStep, GetsocknameStep, InuseStep, ListenStep, Scenario, SetsockoptStep,
-    SocketStep, Step,
+    BindStep,
+    CloseStep,
+    GetsocknameStep,
+    InuseStep,
+    ListenStep,
+    Scenario,
+    SetsockoptStep,
+    SocketStep,
+    Step,
 )
 from model.host import Device, Host
 from model.kernel import Kernel
@@ -41,7 +48,7 @@ class ModelExecutor:
         self.kernel = Kernel(self.profile, host_of(), sysctls_of(scenario), seed=self.seed)
         self.fds: dict[str, int] = {}
         picks = choices or [None] * len(scenario.steps)
-        return [self.step(s, c) for s, c in zip(scenario.steps, picks)]
+        return [self.step(s, c) for s, c in zip(scenario.steps, picks, strict=True)]
 
     def step(self, step: Step, choice: int | None) -> Outcome:
         k = self.kernel

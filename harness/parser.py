@@ -10,8 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.scenario import (
-    BindStep, CloseStep, GetsocknameStep, InuseStep, KernelRange, ListenStep, Scenario,
-    SetsockoptStep, SocketStep, Step,
+    BindStep,
+    CloseStep,
+    GetsocknameStep,
+    InuseStep,
+    KernelRange,
+    ListenStep,
+    Scenario,
+    SetsockoptStep,
+    SocketStep,
+    Step,
 )
 from model.addr import parse_sockaddr
 from model.sockopt import SockOpt

@@ -85,11 +85,11 @@ class Worker:
 
     def __init__(self) -> None:
         self.name = namespace.new_name()
-        namespace.create(self.name)
         ctx = mp.get_context("fork")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(self.name, child), daemon=True)
         try:
+            namespace.create(self.name)
             self.proc.start()
             child.close()
             kind, payload = self._recv(READY_TIMEOUT)
@@ -156,9 +156,15 @@ class Pool:
         return reply.outcomes
 
     def close(self) -> None:
-        if self.worker is not None:
-            w, self.worker = self.worker, None
-            w.stop()
+        """Stop the worker and remove our namespaces; SIGINT/SIGTERM wait until this is done."""
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            if self.worker is not None:
+                w, self.worker = self.worker, None
+                w.stop()
+            namespace.remove_owned()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def __enter__(self) -> Pool:
         return self

@@ -13,7 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from model.bind import (
-    BindTables, inet_bhash2_addr_any_conflict, inet_csk_bind_conflict, inet_sk_bound_l3mdev,
+    BindTables,
+    inet_bhash2_addr_any_conflict,
+    inet_csk_bind_conflict,
+    inet_sk_bound_l3mdev,
     inet_use_hash2_on_bind,
 )
 from model.outcome import PortChoice

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from model.bind import BindBucket, Bind2Bucket
+    from model.bind import Bind2Bucket, BindBucket
     from model.reuseport import ReuseportGroup
 
 

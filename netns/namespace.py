@@ -57,6 +57,15 @@ def remove(name: str) -> None:
         pass
 
 
+def remove_owned() -> list[str]:
+    """Remove every namespace this process made (a last sweep for any interrupted creation)."""
+    mine = f"{PREFIX}{os.getpid()}-"
+    gone = [n for n in ours() if n.startswith(mine)]
+    for name in gone:
+        remove(name)
+    return gone
+
+
 def reap_stale() -> list[str]:
     """Remove namespaces left by runs whose owner died (kill -9); returns their names."""
     reaped = []

@@ -1,0 +1,46 @@
+"""Markers, the shared namespace pool, and the rule that a skipped kernel half is not green."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+IS_ROOT = os.geteuid() == 0
+NOT_ROOT = "not root: the kernel half (namespaces, real sockets) cannot run"
+
+
+def pytest_collection_modifyitems(config, items):
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason=NOT_ROOT)
+    for item in items:
+        if "kernel" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A run that skipped kernel tests fails unless ALLOW_NO_ROOT=1 says that is intended."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    skipped_kernel = [r for r in reporter.stats.get("skipped", []) if "kernel" in r.keywords]
+    if not skipped_kernel:
+        return
+    reporter.write_line("")
+    reporter.write_line(
+        f"!!! {len(skipped_kernel)} kernel test(s) SKIPPED ({NOT_ROOT}). "
+        "The model was NOT checked against a real kernel.", red=True, bold=True,
+    )
+    if os.environ.get("ALLOW_NO_ROOT") != "1" and session.exitstatus == 0:
+        reporter.write_line("Failing the run; set ALLOW_NO_ROOT=1 to accept a model-only run.", red=True)
+        session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def pool():
+    """One namespace worker for the whole session, removed however the session ends."""
+    from harness.worker import Pool
+
+    with Pool() as p:
+        yield p

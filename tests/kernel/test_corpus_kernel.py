@@ -1,0 +1,29 @@
+"""The whole scenario corpus on the real kernel and the model, step by step."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import pytest
+
+from harness.report import Summary, summary_table
+from harness.runner import Backend, Runner, load
+from model.profiles import profile_for_release
+
+pytestmark = pytest.mark.kernel
+CORPUS = Path(__file__).parents[1] / "scenarios"
+
+
+def test_corpus_agrees_on_model_and_kernel(pool, capsys):
+    profile, _ = profile_for_release(platform.release())
+    scenarios = load([CORPUS])
+    results = Runner(profile, Backend.BOTH, 0, pool).run(scenarios)
+    summary = Summary.of(results)
+    with capsys.disabled():
+        print("\n" + summary_table(summary))
+    t = summary.total
+    assert t.kernel_steps > 0 and t.kernel_steps == t.steps, "steps that did not run on the kernel"
+    assert t.skipped == 0
+    bad = [f"{r.scenario.path}:{s.step.line}: {s.problems}" for r in results for s in r.divergent]
+    assert not bad, "\n".join(bad)

@@ -1,0 +1,29 @@
+"""The committed bind matrix is what tests/scenarios/matrix.py generates (expectations aside)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+from harness.parser import parse_file, parse_text
+
+HERE = Path(__file__).parents[1] / "scenarios"
+
+
+def _matrix():
+    spec = importlib.util.spec_from_file_location("matrix", HERE / "matrix.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_committed_matrix_matches_generator():
+    m = _matrix()
+    combos = list(itertools.product(m.FLAGS, m.FLAGS, m.UIDS, m.ADDRS, m.ORDERS))
+    assert len(combos) == len(list(m.OUT.glob("*.scn"))) == 192
+    for combo in combos:
+        path = m.OUT / ("-".join(combo) + ".scn")
+        fresh = parse_text(path, m.scenario(*combo))
+        committed = parse_file(path)
+        assert [s.call for s in fresh.steps] == [s.call for s in committed.steps], path

@@ -1,0 +1,72 @@
+"""The .scn parser: what it accepts, and errors that name file:line:col and what was expected."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from harness.parser import ScenarioError, parse_text
+from harness.scenario import BindStep, InuseStep, SetsockoptStep, SocketStep
+from model.sockopt import SockOpt
+
+GOOD = """\
+@kernel >= 4.6
+@sysctl net.ipv4.ip_local_port_range = 40000 40009   # comment
+@cpu 1
+a = socket(AF_INET, SOCK_STREAM, uid=1000)   # created as uid 1000
+setsockopt(a, SO_REUSEPORT, 1) = 0
+bind(a, 10.0.0.1:8080) = EADDRINUSE
+inuse(tcp) = 0
+"""
+
+
+def test_parses_directives_and_steps():
+    sc = parse_text("x.scn", GOOD)
+    assert sc.cpu == 1
+    assert sc.sysctls == (("net.ipv4.ip_local_port_range", "40000 40009"),)
+    assert sc.kernel[0].admits((6, 18)) and not sc.kernel[0].admits((4, 5))
+    s0, s1, s2, s3 = sc.steps
+    assert isinstance(s0, SocketStep) and s0.uid == 1000 and s0.family == socket.AF_INET
+    assert s0.expect is None and s0.line == 4
+    assert isinstance(s1, SetsockoptStep) and s1.option is SockOpt.SO_REUSEPORT and s1.expect == "0"
+    assert isinstance(s2, BindStep) and str(s2.addr) == "10.0.0.1:8080" and s2.expect == "EADDRINUSE"
+    assert isinstance(s3, InuseStep) and s3.expect == "0"
+
+
+@pytest.mark.parametrize(
+    "text, line, col, words",
+    [
+        ("a = socket(AF_INET, SOCK_STREAM)\nfrobnicate(a)\n", 2, 1, "unknown verb 'frobnicate'"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nsetsockopt(a, SO_FOO, 1)\n", 2, 15, "unknown option 'SO_FOO'"),
+        ("a = socket(AF_INET, SOCK_STREAM, gid=3)\n", 1, 34, "unknown option 'gid'"),
+        ("bind(b, 10.0.0.1:80)\n", 1, 6, "unknown socket 'b'"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nbind(a, 10.0.0.300:80)\n", 2, 9, "expected an address"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nbind(a, 10.0.0.1:99999)\n", 2, 9, "port 0-65535"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nbind(a, 10.0.0.1:80\n", 2, 20, "expected ')'"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nbind(a, 10.0.0.1:80) = MAYBE\n", 2, 24, "errno name"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nlisten(a)\n", 2, 1, "listen() takes 2 argument(s)"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nlisten(a, many)\n", 2, 11, "a backlog"),
+        ("a = socket(AF_INET, SOCK_DGRAM)\n", 1, 21, "expected SOCK_STREAM"),
+        ("a = socket(AF_INET6, SOCK_STREAM)\n", 1, 12, "IPv6 sockets are not modelled yet"),
+        ("@sysctl net.ipv4.nonsense = 1\na = socket(AF_INET, SOCK_STREAM)\n", 1, 9, "unknown sysctl"),
+        ("@kernel ~ 4\na = socket(AF_INET, SOCK_STREAM)\n", 1, 9, "expected '@kernel OP X.Y'"),
+        ("a = socket(AF_INET, SOCK_STREAM)\n@cpu 1\n", 2, 1, "must come before the first step"),
+        ("a = socket(AF_INET, SOCK_STREAM)\na = socket(AF_INET, SOCK_STREAM)\n", 2, 1, "still open"),
+        ("inuse(udp)\n", 1, 7, "expected tcp"),
+        ("# nothing\n", 1, 1, "at least one step"),
+        ("a = bind(b, 1.2.3.4:5)\n", 1, 1, "only socket() assigns a name"),
+    ],
+)
+def test_errors_name_file_line_column(text, line, col, words):
+    with pytest.raises(ScenarioError) as e:
+        parse_text("bad.scn", text)
+    assert (e.value.line, e.value.col) == (line, col), str(e.value)
+    assert words in e.value.message
+    assert str(e.value).startswith(f"bad.scn:{line}:{col}: ")
+
+
+def test_name_may_be_reused_after_close_and_use_after_close_parses():
+    sc = parse_text("x.scn", "a = socket(AF_INET, SOCK_STREAM)\nclose(a)\nbind(a, 10.0.0.1:1)\n"
+                    "a = socket(AF_INET, SOCK_STREAM)\n")
+    assert [s.verb for s in sc.steps] == ["socket", "close", "bind", "socket"]
