@@ -265,7 +265,10 @@ class Parser:
         self._no_keywords(ln, args)
         self._arity(ln, "listen", args, m, 2, "listen(a, 16)")
         sock, backlog = args
-        return ListenStep(ln.lineno, call, expect, self._sock_ref(ln, sock), self._int(ln, backlog, "a backlog"))
+        n = self._int(ln, backlog, "a backlog")
+        if n < 0:
+            raise ln.error(backlog.col, "expected a backlog >= 0")
+        return ListenStep(ln.lineno, call, expect, self._sock_ref(ln, sock), n)
 
     def _close(self, ln, call, expect, name, args, m) -> Step:
         self._no_keywords(ln, args)
