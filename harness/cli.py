@@ -43,6 +43,8 @@ def _progress(quiet: bool):
             status = f"DIVERGED at line {r.divergent[0].step.line}"
         if not quiet or not r.agreed:
             print(f"[{i}/{n}] {r.scenario.path}: {status}", flush=True)
+        elif i % 50 == 0 or i == n:
+            print(f"[{i}/{n}] …", flush=True)
     return show
 
 
@@ -143,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", help="model profile (default: the running kernel's)")
     run.add_argument("--json", metavar="FILE", help="write every step's outcomes as JSON")
     run.add_argument("--seed", type=int, default=0, help="seed of the model's own random picks")
-    run.add_argument("-q", "--quiet", action="store_true", help="print only divergent scenarios")
+    run.add_argument("-q", "--quiet", action="store_true", help="print only divergent scenarios (and a progress line every 50)")
     run.set_defaults(func=cmd_run)
     rec = sub.add_parser("record", help="write the kernel's outcomes into files as '= …'")
     rec.add_argument("files", nargs="+", metavar="FILE")

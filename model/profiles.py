@@ -18,29 +18,19 @@ class Profile:
 
     name: str
     version: tuple[int, int]
-    # inet_csk_get_port uses bhash2 (per port+address buckets) and checks a specific-address
-    # bind against the wildcard buckets with inet_bhash2_addr_any_conflict (6.1+,
-    # net/ipv4/inet_connection_sock.c).
-    bhash2: bool
     # inet_csk_find_open_port retries with relax=true when net.ipv4.ip_autobind_reuse is set
     # (5.7+, net/ipv4/inet_connection_sock.c).
     autobind_reuse: bool
-    # bind(port 0) scans with offset |= 1, preferring the parity opposite to `low`, and starts in
-    # the lower half of the range for SO_REUSEADDR sockets (4.6+, inet_csk_find_open_port).
-    bind_prefers_odd: bool
 
 
-# Linux 6.18, this project's host kernel. Sources read: Debian linux-source-6.12 and -7.2; the
-# functions modelled are identical in both (inet_csk_get_port, inet_csk_bind_conflict,
-# inet_bind_conflict, inet_csk_find_open_port, inet_csk_update_fastreuse, __inet_bind,
-# __inet_listen_sk, inet_csk_listen_start, __inet_hash, inet_reuseport_add_sock).
-LINUX_6_18 = Profile(
-    name="6.18",
-    version=(6, 18),
-    bhash2=True,
-    autobind_reuse=True,
-    bind_prefers_odd=True,
-)
+# Linux 6.18, this project's host kernel. Sources read: Debian linux-source-6.12 (6.12.117) and
+# -7.2 (7.2.13), which bracket it; the functions modelled differ between the two only by renames
+# (sock_i_uid -> sk_uid) and by tb2 copies of the fast-path fields that only connect() reads:
+# inet_csk_get_port, inet_csk_bind_conflict, inet_bind_conflict, inet_csk_find_open_port,
+# inet_csk_update_fastreuse, sk_reuseport_match, __inet_bind, __inet_listen_sk,
+# inet_csk_listen_start, inet_reuseport_add_sock. The model uses bhash2 (6.1+) throughout;
+# version fields for bhash2, the listener hash and the rest come with the other profiles.
+LINUX_6_18 = Profile(name="6.18", version=(6, 18), autobind_reuse=True)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (LINUX_6_18,)}
 
