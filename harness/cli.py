@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from harness.compare import ScenarioResult
+from harness.minimize import minimize
 from harness.model_backend import ModelExecutor
 from harness.parser import ScenarioError
 from harness.record import recorded_text
@@ -59,14 +60,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if pool and pool.reaped:
             print(f"reaped {len(pool.reaped)} namespace(s) left by a killed run: {', '.join(pool.reaped)}")
-        results = Runner(profile, backend, args.seed, pool).run(scenarios, _progress(args.quiet))
+        runner = Runner(profile, backend, args.seed, pool)
+        results = runner.run(scenarios, _progress(args.quiet))
+        texts = [divergence_text(r, minimize(r, runner.run_one) if args.minimize else None)
+                 for r in results if not r.skipped and not r.agreed]
     finally:
         if pool:
             pool.close()
-    for r in results:
-        if not r.skipped and not r.agreed:
-            print()
-            print(divergence_text(r))
+    for text in texts:
+        print()
+        print(text)
     summary = Summary.of(results)
     print()
     print(summary_table(summary))
@@ -145,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", help="model profile (default: the running kernel's)")
     run.add_argument("--json", metavar="FILE", help="write every step's outcomes as JSON")
     run.add_argument("--seed", type=int, default=0, help="seed of the model's own random picks")
+    run.add_argument("--no-minimize", dest="minimize", action="store_false",
+                     help="print the scenario cut at the divergence instead of shrinking it")
     run.add_argument("-q", "--quiet", action="store_true", help="print only divergent scenarios (and a progress line every 50)")
     run.set_defaults(func=cmd_run)
     rec = sub.add_parser("record", help="write the kernel's outcomes into files as '= …'")

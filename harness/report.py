@@ -98,7 +98,7 @@ def reproducer(result: ScenarioResult, upto: StepResult) -> str:
     return "\n".join(keep) + "\n"
 
 
-def divergence_text(result: ScenarioResult) -> str:
+def divergence_text(result: ScenarioResult, minimal: str | None = None) -> str:
     """How to read it: the step, what each side said (the model with its reason), the problem."""
     out = [f"DIVERGED {result.scenario.path}"]
     for s in result.divergent:
@@ -109,8 +109,12 @@ def divergence_text(result: ScenarioResult) -> str:
         for p in s.problems:
             out.append(f"    problem: {p}")
     first = result.divergent[0]
-    out.append(f"  reproducer (steps up to line {first.step.line}; save as a .scn and 'sockharness run' it):")
-    out += ["    " + ln for ln in reproducer(result, first).splitlines()]
+    if minimal is not None:
+        out.append("  minimal reproducer (steps removed while the same divergence remained):")
+        out += ["    " + ln for ln in minimal.splitlines()]
+    else:
+        out.append(f"  reproducer (steps up to line {first.step.line}; save as a .scn and 'sockharness run' it):")
+        out += ["    " + ln for ln in reproducer(result, first).splitlines()]
     return "\n".join(out)
 
 

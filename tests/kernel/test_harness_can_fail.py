@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import model.bind
+from harness.minimize import minimize
 from harness.parser import parse_file
 from harness.report import divergence_text
 from harness.runner import Backend, Runner
@@ -33,6 +34,13 @@ def test_reuseport_rule_that_ignores_uid_is_caught(pool, monkeypatch):
     text = divergence_text(res)
     assert f"line {first.step.line}: bind(b, 10.0.0.1:8080) = EADDRINUSE" in text
     assert "model : 0" in text and "kernel: EADDRINUSE" in text
+    # The minimal reproducer keeps what the divergence needs (both SO_REUSEPORT, both binds)
+    # and drops the rest of the 30-odd steps.
+    minimal = minimize(res, Runner(LINUX_6_18, Backend.BOTH, 0, pool).run_one).splitlines()
+    assert minimal[-1].startswith("bind(b, 10.0.0.1:8080)")
+    calls = [ln.split(" = ")[0] for ln in minimal]
+    assert "setsockopt(a, SO_REUSEPORT, 1)" in calls and "setsockopt(b, SO_REUSEPORT, 1)" in calls
+    assert len(minimal) == 6, minimal
 
 
 def test_listen_without_recheck_is_caught(pool, monkeypatch):
