@@ -81,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     t = summary.total
     print(f"\n{t.steps_agreed} agreed, {t.steps_diverged} diverged steps; "
           f"{t.kernel_steps} kernel steps executed; {t.skipped} scenario(s) skipped")
+    if pool is not None and pool.replaced:
+        print(f"{pool.replaced} namespace(s) replaced: not clean after a scenario's reset")
     if backend.uses_kernel and t.kernel_steps == 0:
         print("error: no step ran on the kernel", file=sys.stderr)
         return EXIT_DIVERGED

@@ -73,7 +73,9 @@ def _worker_main(name: str, conn: Connection) -> None:
             outcomes = executor.run(scenario)
             apply_sysctls(defaults)
             tcp = read_sockstat()["TCP"]
+            left = [k for k, v in defaults if sysctl.read(k) != v]
             dirt = "" if tcp["inuse"] == 0 and tcp["tw"] == 0 else f"TCP {tcp} after reset"
+            dirt += f" sysctls not restored: {left}" if left else ""
             conn.send(("done", WorkerReply(outcomes, not dirt, dirt)))
         except BaseException:
             conn.send(("error", traceback.format_exc()))
