@@ -9,11 +9,10 @@ follows it step by step.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from model.sock import SK_CAN_REUSE, SK_FORCE_REUSE, Sock, TcpState
+from model.sock import SK_FORCE_REUSE, Sock, TcpState
 
 # tb->fastreuseport values (include/net/inet_hashtables.h)
 FASTREUSEPORT_ANY = 1
@@ -121,9 +120,6 @@ class BindTables:
             tb2.owners.remove(sk)
             sk.bind2_hash = None
         self.destroy_if_empty(tb, tb2)
-
-    def is_used(self, port: int) -> bool:
-        return any(p == port for p, _ in self.bhash)
 
 
 def inet_use_hash2_on_bind(sk: Sock) -> bool:
@@ -372,13 +368,3 @@ def _success(tables: BindTables, tb: BindBucket, tb2: Bind2Bucket, sk: Sock, por
     inet_csk_update_fastreuse(tb, sk)
     if sk.bind_hash is None:
         tables.bind_hash(sk, tb, tb2, port)
-
-
-def addr_text(addr: int) -> str:
-    return str(ipaddress.IPv4Address(addr))
-
-
-__all__ = [
-    "BindTables", "BindBucket", "Bind2Bucket", "Conflict", "PortResult", "SK_CAN_REUSE",
-    "inet_csk_get_port", "inet_csk_bind_conflict", "inet_bind_conflict", "sk_reuseport_match",
-]

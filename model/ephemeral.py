@@ -8,7 +8,6 @@ is the only one the kernel reaches.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -122,10 +121,3 @@ class PortFinder:
             if found:
                 return PortChoice(tuple(sorted(found)), phase.describe())
         return None
-
-    def pick(self, sk: Sock, profile: Profile, rng: random.Random) -> tuple[int | None, PortChoice | None]:
-        """The model's own pick (seeded), as the kernel would make it, and the full set."""
-        choice = self.candidates(sk, profile)
-        if choice is None:
-            return None, None
-        return rng.choice(choice.ports), choice

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 # Scenario key -> Sysctls field. Every one of these is per network namespace.
 KEYS: dict[str, str] = {
@@ -63,7 +63,3 @@ def format_value(value: object) -> str:
     if isinstance(value, frozenset):
         return ",".join(str(v) for v in sorted(value))
     return str(value)
-
-
-def field_names() -> list[str]:
-    return [f.name for f in fields(Sysctls)]
