@@ -32,9 +32,6 @@ class Host:
 
     devices: tuple[Device, ...] = field(default_factory=tuple)
 
-    def device(self, name: str) -> Device | None:
-        return next((d for d in self.devices if d.name == name), None)
-
     def inet_addr_type(self, addr: ipaddress.IPv4Address) -> RouteType:
         """__inet_dev_addr_type (net/ipv4/fib_frontend.c) against the local table that
         fib_add_ifaddr builds: a /32 RTN_LOCAL per address, the whole prefix RTN_LOCAL on a

@@ -54,12 +54,3 @@ def parse_value(name: str, text: str) -> object:
     if len(words) != 1 or not words[0].lstrip("-").isdigit():
         raise ValueError(f"expected an integer, got {text!r}")
     return int(words[0])
-
-
-def format_value(value: object) -> str:
-    """The text /proc/sys takes for a value."""
-    if isinstance(value, tuple):
-        return " ".join(str(v) for v in value)
-    if isinstance(value, frozenset):
-        return ",".join(str(v) for v in sorted(value))
-    return str(value)
