@@ -48,7 +48,11 @@ def compare_step(step: Step, model: Outcome | None, kernel: Outcome | None) -> S
         r.checks.append(Check.EXACT)
         if model.value != kernel.value:
             r.problems.append(f"model {model.value} != kernel {kernel.value}")
-        if kernel.choice is not None:
+        if model.one_of:
+            r.checks.append(Check.PROPERTY)
+            if kernel.value not in model.one_of:
+                r.problems.append(f"kernel chose {kernel.value}, not one of {', '.join(model.one_of)}")
+        if isinstance(kernel.choice, int):
             r.checks.append(Check.PROPERTY)
             if model.candidates is None:
                 r.problems.append(f"kernel picked port {kernel.choice}; the model predicted no pick")

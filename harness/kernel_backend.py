@@ -1,29 +1,45 @@
 """The kernel side: real sockets for each step, inside a worker that sits in the namespace.
 
-I/O only, no semantics: every value reported is what a system call returned.
+I/O only, no semantics: every value reported is what a system call returned, what came back
+from the TUN, or which listener's accept queue held a connection.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import ipaddress
 import os
 import socket
+import struct
 from collections.abc import Iterator
 
+from harness.calibrate import Observation
+from harness.inject import DROP, RST_KIND, SYNACK_ACKED, Flow, TunInjector, pin_to_cpu
 from harness.scenario import (
+    KEEPS_QUEUES,
     BindStep,
     CloseStep,
     GetsocknameStep,
     InuseStep,
     ListenStep,
+    QueueStep,
     Scenario,
     SetsockoptStep,
     SocketStep,
     Step,
+    SynStep,
 )
+from model.cbpf import Program
 from model.outcome import Outcome
 from netns import sysctl
+
+SO_INCOMING_CPU = 49
+SO_ATTACH_REUSEPORT_CBPF = 51
+SO_DETACH_REUSEPORT_BPF = 68
+LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST, no TIME_WAIT
+TCP_LISTEN_STATE = 1 << 10  # TCPF_LISTEN for sock_diag
 
 
 @contextlib.contextmanager
@@ -43,10 +59,10 @@ def _errno_outcome(e: OSError) -> Outcome:
     return Outcome(errno.errorcode.get(e.errno or 0, str(e.errno)))
 
 
-def read_sockstat() -> dict[str, dict[str, int]]:
-    """/proc/net/sockstat of this thread's namespace, parsed by key ('TCP' -> {'inuse': 1})."""
+def read_sockstat(path: str = "/proc/thread-self/net/sockstat") -> dict[str, dict[str, int]]:
+    """A sockstat file of this thread's namespace, parsed by key ('TCP' -> {'inuse': 1})."""
     out: dict[str, dict[str, int]] = {}
-    with open("/proc/thread-self/net/sockstat") as f:
+    with open(path) as f:
         for line in f:
             proto, _, rest = line.partition(":")
             words = rest.split()
@@ -54,16 +70,56 @@ def read_sockstat() -> dict[str, dict[str, int]]:
     return out
 
 
+def listener_queues() -> dict[int, int]:
+    """Accept-queue length of every listener in the namespace, by inode (sock_diag rqueue)."""
+    from pyroute2 import DiagSocket
+
+    out: dict[int, int] = {}
+    with DiagSocket() as ds:
+        ds.bind()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in ds.get_sock_stats(family=family, states=TCP_LISTEN_STATE):
+                out[msg["idiag_inode"]] = msg["idiag_rqueue"]
+    return out
+
+
+def attach_cbpf(s: socket.socket, prog: Program) -> None:
+    """setsockopt(SO_ATTACH_REUSEPORT_CBPF) with a struct sock_fprog pointing at the filter."""
+    code = prog.filter_bytes()
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HxxxxxxQ", len(code) // 8, ctypes.addressof(buf))
+    s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+
+
+def peer_key(host: str, port: int) -> tuple[str, int]:
+    """A peer as (address, port) with v4-mapped addresses (a dual-stack listener's IPv4
+    children) written as IPv4."""
+    ip = ipaddress.ip_address(host.split("%")[0])
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip), port
+
+
 class KernelExecutor:
     """Runs one scenario's steps on real sockets in the current namespace."""
 
-    def __init__(self) -> None:
+    def __init__(self, tun_fds: dict[str, int]) -> None:
         self.socks: dict[str, socket.socket] = {}
         self.uids: dict[str, int] = {}
+        self.injector = TunInjector(tun_fds)
+        self.pending: dict[tuple[str, int], int] = {}  # peer -> index of its syn step
+        self.outcomes: list[Outcome] = []
 
     def run(self, scenario: Scenario) -> list[Outcome]:
+        pin_to_cpu(scenario.cpu)
+        self.outcomes = []
         try:
-            return [self.step(s) for s in scenario.steps]
+            for s in scenario.steps:
+                if s.verb not in KEEPS_QUEUES:
+                    self.sweep()
+                self.outcomes.append(self.step(s))
+            self.sweep()
+            return self.outcomes
         finally:
             self.close_all()
 
@@ -71,6 +127,8 @@ class KernelExecutor:
         for s in self.socks.values():
             s.close()
         self.socks.clear()
+        self.pending.clear()
+        self.injector.drain()
 
     def step(self, step: Step) -> Outcome:
         return getattr(self, "do_" + step.verb)(step)
@@ -82,6 +140,58 @@ class KernelExecutor:
             except OSError as e:
                 return _errno_outcome(e)
         return Outcome("0")
+
+    # -- connections ---------------------------------------------------------------------
+
+    def do_syn(self, step: SynStep) -> Outcome:
+        flow = Flow(str(step.src.host), step.src.port, str(step.dst.host), step.dst.port, step.payload)
+        result = self.injector.handshake([flow])[0]
+        if result.kind == SYNACK_ACKED:
+            self.pending[(flow.src, flow.sport)] = len(self.outcomes)
+            return Outcome("NO_CHILD")  # replaced by the listener's name at the sweep
+        return Outcome({RST_KIND: "RST", DROP: "DROP"}.get(result.kind, result.kind))
+
+    def sweep(self) -> None:
+        """accept() every queued child on every socket, note its listener, reset it."""
+        if not self.pending:
+            return
+        for name, found in self.accept_all().items():
+            for peer in found:
+                i = self.pending.pop(peer, None)
+                if i is not None:
+                    self.outcomes[i] = Outcome(name, choice=name)
+        self.pending.clear()  # any left: handshake completed but no child (stays NO_CHILD)
+
+    def accept_all(self) -> dict[str, list[tuple[str, int]]]:
+        found: dict[str, list[tuple[str, int]]] = {}
+        for name, s in self.socks.items():
+            if s.fileno() < 0:
+                continue
+            s.setblocking(False)
+            try:
+                while True:
+                    child, addr = s.accept()
+                    found.setdefault(name, []).append(peer_key(addr[0], addr[1]))
+                    child.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+                    child.close()
+            except (BlockingIOError, OSError):
+                pass
+            finally:
+                s.setblocking(True)
+        return found
+
+    def do_queue(self, step: QueueStep) -> Outcome:
+        s = self.socks[step.sock]
+        if s.fileno() < 0:
+            return Outcome("EBADF")
+        return Outcome(str(listener_queues().get(os.fstat(s.fileno()).st_ino, 0)))
+
+    def do_inuse(self, step: InuseStep) -> Outcome:
+        if step.proto == "tcp6":
+            return Outcome(str(read_sockstat("/proc/thread-self/net/sockstat6")["TCP6"]["inuse"]))
+        return Outcome(str(read_sockstat()["TCP"]["inuse"]))
+
+    # -- system calls --------------------------------------------------------------------
 
     def do_socket(self, step: SocketStep) -> Outcome:
         old = self.socks.pop(step.name, None)
@@ -98,7 +208,18 @@ class KernelExecutor:
 
     def do_setsockopt(self, step: SetsockoptStep) -> Outcome:
         s = self.socks[step.sock]
-        level, opt = (getattr(socket, n) for n in step.option.value)
+        level_name, opt_name, kind = step.option.value
+        level = getattr(socket, level_name)
+        if kind == "program":
+            assert isinstance(step.value, Program)
+            return self._call(step.sock, attach_cbpf, s, step.value)
+        if kind == "device":
+            return self._call(step.sock, s.setsockopt, level, socket.SO_BINDTODEVICE,
+                              str(step.value).encode())
+        opt = {"SO_INCOMING_CPU": SO_INCOMING_CPU,
+               "SO_DETACH_REUSEPORT_BPF": SO_DETACH_REUSEPORT_BPF}.get(opt_name)
+        if opt is None:
+            opt = getattr(socket, opt_name)
         return self._call(step.sock, s.setsockopt, level, opt, step.value)
 
     def _port(self, s: socket.socket) -> int | None:
@@ -138,15 +259,60 @@ class KernelExecutor:
     def do_getsockname(self, step: GetsocknameStep) -> Outcome:
         s = self.socks[step.sock]
         try:
-            host, port = s.getsockname()[:2]
+            name = s.getsockname()
         except OSError as e:
             return _errno_outcome(e)
-        return Outcome(f"{host}:{port}")
-
-    def do_inuse(self, step: InuseStep) -> Outcome:
-        return Outcome(str(read_sockstat()["TCP"]["inuse"]))
+        if s.family == socket.AF_INET6:
+            return Outcome(f"[{name[0]}]:{name[1]}")
+        return Outcome(f"{name[0]}:{name[1]}")
 
 
 def apply_sysctls(settings: tuple[tuple[str, str], ...]) -> None:
     for key, value in settings:
         sysctl.write(key, value)
+
+
+# -- hash calibration probe ------------------------------------------------------------------
+
+PROBE_ADDR, PROBE_PORT, PROBE_GROUP = "10.0.0.2", 65000, 256
+
+
+def probe_flows(count: int) -> list[Flow]:
+    """Fixed, varied client tuples for calibration."""
+    return [Flow(f"198.18.{(i * 37) % 250 + 1}.{(i * 91) % 250 + 1}", 20000 + i * 7919 % 40000,
+                 PROBE_ADDR, PROBE_PORT) for i in range(count)]
+
+
+def probe_reuseport(tun_fds: dict[str, int], count: int = 8) -> list[Observation]:
+    """Which of 256 SO_REUSEPORT listeners (socks[] = listen order) each of `count` SYNs
+    reached: the observations that pin the namespace's inet_ehashfn secret."""
+    listeners = []
+    injector = TunInjector(tun_fds)
+    try:
+        for _ in range(PROBE_GROUP):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind((PROBE_ADDR, PROBE_PORT))
+            s.listen(64)
+            listeners.append(s)
+        pin_to_cpu(0)
+        flows = probe_flows(count)
+        results = injector.handshake(flows)
+        if any(r.kind != SYNACK_ACKED for r in results):
+            raise RuntimeError(f"calibration handshakes failed: {[r.kind for r in results]}")
+        index_of = {}
+        for i, s in enumerate(listeners):
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    child, addr = s.accept()
+                    index_of[peer_key(*addr[:2])] = i
+                    child.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+                    child.close()
+        return [Observation(f.src, f.sport, f.dst, f.dport, PROBE_GROUP, index_of[(f.src, f.sport)])
+                for f in flows]
+    finally:
+        for s in listeners:
+            s.close()
+        injector.drain()
+        injector.close()

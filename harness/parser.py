@@ -16,19 +16,23 @@ from harness.scenario import (
     InuseStep,
     KernelRange,
     ListenStep,
+    QueueStep,
     Scenario,
     SetsockoptStep,
     SocketStep,
     Step,
+    SynStep,
 )
-from model.addr import parse_sockaddr
+from model.addr import SockAddr, parse_sockaddr
+from model.cbpf import parse_program
 from model.sockopt import SockOpt
 from model.sysctl import Sysctls
+from netns.topology import STANDARD
 
 ERRNO_NAMES = frozenset(errno.errorcode.values())
-FAMILIES = {"AF_INET": socket.AF_INET}
-KNOWN_LATER = {"AF_INET6": "IPv6 sockets are not modelled yet"}
-VERBS = ("socket", "setsockopt", "bind", "listen", "close", "getsockname", "inuse")
+FAMILIES = {"AF_INET": socket.AF_INET, "AF_INET6": socket.AF_INET6}
+VERBS = ("socket", "setsockopt", "bind", "listen", "close", "getsockname", "inuse", "syn", "queue")
+SYN_RESULTS = ("RST", "DROP")
 
 
 class ScenarioError(Exception):
@@ -70,6 +74,7 @@ class Parser:
         self.lines = text.splitlines()
         self.defined: set[str] = set()
         self.open: set[str] = set()
+        self.families: dict[str, int] = {}
 
     def parse(self) -> Scenario:
         steps: list[Step] = []
@@ -176,6 +181,10 @@ class Parser:
         return args
 
     def _check_expect(self, ln: _Line, verb: str, expect: str, col: int) -> None:
+        if verb == "syn":
+            if expect not in SYN_RESULTS and expect not in self.defined:
+                raise ln.error(col, f"expected the name of a socket, RST or DROP, got {expect!r}")
+            return
         if expect in ERRNO_NAMES:
             if verb == "inuse":
                 raise ln.error(col, f"inuse() returns a count, not {expect}")
@@ -183,7 +192,7 @@ class Parser:
         if verb in ("socket", "setsockopt", "bind", "listen", "close"):
             if expect != "0":
                 raise ln.error(col, f"expected 0 or an errno name (EADDRINUSE, EINVAL, …), got {expect!r}")
-        elif verb == "inuse":
+        elif verb in ("inuse", "queue"):
             if not expect.isdigit():
                 raise ln.error(col, f"expected a count, got {expect!r}")
         elif verb == "getsockname":
@@ -221,8 +230,6 @@ class Parser:
         self._no_keywords(ln, args, ("uid",))
         self._arity(ln, "socket", args, m, 2, "socket(AF_INET, SOCK_STREAM[, uid=N])")
         fam, typ = [a for a in args if a.key is None]
-        if fam.text in KNOWN_LATER:
-            raise ln.error(fam.col, f"{fam.text}: {KNOWN_LATER[fam.text]}")
         if fam.text not in FAMILIES:
             raise ln.error(fam.col, f"expected a family ({', '.join(FAMILIES)}), got {fam.text!r}")
         if typ.text != "SOCK_STREAM":
@@ -237,6 +244,7 @@ class Parser:
             raise ln.error(m.start("name") + 1, f"socket {name!r} is still open; close() it before reusing the name")
         self.defined.add(name)
         self.open.add(name)
+        self.families[name] = FAMILIES[fam.text]
         return SocketStep(ln.lineno, call, expect, name, FAMILIES[fam.text], uid)
 
     def _setsockopt(self, ln, call, expect, name, args, m) -> Step:
@@ -246,8 +254,21 @@ class Parser:
         options = {o.name: o for o in SockOpt}
         if opt.text not in options:
             raise ln.error(opt.col, f"unknown option {opt.text!r}; expected one of {', '.join(options)}")
-        return SetsockoptStep(ln.lineno, call, expect, self._sock_ref(ln, sock), options[opt.text],
-                              self._int(ln, val, "an option value"))
+        option = options[opt.text]
+        value: object
+        if option.kind == "device":
+            devices = [d.name for d in STANDARD.devices]
+            if val.text != "none" and val.text not in devices:
+                raise ln.error(val.col, f"expected a device ({', '.join(devices)}) or none, got {val.text!r}")
+            value = "" if val.text == "none" else val.text
+        elif option.kind == "program":
+            try:
+                value = parse_program(val.text)
+            except ValueError as e:
+                raise ln.error(val.col, str(e)) from None
+        else:
+            value = self._int(ln, val, "an option value")
+        return SetsockoptStep(ln.lineno, call, expect, self._sock_ref(ln, sock), option, value)
 
     def _bind(self, ln, call, expect, name, args, m) -> Step:
         self._no_keywords(ln, args)
@@ -257,9 +278,13 @@ class Parser:
             sa = parse_sockaddr(addr.text)
         except (ValueError, ipaddress.AddressValueError) as e:
             raise ln.error(addr.col, f"expected an address like 10.0.0.1:8080: {e}") from None
-        if sa.family != socket.AF_INET:
-            raise ln.error(addr.col, f"{addr.text}: IPv6 addresses are not modelled yet")
-        return BindStep(ln.lineno, call, expect, self._sock_ref(ln, sock), sa)
+        ref = self._sock_ref(ln, sock)
+        if sa.family != self.families[ref]:
+            fam = "AF_INET6" if self.families[ref] == socket.AF_INET6 else "AF_INET"
+            raise ln.error(addr.col, f"{addr.text} does not match {ref}'s family {fam}")
+        if sa.family == socket.AF_INET6 and sa.host.is_link_local:
+            raise ln.error(addr.col, "link-local addresses (which need a scope id) are not supported")
+        return BindStep(ln.lineno, call, expect, ref, sa)
 
     def _listen(self, ln, call, expect, name, args, m) -> Step:
         self._no_keywords(ln, args)
@@ -285,9 +310,49 @@ class Parser:
     def _inuse(self, ln, call, expect, name, args, m) -> Step:
         self._no_keywords(ln, args)
         self._arity(ln, "inuse", args, m, 1, "inuse(tcp)")
-        if args[0].text != "tcp":
-            raise ln.error(args[0].col, f"expected tcp, got {args[0].text!r}")
-        return InuseStep(ln.lineno, call, expect, "tcp")
+        if args[0].text not in ("tcp", "tcp6"):
+            raise ln.error(args[0].col, f"expected tcp or tcp6, got {args[0].text!r}")
+        return InuseStep(ln.lineno, call, expect, args[0].text)
+
+    def _queue(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args)
+        self._arity(ln, "queue", args, m, 1, "queue(a)")
+        return QueueStep(ln.lineno, call, expect, self._sock_ref(ln, args[0]))
+
+    def _syn(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args, ("payload",))
+        self._arity(ln, "syn", args, m, 1, "syn(198.18.0.7:40001 > 10.0.0.1:8080[, payload=N])")
+        flow = args[0]
+        src_text, gt, dst_text = flow.text.partition(">")
+        if not gt:
+            raise ln.error(flow.col, "expected 'SRC:PORT > DST:PORT'")
+        src = self._flow_addr(ln, src_text, flow.col, "client")
+        dst_col = flow.col + len(src_text) + 1 + (len(dst_text) - len(dst_text.lstrip()))
+        dst = self._flow_addr(ln, dst_text, dst_col, "server")
+        if src.family != dst.family:
+            raise ln.error(dst_col, "source and destination must be of one family")
+        if STANDARD.client_device(str(src.host)) is None:
+            raise ln.error(flow.col, f"{src.host} is in no client range routed to a TUN device "
+                           "(198.18.0.0/16, 198.19.0.0/16, 2001:db8::/48, 2001:db8:1::/48)")
+        if str(dst.host) not in STANDARD.server_addresses():
+            raise ln.error(dst_col, f"{dst.host} is not an address of tun0/tun1 "
+                           f"({', '.join(STANDARD.server_addresses())})")
+        if src.port == 0 or dst.port == 0:
+            raise ln.error(flow.col, "ports of a SYN must be 1-65535")
+        payload = 0
+        for a in args:
+            if a.key == "payload":
+                payload = self._int(ln, a, "a payload length")
+                if not 0 <= payload <= 1400:
+                    raise ln.error(a.col, "expected a payload length 0-1400")
+        return SynStep(ln.lineno, call, expect, src, dst, payload)
+
+    @staticmethod
+    def _flow_addr(ln: _Line, text: str, col: int, what: str) -> SockAddr:
+        try:
+            return parse_sockaddr(text.strip())
+        except (ValueError, ipaddress.AddressValueError) as e:
+            raise ln.error(col, f"expected a {what} address:port: {e}") from None
 
 
 def parse_text(path: Path | str, text: str) -> Scenario:

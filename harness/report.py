@@ -82,7 +82,7 @@ def _outcome_text(o: Outcome | None) -> str:
     if o is None:
         return "(not run)"
     text = o.value
-    if o.choice is not None:
+    if isinstance(o.choice, int):
         text += f"  (picked port {o.choice})"
     if o.reason:
         text += f"  -- {o.reason}"

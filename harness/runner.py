@@ -58,6 +58,7 @@ class Runner:
     backend: Backend = Backend.BOTH
     seed: int = 0
     pool: Pool | None = None
+    hash_problem: str = ""  # set when calibration found no secret for the profile's formula
 
     def skip_reason(self, scenario: Scenario) -> str:
         for rng in scenario.kernel:
@@ -70,13 +71,17 @@ class Runner:
         if why:
             return ScenarioResult(scenario, skipped=why)
         kernel = None
+        secret = None
         if self.backend.uses_kernel:
             assert self.pool is not None, "the kernel backend needs a Pool"
+            if self.backend.uses_model and any(s.verb == "syn" for s in scenario.steps):
+                calibration = self.pool.hash_secret(self.profile.ehash_lport_outside)
+                secret, self.hash_problem = calibration.secret, calibration.problem
             kernel = self.pool.run(scenario)
         model = None
         if self.backend.uses_model:
             choices = [o.choice for o in kernel] if kernel else None
-            model = ModelExecutor(self.profile, self.seed).run(scenario, choices)
+            model = ModelExecutor(self.profile, self.seed, secret).run(scenario, choices)
         return compare(scenario, model, kernel)
 
     def run(

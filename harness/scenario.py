@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.addr import SockAddr
-from model.sockopt import SockOpt
+from model.sockopt import OptValue, SockOpt
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class SocketStep(Step):
 class SetsockoptStep(Step):
     sock: str
     option: SockOpt
-    value: int
+    value: OptValue
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,26 @@ class GetsocknameStep(Step):
 
 @dataclass(frozen=True)
 class InuseStep(Step):
-    proto: str
+    proto: str  # "tcp" or "tcp6"
+
+
+@dataclass(frozen=True)
+class SynStep(Step):
+    """A full handshake from a virtual client; the outcome is the listener that got it."""
+
+    src: SockAddr
+    dst: SockAddr
+    payload: int = 0
+
+
+@dataclass(frozen=True)
+class QueueStep(Step):
+    sock: str
+
+
+# Steps that leave the accept queues alone: handshakes pile up until any other step, when
+# both backends sweep (accept, identify, reset every queued child).
+KEEPS_QUEUES = frozenset({"syn", "queue", "inuse"})
 
 
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, ">": operator.gt,

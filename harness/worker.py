@@ -14,11 +14,13 @@ import ctypes
 import multiprocessing as mp
 import os
 import signal
+import time
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from harness.kernel_backend import KernelExecutor, apply_sysctls, read_sockstat
+from harness.calibrate import Observation, calibrate
+from harness.kernel_backend import KernelExecutor, apply_sysctls, probe_reuseport, read_sockstat
 from harness.scenario import Scenario
 from model.outcome import Outcome
 from model.sysctl import KEYS
@@ -31,6 +33,33 @@ SCENARIO_TIMEOUT = 120.0
 
 class EnvironmentProblem(RuntimeError):
     """The kernel side cannot run here (not root, no netns, a worker died)."""
+
+
+@dataclass
+class Calibration:
+    """What calibration found: every secret that fits (one, or none when the profile's
+    inet_ehashfn is not the kernel's), from which observations, and how long it took."""
+
+    lport_outside: bool
+    fits: list[int]
+    observations: list[Observation]
+    probe_seconds: float
+    search_seconds: float
+
+    @property
+    def secret(self) -> int | None:
+        return self.fits[0] if len(self.fits) == 1 else None
+
+    @property
+    def problem(self) -> str:
+        if len(self.fits) == 1:
+            return ""
+        variant = "lport + jhash_3words(laddr, faddr, fport)" if self.lport_outside else \
+            "jhash_3words(laddr, faddr, lport << 16 | fport)"
+        if not self.fits:
+            return (f"hash formula: no secret makes inet_ehashfn = {variant} give the "
+                    f"{len(self.observations)} observed reuseport picks")
+        return f"hash formula: {len(self.fits)} secrets fit {len(self.observations)} observations"
 
 
 @dataclass
@@ -59,7 +88,7 @@ def _worker_main(name: str, conn: Connection) -> None:
     except BaseException as e:  # report anything: the parent turns it into an exit 2
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
-    executor = KernelExecutor()
+    executor = KernelExecutor(built.tun_fds)
     while True:
         try:
             msg = conn.recv()
@@ -67,6 +96,13 @@ def _worker_main(name: str, conn: Connection) -> None:
             return
         if msg is None:
             return
+        if msg == "probe":
+            try:
+                conn.send(("probed", probe_reuseport(built.tun_fds)))
+            except BaseException:
+                conn.send(("error", traceback.format_exc()))
+                return
+            continue
         scenario: Scenario = msg
         try:
             apply_sysctls(scenario.sysctls)
@@ -110,6 +146,14 @@ class Worker:
         except EOFError:
             raise EnvironmentProblem(f"namespace worker {self.proc.pid} died") from None
 
+    def probe(self) -> list[Observation]:
+        """Observations of the namespace's reuseport hash (harness.kernel_backend.probe_reuseport)."""
+        self.conn.send("probe")
+        kind, payload = self._recv(SCENARIO_TIMEOUT)
+        if kind != "probed":
+            raise EnvironmentProblem(f"hash probe failed:\n{payload}")
+        return payload
+
     def run(self, scenario: Scenario) -> WorkerReply:
         self.conn.send(scenario)
         kind, payload = self._recv(SCENARIO_TIMEOUT)
@@ -146,11 +190,28 @@ class Pool:
         self.reaped = namespace.reap_stale()
         self.worker: Worker | None = None
         self.replaced = 0
+        self._secret: Calibration | None = None
 
-    def run(self, scenario: Scenario) -> list[Outcome]:
+    def _worker(self) -> Worker:
         if self.worker is None:
             self.worker = Worker()
-        reply = self.worker.run(scenario)
+            self._secret = None  # a new namespace has its own net_hash_mix
+        return self.worker
+
+    def hash_secret(self, lport_outside: bool) -> Calibration:
+        """The current namespace's inet_ehashfn secret, calibrated once and cached."""
+        worker = self._worker()
+        if self._secret is None or self._secret.lport_outside != lport_outside:
+            t0 = time.monotonic()
+            observations = worker.probe()
+            t1 = time.monotonic()
+            fits = calibrate(observations, lport_outside)
+            self._secret = Calibration(lport_outside, fits, observations, t1 - t0,
+                                       time.monotonic() - t1)
+        return self._secret
+
+    def run(self, scenario: Scenario) -> list[Outcome]:
+        reply = self._worker().run(scenario)
         if not reply.clean:
             self.worker.stop()
             self.worker = None

@@ -9,10 +9,12 @@ follows it step by step.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from model.sock import SK_FORCE_REUSE, Sock, TcpState
+from model.sock import SK_FORCE_REUSE, AddrType, Sock, TcpState, ipv6_addr_type
 
 # tb->fastreuseport values (include/net/inet_hashtables.h)
 FASTREUSEPORT_ANY = 1
@@ -21,12 +23,25 @@ FASTREUSEPORT_STRICT = 2
 
 @dataclass(eq=False)
 class Bind2Bucket:
-    """struct inet_bind2_bucket: sockets bound to one (port, l3mdev, address)."""
+    """struct inet_bind2_bucket: sockets bound to one (port, l3mdev, address); an AF_INET
+    address is held as ::ffff:a.b.c.d with addr_type MAPPED (inet_bind2_bucket_init)."""
 
     port: int
     l3mdev: int
-    rcv_saddr: int
+    addr: ipaddress.IPv6Address  # v6_rcv_saddr
+    addr_type: AddrType
+    rcv_saddr: int  # the IPv4 address of a MAPPED bucket
     owners: list[Sock] = field(default_factory=list)  # sk_add_bind_node: head insertion
+
+    def match_addr_any(self, sk: Sock) -> bool:
+        """inet_bind2_bucket_match_addr_any: is this a wildcard bucket sk must check?"""
+        if self.addr_type == AddrType.ANY:
+            return True
+        if self.addr_type != AddrType.MAPPED:
+            return False
+        if sk.family == socket.AF_INET6 and ipv6_addr_type(sk.v6_rcv_saddr) != AddrType.MAPPED:
+            return False
+        return self.rcv_saddr == 0
 
 
 @dataclass(eq=False)
@@ -41,6 +56,7 @@ class BindBucket:
     fast_rcv_saddr: int = 0
     fast_ipv6_only: bool = False
     fast_sk_family: int = 0
+    fast_v6_rcv_saddr: ipaddress.IPv6Address | None = None
     bhash2: list[Bind2Bucket] = field(default_factory=list)  # hlist_add_head order
 
     def owners(self) -> Iterator[Sock]:
@@ -66,7 +82,7 @@ class BindTables:
     """The namespace's bhash and bhash2 tables (struct inet_hashinfo, bind half)."""
 
     bhash: dict[tuple[int, int], BindBucket] = field(default_factory=dict)
-    bhash2: dict[tuple[int, int, int], Bind2Bucket] = field(default_factory=dict)
+    bhash2: dict[tuple[int, int, ipaddress.IPv6Address], Bind2Bucket] = field(default_factory=dict)
 
     def bucket(self, port: int, l3mdev: int) -> BindBucket | None:
         """inet_bind_bucket_for_each + inet_bind_bucket_match on the port's chain."""
@@ -74,13 +90,16 @@ class BindTables:
 
     def bucket2(self, port: int, l3mdev: int, sk: Sock) -> Bind2Bucket | None:
         """inet_bind2_bucket_find: the tb2 for sk's address (inet_bind2_bucket_addr_match)."""
-        return self.bhash2.get((port, l3mdev, sk.rcv_saddr))
+        return self.bhash2.get((port, l3mdev, sk.bind2_addr))
 
-    def addr_any_buckets(self, port: int, l3mdev: int) -> Iterator[Bind2Bucket]:
-        """inet_bhash2_addr_any_hashbucket + inet_bind2_bucket_match_addr_any: the wildcard tb2."""
-        tb2 = self.bhash2.get((port, l3mdev, 0))
-        if tb2 is not None:
-            yield tb2
+    def addr_any_buckets(self, port: int, l3mdev: int, sk: Sock) -> Iterator[Bind2Bucket]:
+        """inet_bhash2_addr_any_hashbucket + inet_bind2_bucket_match_addr_any: the wildcard
+        buckets of the port. 0.0.0.0, :: and ::ffff:0.0.0.0 hash alike (ipv6_portaddr_hash of
+        :: and of a mapped address reduce to ipv4_portaddr_hash), so all share one chain."""
+        tb = self.bhash.get((port, l3mdev))
+        for tb2 in tb.bhash2 if tb else ():
+            if tb2.match_addr_any(sk):
+                yield tb2
 
     def create(self, port: int, l3mdev: int) -> BindBucket:
         """inet_bind_bucket_create: fastreuse and fastreuseport start at 0."""
@@ -90,15 +109,17 @@ class BindTables:
 
     def create2(self, tb: BindBucket, sk: Sock) -> Bind2Bucket:
         """inet_bind2_bucket_create: linked at the head of tb->bhash2."""
-        tb2 = Bind2Bucket(port=tb.port, l3mdev=tb.l3mdev, rcv_saddr=sk.rcv_saddr)
-        self.bhash2[(tb.port, tb.l3mdev, sk.rcv_saddr)] = tb2
+        addr = sk.bind2_addr
+        kind = ipv6_addr_type(addr) if sk.family == socket.AF_INET6 else AddrType.MAPPED
+        tb2 = Bind2Bucket(tb.port, tb.l3mdev, addr, kind, sk.rcv_saddr)
+        self.bhash2[(tb.port, tb.l3mdev, addr)] = tb2
         tb.bhash2.insert(0, tb2)
         return tb2
 
     def destroy_if_empty(self, tb: BindBucket | None, tb2: Bind2Bucket | None) -> None:
         """inet_bind2_bucket_destroy / inet_bind_bucket_destroy: freed once empty."""
         if tb2 is not None and not tb2.owners:
-            self.bhash2.pop((tb2.port, tb2.l3mdev, tb2.rcv_saddr), None)
+            self.bhash2.pop((tb2.port, tb2.l3mdev, tb2.addr), None)
             if tb is not None and tb2 in tb.bhash2:
                 tb.bhash2.remove(tb2)
         if tb is not None and not tb.bhash2:
@@ -124,6 +145,12 @@ class BindTables:
 
 def inet_use_hash2_on_bind(sk: Sock) -> bool:
     """inet_use_hash2_on_bind (include/net/inet_hashtables.h): a specific address."""
+    if sk.family == socket.AF_INET6:
+        kind = ipv6_addr_type(sk.v6_rcv_saddr)
+        if kind == AddrType.ANY:
+            return False
+        if kind != AddrType.MAPPED:
+            return True
     return sk.rcv_saddr != 0
 
 
@@ -141,8 +168,37 @@ def ipv4_rcv_saddr_equal(
     return False
 
 
+def ipv6_rcv_saddr_equal(
+    sk1_v6: ipaddress.IPv6Address, sk2_v6: ipaddress.IPv6Address | None, sk1_v4: int, sk2_v4: int,
+    sk1_ipv6only: bool, sk2_ipv6only: bool, match_sk1_wildcard: bool, match_sk2_wildcard: bool,
+) -> bool:
+    """ipv6_rcv_saddr_equal (net/ipv4/inet_connection_sock.c); sk2_v6 None is an AF_INET sk2."""
+    addr_type = ipv6_addr_type(sk1_v6)
+    addr_type2 = ipv6_addr_type(sk2_v6) if sk2_v6 is not None else AddrType.MAPPED
+    if addr_type == AddrType.MAPPED and addr_type2 == AddrType.MAPPED:  # both IPv4
+        if not sk2_ipv6only:
+            if sk1_v4 == sk2_v4:
+                return True
+            return (match_sk1_wildcard and not sk1_v4) or (match_sk2_wildcard and not sk2_v4)
+        return False
+    if addr_type == AddrType.ANY and addr_type2 == AddrType.ANY:
+        return True
+    if (addr_type2 == AddrType.ANY and match_sk2_wildcard
+            and not (sk2_ipv6only and addr_type == AddrType.MAPPED)):
+        return True
+    if (addr_type == AddrType.ANY and match_sk1_wildcard
+            and not (sk1_ipv6only and addr_type2 == AddrType.MAPPED)):
+        return True
+    return sk2_v6 is not None and sk1_v6 == sk2_v6
+
+
 def inet_rcv_saddr_equal(sk: Sock, sk2: Sock, match_wildcard: bool) -> bool:
-    """inet_rcv_saddr_equal, AF_INET half."""
+    """inet_rcv_saddr_equal: IPv6 rules for an AF_INET6 sk, IPv4 rules otherwise."""
+    if sk.family == socket.AF_INET6:
+        return ipv6_rcv_saddr_equal(
+            sk.v6_rcv_saddr, sk2.v6, sk.rcv_saddr, sk2.rcv_saddr, sk.ipv6_only, sk2.ipv6_only,
+            match_wildcard, match_wildcard,
+        )
     return ipv4_rcv_saddr_equal(
         sk.rcv_saddr, sk2.rcv_saddr, sk2.ipv6_only, match_wildcard, match_wildcard
     )
@@ -196,7 +252,9 @@ def inet_bhash2_conflict(
     """inet_bhash2_conflict: the first owner of tb2 that sk conflicts with
     (__inet_bhash2_conflict: a v6-only owner never conflicts with an AF_INET sk)."""
     for sk2 in tb2.owners:
-        if sk2.ipv6_only:
+        if sk2.ipv6_only and (
+            sk.family == socket.AF_INET or ipv6_addr_type(sk.v6_rcv_saddr) == AddrType.MAPPED
+        ):
             continue
         rule = inet_bind_conflict(sk, sk2, uid, relax, cb_ok, reuseport_ok)
         if rule:
@@ -233,7 +291,7 @@ def inet_bhash2_addr_any_conflict(
     """inet_bhash2_addr_any_conflict: a specific-address sk against the wildcard owners."""
     uid = sk.uid
     cb_ok = reuseport_cb_ok(sk)
-    for tb2 in tables.addr_any_buckets(port, l3mdev):
+    for tb2 in tables.addr_any_buckets(port, l3mdev, sk):
         c = inet_bhash2_conflict(
             sk, tb2, uid, relax, cb_ok, reuseport_ok, "inet_bhash2_addr_any_conflict"
         )
@@ -255,6 +313,12 @@ def sk_reuseport_match(tb: BindBucket, sk: Sock) -> bool:
     if tb.fastreuseport == FASTREUSEPORT_ANY:
         return True
     # FASTREUSEPORT_STRICT: the address must match the one recorded (wildcard on tb's side)
+    if tb.fast_sk_family == socket.AF_INET6:
+        assert tb.fast_v6_rcv_saddr is not None
+        return ipv6_rcv_saddr_equal(
+            tb.fast_v6_rcv_saddr, sk.v6, tb.fast_rcv_saddr, sk.rcv_saddr, tb.fast_ipv6_only,
+            sk.ipv6_only, True, False,
+        )
     return ipv4_rcv_saddr_equal(tb.fast_rcv_saddr, sk.rcv_saddr, sk.ipv6_only, True, False)
 
 
@@ -292,6 +356,7 @@ def _record_fast(tb: BindBucket, sk: Sock) -> None:
     tb.fast_rcv_saddr = sk.rcv_saddr
     tb.fast_ipv6_only = sk.ipv6_only
     tb.fast_sk_family = sk.family
+    tb.fast_v6_rcv_saddr = sk.v6_rcv_saddr
 
 
 @dataclass

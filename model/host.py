@@ -32,22 +32,46 @@ class Host:
 
     devices: tuple[Device, ...] = field(default_factory=tuple)
 
-    def inet_addr_type(self, addr: ipaddress.IPv4Address) -> RouteType:
+    def inet_addr_type(self, addr: ipaddress.IPv4Address, dev: int = 0) -> RouteType:
         """__inet_dev_addr_type (net/ipv4/fib_frontend.c) against the local table that
         fib_add_ifaddr builds: a /32 RTN_LOCAL per address, the whole prefix RTN_LOCAL on a
-        loopback device, and the network broadcast (prefix | ~mask) when prefixlen < 31."""
+        loopback device, and the network broadcast (prefix | ~mask) when prefixlen < 31. With
+        `dev` (inet_addr_type_dev_table), a route whose device is another one counts as UNICAST."""
         # ipv4_is_zeronet is addr == 0 only (include/linux/in.h: 0.0.0.0/8 is unicast since
         # 5.3), ipv4_is_lbcast is 255.255.255.255
         if int(addr) == 0 or addr == ipaddress.IPv4Address("255.255.255.255"):
             return RouteType.BROADCAST
         if addr.is_multicast:
             return RouteType.MULTICAST
-        for dev in self.devices:
-            for iface in dev.addresses:
+        for d in self.devices:
+            for iface in d.addresses:
                 if not isinstance(iface, ipaddress.IPv4Interface):
                     continue
-                if iface.ip == addr or (dev.loopback and addr in iface.network):
-                    return RouteType.LOCAL
-                if iface.network.prefixlen < 31 and addr == iface.network.broadcast_address:
-                    return RouteType.BROADCAST
+                if iface.ip == addr or (d.loopback and addr in iface.network):
+                    kind = RouteType.LOCAL
+                elif iface.network.prefixlen < 31 and addr == iface.network.broadcast_address:
+                    kind = RouteType.BROADCAST
+                else:
+                    continue
+                return kind if not dev or dev == d.ifindex else RouteType.UNICAST
         return RouteType.UNICAST  # no match in the local table
+
+    def ipv6_chk_addr(self, addr: ipaddress.IPv6Address, dev: int = 0) -> bool:
+        """ipv6_chk_addr(net, addr, dev, 0): the address is on some device; with a device,
+        host- and link-scope addresses must be on that one."""
+        for d in self.devices:
+            for iface in d.addresses:
+                if isinstance(iface, ipaddress.IPv6Interface) and iface.ip == addr:
+                    scoped = addr.is_loopback or addr.is_link_local
+                    return not dev or not scoped or d.ifindex == dev
+        return False
+
+    def is_local(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """A destination the namespace delivers locally (a SYN to anything else is not ours)."""
+        if isinstance(addr, ipaddress.IPv6Address):
+            return self.ipv6_chk_addr(addr)
+        return self.inet_addr_type(addr) == RouteType.LOCAL
+
+    @property
+    def ifindex(self) -> dict[str, int]:
+        return {d.name: d.ifindex for d in self.devices}

@@ -2,49 +2,79 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from dataclasses import dataclass, field
 
 from model.bind import inet_rcv_saddr_equal
 from model.reuseport import reuseport_add_sock, reuseport_alloc, reuseport_detach_sock
-from model.sock import Sock
+from model.sock import AddrType, Sock, ipv6_addr_type
+
+ChainKey = tuple[int, object]
+
+
+def portaddr_key(family: int, v4: int, v6: ipaddress.IPv6Address | None) -> object:
+    """What ipv4_portaddr_hash / ipv6_portaddr_hash hash: :: and ::ffff:a.b.c.d hash as the
+    IPv4 address (0 for the wildcards), so such sockets share the IPv4 chains."""
+    if family == socket.AF_INET6 and v6 is not None:
+        kind = ipv6_addr_type(v6)
+        if kind == AddrType.ANY:
+            return 0
+        if kind == AddrType.MAPPED:
+            return int(v6.ipv4_mapped)
+        return v6
+    return v4
+
+
+def chain_key(sk: Sock) -> ChainKey:
+    """inet_lhash2_bucket_sk: the chain a listener is linked into."""
+    return sk.num, portaddr_key(sk.family, sk.rcv_saddr, sk.v6)
 
 
 @dataclass
 class ListenTables:
-    """lhash2: listeners per (port, address) bucket, in the kernel's chain order."""
+    """lhash2: listeners per (port, address) chain, in the kernel's chain order."""
 
-    lhash2: dict[tuple[int, int], list[Sock]] = field(default_factory=dict)
-    inuse: int = 0  # sock_prot_inuse_get(net, &tcp_prot)
+    lhash2: dict[ChainKey, list[Sock]] = field(default_factory=dict)
+    # sock_prot_inuse_get(net, &tcp_prot) and (net, &tcpv6_prot): an AF_INET6 socket, and any
+    # child of an AF_INET6 listener (sk_clone_lock keeps sk_prot), counts as TCP6
+    inuse: dict[int, int] = field(default_factory=lambda: {socket.AF_INET: 0, socket.AF_INET6: 0})
 
-    def bucket(self, sk: Sock) -> list[Sock]:
-        """inet_lhash2_bucket_sk: the chain for sk's (address, port)."""
-        return self.lhash2.setdefault((sk.num, sk.rcv_saddr), [])
-
-    def inet_hash(self, sk: Sock) -> None:
-        """__inet_hash for a LISTEN socket: join or start a reuseport group, then link sk
-        at the head of its lhash2 chain, and count it in `inuse`."""
-        chain = self.bucket(sk)
+    def inet_hash(self, sk: Sock) -> str | None:
+        """__inet_hash for a LISTEN socket: join or start a reuseport group, link sk into its
+        lhash2 chain (IPv6 SO_REUSEPORT sockets at the tail, all others at the head), count it
+        in `inuse`. Returns an errno name if joining the group failed."""
+        chain = self.lhash2.setdefault(chain_key(sk), [])
         if sk.reuseport:
-            inet_reuseport_add_sock(sk, chain)
-        chain.insert(0, sk)  # __sk_nulls_add_node_rcu (AF_INET: head)
-        self.inuse += 1  # sock_prot_inuse_add(net, sk->sk_prot, 1)
+            err = inet_reuseport_add_sock(sk, chain)
+            if err:
+                return err
+        if sk.family == socket.AF_INET6 and sk.reuseport:
+            chain.append(sk)  # __sk_nulls_add_node_tail_rcu
+        else:
+            chain.insert(0, sk)  # __sk_nulls_add_node_rcu
+        self.inuse[sk.family] += 1  # sock_prot_inuse_add(net, sk->sk_prot, 1)
+        return None
 
     def inet_unhash(self, sk: Sock) -> None:
         """inet_unhash for a LISTEN socket: leave the group, the chain and `inuse`."""
-        chain = self.lhash2.get((sk.num, sk.rcv_saddr), [])
+        key = chain_key(sk)
+        chain = self.lhash2.get(key, [])
         if sk not in chain:
             return
         if sk.reuseport_cb is not None:
             reuseport_detach_sock(sk)  # reuseport_stop_listen_sock without migration
         chain.remove(sk)
         if not chain:
-            del self.lhash2[(sk.num, sk.rcv_saddr)]
-        self.inuse -= 1
+            del self.lhash2[key]
+        self.inuse[sk.family] -= 1
 
 
-def inet_reuseport_add_sock(sk: Sock, chain: list[Sock]) -> None:
+def inet_reuseport_add_sock(sk: Sock, chain: list[Sock]) -> str | None:
     """inet_reuseport_add_sock: join the group of the first listener in the chain with the
     same family, v6-only flag, bound device, bind bucket, uid and exact address."""
+    bind_inany = not (sk.v6_rcv_saddr != ipaddress.IPv6Address("::") if sk.family == socket.AF_INET6
+                      else sk.rcv_saddr)  # inet_rcv_saddr_any
     for sk2 in chain:
         if (
             sk2 is not sk
@@ -56,6 +86,6 @@ def inet_reuseport_add_sock(sk: Sock, chain: list[Sock]) -> None:
             and sk2.uid == sk.uid
             and inet_rcv_saddr_equal(sk, sk2, False)
         ):
-            reuseport_add_sock(sk, sk2, sk.rcv_saddr == 0)
-            return
-    reuseport_alloc(sk, sk.rcv_saddr == 0)
+            return reuseport_add_sock(sk, sk2, bind_inany)
+    reuseport_alloc(sk, bind_inany)
+    return None

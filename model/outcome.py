@@ -61,16 +61,20 @@ class Outcome:
 
     value:      "0", an errno name ("EADDRINUSE"), a socket name, a count, an address.
     reason:     the model's one-line reason (kernel function and rule); "" on the kernel side.
-    choice:     kernel side: the ephemeral port the kernel picked in this step, if it picked one.
+    choice:     kernel side: what the kernel picked at random in this step (an ephemeral port, the
+                listener a hash chose), for the model to follow when it could have picked it.
     candidates: model side: every port the kernel may pick in this step (checked by property).
+    one_of:     model side: the values the kernel may return when the model cannot say which
+                (a reuseport pick by a hash it cannot compute); checked by property.
     random:     the value depends on a random kernel choice: in a model-only run it can't be
                 compared with a recorded expectation, and `record` writes none for it.
     """
 
     value: str
     reason: str = ""
-    choice: int | None = None
+    choice: int | str | None = None
     candidates: PortChoice | None = None
+    one_of: tuple[str, ...] = ()
     random: bool = False
 
     def __str__(self) -> str:

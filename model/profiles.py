@@ -21,6 +21,9 @@ class Profile:
     # inet_csk_find_open_port retries with relax=true when net.ipv4.ip_autobind_reuse is set
     # (5.7+, net/ipv4/inet_connection_sock.c).
     autobind_reuse: bool
+    # inet_ehashfn = lport + jhash_3words(laddr, faddr, fport, secret) (6.15+), instead of
+    # jhash_3words(laddr, faddr, lport << 16 | fport, secret) (net/ipv4/inet_hashtables.c).
+    ehash_lport_outside: bool
 
 
 # Linux 6.18, this project's host kernel. Sources read: Debian linux-source-6.12 (6.12.117) and
@@ -30,7 +33,7 @@ class Profile:
 # inet_csk_update_fastreuse, sk_reuseport_match, __inet_bind, __inet_listen_sk,
 # inet_csk_listen_start, inet_reuseport_add_sock. The model uses bhash2 (6.1+) throughout;
 # version fields for bhash2, the listener hash and the rest come with the other profiles.
-LINUX_6_18 = Profile(name="6.18", version=(6, 18), autobind_reuse=True)
+LINUX_6_18 = Profile(name="6.18", version=(6, 18), autobind_reuse=True, ehash_lport_outside=True)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (LINUX_6_18,)}
 

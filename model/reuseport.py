@@ -4,43 +4,117 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.sock import Sock
+from model.cbpf import Program
+from model.sock import Sock, TcpState
 
 
 @dataclass(eq=False)
 class ReuseportGroup:
-    """socks[0:num_socks] are listening, in listen() order as the kernel keeps them."""
+    """socks[0:num_socks] are listening, in listen() order as the kernel keeps them.
+
+    incoming_cpu counts members with SO_INCOMING_CPU >= 0: while it is 0 the hash alone picks.
+    """
 
     bind_inany: bool
     socks: list[Sock] = field(default_factory=list)
     num_closed_socks: int = 0
+    incoming_cpu: int = 0
+    prog: Program | None = None
 
     @property
     def num_socks(self) -> int:
         return len(self.socks)
 
+    def describe(self) -> str:
+        return "[" + ", ".join(s.name for s in self.socks) + "]"
+
+
+def _get_incoming_cpu(sk: Sock, group: ReuseportGroup) -> None:
+    """reuseport_get_incoming_cpu."""
+    if sk.incoming_cpu >= 0:
+        group.incoming_cpu += 1
+
+
+def _put_incoming_cpu(sk: Sock, group: ReuseportGroup) -> None:
+    """reuseport_put_incoming_cpu."""
+    if sk.incoming_cpu >= 0:
+        group.incoming_cpu -= 1
+
 
 def reuseport_alloc(sk: Sock, bind_inany: bool) -> None:
-    """reuseport_alloc: a new group with sk as socks[0]."""
+    """reuseport_alloc: a new group with sk as socks[0]; if sk already has one (a program was
+    attached before listen()), keep it and only raise bind_inany."""
+    if sk.reuseport_cb is not None:
+        if bind_inany:
+            sk.reuseport_cb.bind_inany = True
+        return
     group = ReuseportGroup(bind_inany=bind_inany, socks=[sk])
+    _get_incoming_cpu(sk, group)
     sk.reuseport_cb = group
 
 
-def reuseport_add_sock(sk: Sock, sk2: Sock, bind_inany: bool) -> None:
-    """reuseport_add_sock: sk joins sk2's group at the end of socks[]."""
+def reuseport_add_sock(sk: Sock, sk2: Sock, bind_inany: bool) -> str | None:
+    """reuseport_add_sock: sk joins sk2's group at the end of socks[]; sk's own one-socket
+    group (from an attached program) is dropped. Returns an errno name on failure."""
+    if sk2.reuseport_cb is None:
+        reuseport_alloc(sk2, bind_inany)
     group = sk2.reuseport_cb
     assert group is not None
-    group.socks.append(sk)
+    old = sk.reuseport_cb
+    if old is not None and old.num_socks != 1:
+        return "EBUSY"
+    group.socks.append(sk)  # __reuseport_add_sock
+    _get_incoming_cpu(sk, group)
     sk.reuseport_cb = group
+    return None
 
 
 def reuseport_detach_sock(sk: Sock) -> None:
-    """__reuseport_detach_sock: the last socket moves into the freed slot."""
+    """reuseport_detach_sock -> __reuseport_detach_sock: the last socket moves into the slot."""
     group = sk.reuseport_cb
     if group is None:
         return
-    i = group.socks.index(sk)
-    last = group.socks.pop()
-    if last is not sk:
-        group.socks[i] = last
     sk.reuseport_cb = None
+    if sk in group.socks:
+        i = group.socks.index(sk)
+        last = group.socks.pop()
+        if last is not sk:
+            group.socks[i] = last
+        _put_incoming_cpu(sk, group)
+
+
+def reuseport_update_incoming_cpu(sk: Sock, val: int) -> None:
+    """reuseport_update_incoming_cpu: SO_INCOMING_CPU, and the group's count of such members."""
+    old = sk.incoming_cpu
+    sk.incoming_cpu = val
+    group = sk.reuseport_cb
+    if group is None:
+        return
+    if old < 0 and val >= 0:
+        group.incoming_cpu += 1
+    elif old >= 0 and val < 0:
+        group.incoming_cpu -= 1
+
+
+def reuseport_select_sock_by_hash(group: ReuseportGroup, hash_: int, cpu: int) -> tuple[Sock | None, str]:
+    """reuseport_select_sock_by_hash (6.1+): socks[reciprocal_scale(hash, n)], or with members
+    on SO_INCOMING_CPU the first from there on whose CPU is this one, else the first valid."""
+    from model.jhash import reciprocal_scale
+
+    n = group.num_socks
+    i = j = reciprocal_scale(hash_, n)
+    first_valid = None
+    while True:
+        sk = group.socks[i]
+        if sk.state != TcpState.ESTABLISHED:
+            if not group.incoming_cpu:
+                return sk, f"reciprocal_scale(hash, {n}) = {j}"
+            if sk.incoming_cpu == cpu:
+                return sk, f"hash index {j}, scanned to {i}: SO_INCOMING_CPU {cpu}"
+            if first_valid is None:
+                first_valid = sk
+        i += 1
+        if i >= n:
+            i = 0
+        if i == j:
+            return first_valid, f"hash index {j}: no member on CPU {cpu}, the hash's socket"

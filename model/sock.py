@@ -1,8 +1,9 @@
-"""struct sock, as far as bind/listen read it (include/net/sock.h, inet_sock.h)."""
+"""struct sock, as far as bind/listen/lookup read it (include/net/sock.h, inet_sock.h, ipv6.h)."""
 
 from __future__ import annotations
 
 import enum
+import ipaddress
 import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ class TcpState(enum.Enum):
 
     CLOSE = "CLOSE"
     LISTEN = "LISTEN"
+    ESTABLISHED = "ESTABLISHED"
     TIME_WAIT = "TIME_WAIT"
 
 
@@ -29,6 +31,38 @@ SK_FORCE_REUSE = 2
 SOCK_BINDADDR_LOCK = 4
 SOCK_BINDPORT_LOCK = 8
 
+# __inet6_bind: "ipv4 addr of the socket is invalid" for a specific IPv6 address
+LOOPBACK4_IPV6 = int(ipaddress.IPv4Address("127.0.0.6"))
+IN6ADDR_ANY = ipaddress.IPv6Address("::")
+
+
+class AddrType(enum.Enum):
+    """The ipv6_addr_type() classes the socket code tests (include/net/ipv6.h)."""
+
+    ANY = "any"
+    MAPPED = "mapped"
+    MULTICAST = "multicast"
+    LINKLOCAL = "linklocal"
+    UNICAST = "unicast"
+
+
+def ipv6_addr_type(addr: ipaddress.IPv6Address) -> AddrType:
+    """ipv6_addr_type / __ipv6_addr_type (net/ipv6/addrconf_core.c), the classes used here."""
+    if addr == IN6ADDR_ANY:
+        return AddrType.ANY
+    if addr.ipv4_mapped is not None:
+        return AddrType.MAPPED
+    if addr.is_multicast:
+        return AddrType.MULTICAST
+    if addr.is_link_local:
+        return AddrType.LINKLOCAL
+    return AddrType.UNICAST
+
+
+def v4mapped(v4: int) -> ipaddress.IPv6Address:
+    """ipv6_addr_set_v4mapped: ::ffff:a.b.c.d."""
+    return ipaddress.IPv6Address((0xFFFF << 32) | v4)
+
 
 @dataclass(eq=False)
 class Sock:
@@ -39,12 +73,16 @@ class Sock:
     uid: int = 0  # sock_i_uid: the inode's uid, taken from fsuid at socket()
     reuse: int = SK_NO_REUSE  # sk_reuse
     reuseport: bool = False  # sk_reuseport
+    ipv6only: bool = False  # sk_ipv6only (AF_INET6 only; from net.ipv6.bindv6only at socket())
     state: TcpState = TcpState.CLOSE
     num: int = 0  # inet_num: the bound local port
-    rcv_saddr: int = 0  # inet_rcv_saddr, host order
+    rcv_saddr: int = 0  # inet_rcv_saddr, as an integer
+    v6_rcv_saddr: ipaddress.IPv6Address = IN6ADDR_ANY  # sk_v6_rcv_saddr (AF_INET6)
     bound_dev_if: int = 0  # sk_bound_dev_if
+    incoming_cpu: int = -1  # sk_incoming_cpu (sock_init_data sets -1)
     userlocks: int = 0
     max_ack_backlog: int = 0
+    accept_queue: list = field(default_factory=list, repr=False)  # children not yet accepted
     autobound: bool = False  # the port was picked by inet_csk_find_open_port
     bind_hash: BindBucket | None = field(default=None, repr=False)  # icsk_bind_hash
     bind2_hash: Bind2Bucket | None = field(default=None, repr=False)  # icsk_bind2_hash
@@ -53,13 +91,29 @@ class Sock:
 
     @property
     def ipv6_only(self) -> bool:
-        """ipv6_only_sock(): never true for AF_INET sockets."""
-        return False
+        """ipv6_only_sock(): sk_ipv6only, which AF_INET sockets never have."""
+        return self.family == socket.AF_INET6 and self.ipv6only
+
+    @property
+    def v6(self) -> ipaddress.IPv6Address | None:
+        """inet6_rcv_saddr(): the IPv6 address of an AF_INET6 socket, None for AF_INET."""
+        return self.v6_rcv_saddr if self.family == socket.AF_INET6 else None
+
+    @property
+    def bind2_addr(self) -> ipaddress.IPv6Address:
+        """The address a bhash2 bucket holds (inet_bind2_bucket_init): v4 as ::ffff:a.b.c.d."""
+        return self.v6_rcv_saddr if self.family == socket.AF_INET6 else v4mapped(self.rcv_saddr)
+
+    def local_text(self) -> str:
+        if self.family == socket.AF_INET6:
+            return f"[{self.v6_rcv_saddr}]:{self.num}"
+        return f"{ipaddress.IPv4Address(self.rcv_saddr)}:{self.num}"
 
     def describe(self) -> str:
         """'a (10.0.0.1:8080 LISTEN uid 0 SO_REUSEPORT)' for reasons."""
-        import ipaddress
-
-        flags = [f for f, on in (("SO_REUSEADDR", self.reuse), ("SO_REUSEPORT", self.reuseport)) if on]
-        addr = f"{ipaddress.IPv4Address(self.rcv_saddr)}:{self.num}"
-        return f"{self.name} ({addr} {self.state.value} uid {self.uid}{' ' if flags else ''}{' '.join(flags)})"
+        flags = [f for f, on in (("SO_REUSEADDR", self.reuse), ("SO_REUSEPORT", self.reuseport),
+                                 ("IPV6_V6ONLY", self.ipv6_only)) if on]
+        if self.bound_dev_if:
+            flags.append(f"dev {self.bound_dev_if}")
+        extra = (" " + " ".join(flags)) if flags else ""
+        return f"{self.name} ({self.local_text()} {self.state.value} uid {self.uid}{extra})"

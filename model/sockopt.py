@@ -1,27 +1,102 @@
-"""Socket options the model understands, and what setting them does (net/core/sock.c)."""
+"""Socket options the model understands, and what setting them does (net/core/sock.c,
+net/ipv6/ipv6_sockglue.c, net/core/sock_reuseport.c)."""
 
 from __future__ import annotations
 
 import enum
+import socket
 
+from model.cbpf import Program
+from model.reuseport import ReuseportGroup, reuseport_update_incoming_cpu
 from model.sock import SK_CAN_REUSE, SK_NO_REUSE, Sock
 
 
 class SockOpt(enum.Enum):
-    """Options by the name scenarios use; the value is (level name, option name)."""
+    """Options by the name scenarios use; the value is (level, option name, value kind)."""
 
-    SO_REUSEADDR = ("SOL_SOCKET", "SO_REUSEADDR")
-    SO_REUSEPORT = ("SOL_SOCKET", "SO_REUSEPORT")
+    SO_REUSEADDR = ("SOL_SOCKET", "SO_REUSEADDR", "int")
+    SO_REUSEPORT = ("SOL_SOCKET", "SO_REUSEPORT", "int")
+    SO_INCOMING_CPU = ("SOL_SOCKET", "SO_INCOMING_CPU", "int")
+    SO_BINDTODEVICE = ("SOL_SOCKET", "SO_BINDTODEVICE", "device")
+    IPV6_V6ONLY = ("IPPROTO_IPV6", "IPV6_V6ONLY", "int")
+    SO_ATTACH_REUSEPORT_CBPF = ("SOL_SOCKET", "SO_ATTACH_REUSEPORT_CBPF", "program")
+    SO_DETACH_REUSEPORT_BPF = ("SOL_SOCKET", "SO_DETACH_REUSEPORT_BPF", "int")
+
+    @property
+    def kind(self) -> str:
+        return self.value[2]
 
 
-def setsockopt(sk: Sock, opt: SockOpt, value: int) -> str:
-    """sk_setsockopt for the option; returns the reason line. Flags may change at any time:
-    the bind bucket's fast-path copy keeps the old value until the next get_port."""
-    valbool = value != 0
+OptValue = int | str | Program
+
+
+def setsockopt(sk: Sock, opt: SockOpt, value: OptValue, ifindex: dict[str, int],
+               hashed: bool) -> tuple[str, str]:
+    """The option's effect on sk: (errno name or "0", reason). `hashed` is !sk_unhashed(sk)."""
     if opt is SockOpt.SO_REUSEADDR:
-        sk.reuse = SK_CAN_REUSE if valbool else SK_NO_REUSE  # sk_setsockopt: SO_REUSEADDR
-        return f"sk_setsockopt: sk_reuse = {'SK_CAN_REUSE' if valbool else 'SK_NO_REUSE'}"
+        sk.reuse = SK_CAN_REUSE if value else SK_NO_REUSE  # sk_setsockopt: SO_REUSEADDR
+        return "0", f"sk_setsockopt: sk_reuse = {'SK_CAN_REUSE' if value else 'SK_NO_REUSE'}"
     if opt is SockOpt.SO_REUSEPORT:
-        sk.reuseport = valbool  # sk_setsockopt: SO_REUSEPORT (inet sockets)
-        return f"sk_setsockopt: sk_reuseport = {int(valbool)}"
+        sk.reuseport = bool(value)  # sk_setsockopt: SO_REUSEPORT (inet sockets)
+        return "0", f"sk_setsockopt: sk_reuseport = {int(bool(value))}"
+    if opt is SockOpt.SO_INCOMING_CPU:
+        assert isinstance(value, int)
+        reuseport_update_incoming_cpu(sk, value)
+        return "0", f"reuseport_update_incoming_cpu: sk_incoming_cpu = {value}"
+    if opt is SockOpt.SO_BINDTODEVICE:
+        return _bindtodevice(sk, str(value), ifindex)
+    if opt is SockOpt.IPV6_V6ONLY:
+        if sk.family != socket.AF_INET6:
+            return "ENOPROTOOPT", "ip_setsockopt: level IPPROTO_IPV6 on an AF_INET socket"
+        if sk.num:
+            return "EINVAL", "do_ipv6_setsockopt: IPV6_V6ONLY after bind (inet_num set)"
+        sk.ipv6only = bool(value)
+        return "0", f"do_ipv6_setsockopt: sk_ipv6only = {int(bool(value))}"
+    if opt is SockOpt.SO_ATTACH_REUSEPORT_CBPF:
+        assert isinstance(value, Program)
+        return _attach(sk, value, hashed)
+    if opt is SockOpt.SO_DETACH_REUSEPORT_BPF:
+        return _detach(sk, hashed)
     raise ValueError(f"unsupported option {opt}")
+
+
+def _bindtodevice(sk: Sock, name: str, ifindex: dict[str, int]) -> tuple[str, str]:
+    """sock_setbindtodevice -> sock_bindtoindex_locked: changing an existing binding needs
+    CAP_NET_RAW (uid 0 here); TCP has no rehash, so the bind buckets keep the old device."""
+    if name and name not in ifindex:
+        return "ENODEV", f"sock_setbindtodevice: no device {name!r}"
+    index = ifindex[name] if name else 0
+    if sk.bound_dev_if and sk.uid != 0:
+        return "EPERM", "sock_bindtoindex_locked: already bound to a device, no CAP_NET_RAW"
+    sk.bound_dev_if = index
+    return "0", f"sock_bindtoindex_locked: sk_bound_dev_if = {index} ({name or 'none'})"
+
+
+def _attach(sk: Sock, prog: Program, hashed: bool) -> tuple[str, str]:
+    """sk_reuseport_attach_filter -> reuseport_attach_prog: an unhashed SO_REUSEPORT socket
+    gets a group of its own first (reuseport_alloc), a hashed one must already be in one."""
+    from model.reuseport import reuseport_alloc
+
+    if not hashed:
+        if not sk.reuseport:
+            return "EINVAL", "reuseport_attach_prog: SO_REUSEPORT is not set"
+        reuseport_alloc(sk, False)
+    elif sk.reuseport_cb is None:
+        return "EINVAL", "reuseport_attach_prog: listening without a reuseport group"
+    group: ReuseportGroup = sk.reuseport_cb  # type: ignore[assignment]
+    group.prog = prog
+    return "0", f"reuseport_attach_prog: group {group.describe()} runs cBPF {prog}"
+
+
+def _detach(sk: Sock, hashed: bool) -> tuple[str, str]:
+    """reuseport_detach_prog."""
+    group = sk.reuseport_cb
+    if group is None:
+        return ("ENOENT" if sk.reuseport else "EINVAL"), "reuseport_detach_prog: no reuseport group"
+    if not hashed and group.num_closed_socks:
+        return "ENOENT", "reuseport_detach_prog: a closed member"
+    had = group.prog
+    group.prog = None
+    if had is None:
+        return "ENOENT", "reuseport_detach_prog: no program attached"
+    return "0", f"reuseport_detach_prog: group {group.describe()} back to the hash"

@@ -12,6 +12,7 @@ KEYS: dict[str, str] = {
     "net.ipv4.ip_unprivileged_port_start": "ip_unprivileged_port_start",
     "net.ipv4.ip_nonlocal_bind": "ip_nonlocal_bind",
     "net.core.somaxconn": "somaxconn",
+    "net.ipv6.bindv6only": "bindv6only",
 }
 
 
@@ -25,6 +26,7 @@ class Sysctls:
     ip_unprivileged_port_start: int = 1024
     ip_nonlocal_bind: int = 0
     somaxconn: int = 4096
+    bindv6only: int = 0
 
     def with_setting(self, key: str, text: str) -> Sysctls:
         """A copy with one sysctl set from its /proc/sys text; ValueError if malformed."""

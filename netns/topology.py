@@ -26,6 +26,21 @@ class DeviceSpec:
 class Topology:
     devices: tuple[DeviceSpec, ...]
 
+    def client_device(self, addr: str) -> str | None:
+        """The TUN whose routed client range holds `addr` (where its SYNs are written)."""
+        ip = ipaddress.ip_address(addr)
+        best = None
+        for dev in self.devices:
+            for route in dev.routes:
+                net = ipaddress.ip_network(route)
+                if ip.version == net.version and ip in net and (best is None or net.prefixlen > best[1]):
+                    best = (dev.name, net.prefixlen)
+        return best[0] if best else None
+
+    def server_addresses(self) -> list[str]:
+        """Addresses on TUN devices: where injected SYNs may go."""
+        return [str(ipaddress.ip_interface(a).ip) for d in self.devices if d.tun for a in d.addresses]
+
 
 STANDARD = Topology(
     devices=(

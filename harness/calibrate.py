@@ -1,0 +1,209 @@
+"""Recover a namespace's reuseport hash secret from observed SYN -> socks[] picks.
+
+The kernel picks socks[reciprocal_scale(inet_ehashfn(...), num_socks)]; the only unknown is the
+32-bit secret (inet_ehash_secret + net_hash_mix(net)), so every candidate is tried. The numba
+functions below transcribe model/jhash.py (the one Python source of the formula); a unit test
+proves the two agree. Both kernel variants share one jitted hash: (add + jhash_3words(la, fa, w3,
+secret)) with add = 0 before 6.15 and add = lport from 6.15 on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from model.jhash import ipv4_word, port_word
+
+U32 = 0xFFFFFFFF
+FULL_RANGE = 1 << 32
+_BLOCK = 4096  # candidates hashed per vectorised pass (the mask stays in L1)
+_CHUNKS = 64  # prange work units over [lo, hi) (64 measured fastest on 2 cores)
+_CAP = 64  # matches kept per chunk; a chunk with more is searched again with room for all
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One SYN from saddr:sport to daddr:dport that landed on socks[index] of a num_socks group."""
+
+    saddr: str
+    sport: int
+    daddr: str
+    dport: int
+    num_socks: int
+    index: int
+
+
+# ---- numba transcription of model/jhash.py (int64 holding u32 values, masked after each step)
+
+
+@njit(cache=True, inline="always")
+def _rol32(x, s):
+    """rol32 for a u32 held in an int64."""
+    # include/linux/bitops.h:rol32
+    return ((x << s) | (x >> (32 - s))) & U32
+
+
+@njit(cache=True, inline="always")
+def _jhash_final(a, b, c):
+    """__jhash_final; returns c."""
+    # include/linux/jhash.h:__jhash_final
+    c = ((c ^ b) - _rol32(b, 14)) & U32
+    a = ((a ^ c) - _rol32(c, 11)) & U32
+    b = ((b ^ a) - _rol32(a, 25)) & U32
+    c = ((c ^ b) - _rol32(b, 16)) & U32
+    a = ((a ^ c) - _rol32(c, 4)) & U32
+    b = ((b ^ a) - _rol32(a, 14)) & U32
+    c = ((c ^ b) - _rol32(b, 24)) & U32
+    return c
+
+
+@njit(cache=True, inline="always")
+def _ehash(secret, la, fa, w3, add):
+    """inet_ehashfn on prepared words: add + jhash_3words(la, fa, w3, secret), u32."""
+    # include/linux/jhash.h:jhash_3words; net/ipv4/inet_hashtables.c:inet_ehashfn
+    iv = (secret + 0xDEADBEEF + (3 << 2)) & U32
+    c = _jhash_final((la + iv) & U32, (fa + iv) & U32, (w3 + iv) & U32)
+    return (c + add) & U32
+
+
+@njit(cache=True, inline="always")
+def _reciprocal_scale(val, ep_ro):
+    """reciprocal_scale for ep_ro <= 0xffff (so the product fits an int64)."""
+    # include/linux/math.h:reciprocal_scale
+    return (val * ep_ro) >> 32
+
+
+@njit(cache=True)
+def _fits_rest(secret, la, fa, w3, add, n, idx):
+    """True when secret reproduces observations 1.. (observation 0 was checked by the caller)."""
+    for k in range(1, la.shape[0]):
+        h = _ehash(secret, np.int64(la[k]), np.int64(fa[k]), np.int64(w3[k]), np.int64(add[k]))
+        if _reciprocal_scale(h, np.int64(n[k])) != idx[k]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _scan_range(start, end, la, fa, w3, add, n, idx, off, wm1, out):
+    """Search [start, end): write up to len(out) matching secrets into out, return how many match.
+
+    Observation 0 is tested for a whole block without branches (so LLVM vectorises the hash),
+    as the window test (c - off) mod 2**32 <= wm1; survivors are checked against the rest.
+    """
+    la0, fa0, w30 = np.int64(la[0]), np.int64(fa[0]), np.int64(w3[0])
+    mask = np.zeros(_BLOCK, np.uint8)
+    words = mask.view(np.uint64)  # skip 8 rejected candidates at a time
+    count = 0
+    for base in range(start, end, _BLOCK):
+        m = min(_BLOCK, end - base)
+        for j in range(m):
+            c = _ehash(base + j, la0, fa0, w30, 0)
+            mask[j] = np.uint32(c - off) <= np.uint32(wm1)  # u32 compare: LLVM keeps 32-bit lanes
+        for w in range((m + 7) // 8):
+            if words[w] == 0:
+                continue
+            for j in range(w * 8, min(m, w * 8 + 8)):
+                if mask[j] and _fits_rest(base + j, la, fa, w3, add, n, idx):
+                    if count < out.shape[0]:
+                        out[count] = base + j
+                    count += 1
+    return count
+
+
+@njit(cache=True, parallel=True)
+def _search(starts, ends, la, fa, w3, add, n, idx, off, wm1, cap):
+    """Run _scan_range over each chunk in parallel; returns (counts, matches[chunk, :cap])."""
+    nchunks = starts.shape[0]
+    counts = np.zeros(nchunks, np.int64)
+    found = np.zeros((nchunks, cap), np.int64)
+    for ch in prange(nchunks):
+        counts[ch] = _scan_range(starts[ch], ends[ch], la, fa, w3, add, n, idx, off, wm1, found[ch])
+    return counts, found
+
+
+# ---- Python side: observations to u32 words, the window for observation 0, the chunking
+
+
+def _words(observations: Sequence[Observation], lport_outside: bool) -> tuple[np.ndarray, ...]:
+    """Observations as u32 arrays (laddr, faddr, third jhash word, added lport, n, index)."""
+    # net/ipv4/inet_hashtables.c:inet_lookup_reuseport hashes (daddr, hnum, saddr, sport)
+    rows = [_row(o, lport_outside) for o in observations]
+    return tuple(np.array(col, dtype=np.uint32) for col in zip(*rows, strict=True))
+
+
+def _row(o: Observation, lport_outside: bool) -> tuple[int, int, int, int, int, int]:
+    """One observation's words; before 6.15 lport sits in the jhash word, from 6.15 it is added."""
+    if not 1 <= o.num_socks <= 0xFFFF or not 0 <= o.index < o.num_socks:
+        raise ValueError(f"index {o.index} outside a group of {o.num_socks}: {o}")
+    if not (0 <= o.sport <= 0xFFFF and 0 <= o.dport <= 0xFFFF):
+        raise ValueError(f"port out of range: {o}")
+    la, fa, fp = ipv4_word(o.daddr), ipv4_word(o.saddr), port_word(o.sport)
+    if lport_outside:
+        return la, fa, fp, o.dport, o.num_socks, o.index
+    return la, fa, (o.dport << 16) | fp, 0, o.num_socks, o.index
+
+
+def _first_window(add: int, num_socks: int, index: int) -> tuple[int, int]:
+    """(off, wm1) with reciprocal_scale(add + c, n) == index  <=>  (c - off) mod 2**32 <= wm1.
+
+    reciprocal_scale(h, n) == i exactly when ceil(i * 2**32 / n) <= h < ceil((i + 1) * 2**32 / n).
+    """
+    low = -(-index * FULL_RANGE // num_socks)
+    high = -(-(index + 1) * FULL_RANGE // num_socks)
+    return (low - add) & U32, high - low - 1
+
+
+def _chunks(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split [lo, hi) into _CHUNKS contiguous pieces (some empty when the range is tiny)."""
+    edges = [lo + (hi - lo) * k // _CHUNKS for k in range(_CHUNKS + 1)]
+    return np.array(edges[:-1], dtype=np.int64), np.array(edges[1:], dtype=np.int64)
+
+
+def calibrate(
+    observations: Sequence[Observation], lport_outside: bool, lo: int = 0, hi: int = FULL_RANGE
+) -> list[int]:
+    """Every secret in [lo, hi) that reproduces ALL observations, ascending; [] means none fits."""
+    if not observations:
+        raise ValueError("calibrate needs at least one observation")
+    if not 0 <= lo <= hi <= FULL_RANGE:
+        raise ValueError(f"search range [{lo}, {hi}) is not inside [0, 2**32)")
+    la, fa, w3, add, n, idx = _words(observations, lport_outside)
+    off, wm1 = _first_window(int(add[0]), int(n[0]), int(idx[0]))
+    starts, ends = _chunks(lo, hi)
+    counts, found = _search(starts, ends, la, fa, w3, add, n, idx, off, wm1, _CAP)
+    result: list[int] = []
+    for ch in range(_CHUNKS):
+        if counts[ch] <= _CAP:
+            result.extend(int(s) for s in found[ch, : counts[ch]])
+            continue
+        out = np.zeros(int(counts[ch]), dtype=np.int64)  # overflowed: search this chunk again
+        _scan_range(starts[ch], ends[ch], la, fa, w3, add, n, idx, off, wm1, out)
+        result.extend(int(s) for s in out)
+    return sorted(result)
+
+
+def jit_inet_ehashfn(secret: int, laddr: str, lport: int, faddr: str, fport: int, lport_outside: bool) -> int:
+    """The numba hash through calibrate's own conversion; must equal model.jhash.inet_ehashfn."""
+    obs = Observation(saddr=faddr, sport=fport, daddr=laddr, dport=lport, num_socks=1, index=0)
+    la, fa, w3, add, _, _ = _words([obs], lport_outside)
+    return int(_ehash(secret & U32, np.int64(la[0]), np.int64(fa[0]), np.int64(w3[0]), np.int64(add[0])))
+
+
+def jit_reuseport_index(
+    secret: int, saddr: str, sport: int, daddr: str, dport: int, num_socks: int, lport_outside: bool
+) -> int:
+    """The numba socks[] pick; must equal model.jhash.reuseport_index."""
+    h = jit_inet_ehashfn(secret, daddr, dport, saddr, sport, lport_outside)
+    return int(_reciprocal_scale(np.int64(h), np.int64(num_socks)))
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every jitted function, so callers can time it apart."""
+    obs = [Observation("192.0.2.1", 1, "10.0.0.1", 1, 2, 0), Observation("192.0.2.2", 2, "10.0.0.1", 1, 2, 1)]
+    calibrate(obs, lport_outside=False, lo=0, hi=_CHUNKS * 4)
+    la, fa, w3, add, n, idx = _words(obs, False)
+    _scan_range(0, 4, la, fa, w3, add, n, idx, 0, U32, np.zeros(0, dtype=np.int64))
+    jit_reuseport_index(0, "192.0.2.1", 1, "10.0.0.1", 1, 2, lport_outside=True)

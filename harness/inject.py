@@ -1,0 +1,394 @@
+"""TCP handshakes injected through TUN devices from precomputed packet bytes (DESIGN §5, §7.1).
+
+A packet is a cached per-(src, dst, payload length) template (IP headers final, TCP checksum
+summed over the constant words) with ports, sequence numbers and the checksum patched in. The
+kernel handles a SYN on the writer's CPU before write() returns, so its reply is read at once;
+anything read that is not the awaited reply of a flow in the batch (FINs/RSTs of closing
+children, SYN-ACK retransmits, IPv6 MLD/RS) is a stray: counted and discarded.
+
+A TUN queues at most txqueuelen (500) packets for its reader and drops the rest, counted as the
+device's tx_dropped. Unanswered flows in a batch during which that counter rose cannot be told
+from real drops: the batch raises RepliesLost rather than report them as DROP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import select
+import socket
+import struct
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+MSS = 1460
+TTL = 64
+WINDOW = 65535
+IPV4_DF = 0x4000
+PROTO_TCP = 6
+
+SYNACK_ACKED, SYNACK, RST_KIND, DROP = "SYNACK_ACKED", "SYNACK", "RST", "DROP"
+
+_READ_SIZE = 65535
+_MSS_OPTION = struct.pack("!BBH", 2, 4, MSS)
+_SYN_WORD = (20 + len(_MSS_OPTION)) // 4 << 12 | SYN  # data offset and flags
+_ACK_WORD = 5 << 12 | ACK
+_RST_WORD = 5 << 12 | RST
+_TCP = struct.Struct("!HHIIHHHH")  # sport dport seq ack offset+flags window checksum urgent
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_IPV6 = struct.Struct("!IHBB16s16s")
+_PORTS = struct.Struct("!HH")
+_SEQ_ACK_FLAGS = struct.Struct("!IIxB")
+_U32 = struct.Struct("!I")
+_M32 = 0xFFFF_FFFF
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A virtual client's connection attempt; `payload` bytes of data ride on the SYN."""
+
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    payload: int = 0
+
+
+class Reply(NamedTuple):
+    """The TCP fields of a packet the kernel sent (addresses as text)."""
+
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    flags: int
+    seq: int
+    ack: int
+
+
+class Result(NamedTuple):
+    """What one flow got (SYNACK_ACKED, SYNACK, RST or DROP), our ISN and the server's."""
+
+    flow: Flow
+    kind: str
+    isn: int
+    server_isn: int | None = None
+
+
+class RepliesLost(RuntimeError):
+    """A TUN dropped packets (queue full) while flows of the batch were unanswered."""
+
+    def __init__(self, results: list[Result], dropped: int) -> None:
+        super().__init__(
+            f"{dropped} packet(s) dropped by a full TUN queue during the batch: "
+            f"{sum(r.kind == DROP for r in results)} DROP result(s) are unreliable (drain strays sooner)"
+        )
+        self.results = results
+
+
+class _Template(NamedTuple):
+    """The constant parts of the packets between one (src, dst) for one SYN payload length."""
+
+    syn_ip: bytes  # IP header of the SYN (MSS option and payload)
+    bare_ip: bytes  # IP header of a 20-byte segment (ACK, RST)
+    syn_base: int  # word sum of the SYN's constant parts: pseudo-header, window, MSS option
+    bare_base: int  # word sum of a bare segment's: pseudo-header, window
+    reply_addrs: bytes  # server then client address, as a reply carries them
+
+
+def payload_bytes(flow: Flow) -> bytes:
+    """The SYN's data: the sport as a big-endian u32, repeated (cBPF `ld [0]` reads the sport)."""
+    n = flow.payload
+    return (_U32.pack(flow.sport) * (n // 4 + 1))[:n]
+
+
+def _family(addr: str) -> int:
+    """AF_INET6 for an address with a colon, else AF_INET."""
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def _word_sum(data: bytes) -> int:
+    """One's-complement sum of 16-bit words, modulo 0xffff (2**16 = 1 mod 0xffff; odd -> padded)."""
+    return (int.from_bytes(data, "big") << (8 * (len(data) & 1))) % 0xFFFF
+
+
+def _fold(total: int) -> int:
+    """The checksum field for a word total: ~sum, where a nonzero sum = 0 mod 0xffff is 0xffff."""
+    rest = total % 0xFFFF
+    return 0xFFFF - rest if rest else 0
+
+
+def _ip_header(src: bytes, dst: bytes, tcp_len: int) -> bytes:
+    """The complete IPv4 (DF, id 0) or IPv6 header for a TCP segment of `tcp_len` bytes."""
+    if len(src) == 4:
+        header = _IPV4.pack(0x45, 0, 20 + tcp_len, 0, IPV4_DF, TTL, PROTO_TCP, 0, src, dst)
+        return header[:10] + struct.pack("!H", _fold(_word_sum(header))) + header[12:]
+    return _IPV6.pack(0x60000000, tcp_len, PROTO_TCP, TTL, src, dst)
+
+
+@lru_cache(maxsize=1 << 16)
+def _template(src: str, dst: str, payload_len: int) -> _Template:
+    """Build (once) the template for packets from `src` to `dst`.
+
+    The pseudo-header's words sum to addresses + protocol + TCP length for both families
+    (RFC 793; RFC 8200 §8.1 widens the length to 32 bits and moves the protocol byte).
+    """
+    family = _family(src)
+    s, d = socket.inet_pton(family, src), socket.inet_pton(family, dst)
+    pseudo = _word_sum(s + d) + PROTO_TCP + WINDOW
+    syn_len = 20 + len(_MSS_OPTION) + payload_len
+    return _Template(
+        _ip_header(s, d, syn_len), _ip_header(s, d, 20),
+        pseudo + syn_len + _word_sum(_MSS_OPTION), pseudo + 20, d + s,
+    )
+
+
+def _segment(ip: bytes, base: int, word: int, options: bytes, flow: Flow, seq: int, ack: int,
+             payload: bytes = b"") -> bytes:
+    """Patch ports, seq, ack, offset+flags `word` and the TCP checksum onto an IP header."""
+    total = base + word + flow.sport + flow.dport + seq + ack + (_word_sum(payload) if payload else 0)
+    return ip + _TCP.pack(flow.sport, flow.dport, seq, ack, word, WINDOW, _fold(total), 0) + options + payload
+
+
+def syn_bytes(flow: Flow, seq: int) -> bytes:
+    """The SYN (MSS option, payload_bytes(flow) as data) opening `flow` with ISN `seq`."""
+    t = _template(flow.src, flow.dst, flow.payload)
+    return _segment(t.syn_ip, t.syn_base, _SYN_WORD, _MSS_OPTION, flow, seq, 0,
+                    payload_bytes(flow) if flow.payload else b"")
+
+
+def ack_bytes(flow: Flow, seq: int, ack: int) -> bytes:
+    """A bare ACK; completes the handshake with seq = isn + 1, ack = server_isn + 1."""
+    t = _template(flow.src, flow.dst, flow.payload)
+    return _segment(t.bare_ip, t.bare_base, _ACK_WORD, b"", flow, seq, ack)
+
+
+def rst_bytes(flow: Flow, seq: int) -> bytes:
+    """A RST; with seq = isn + 1 it aborts the flow's request or established child."""
+    t = _template(flow.src, flow.dst, flow.payload)
+    return _segment(t.bare_ip, t.bare_base, _RST_WORD, b"", flow, seq, 0)
+
+
+def _reply_key(flow: Flow) -> bytes:
+    """The bytes a reply to `flow` carries where _peek reads its key."""
+    return _template(flow.src, flow.dst, flow.payload).reply_addrs + _PORTS.pack(flow.dport, flow.sport)
+
+
+def _peek(packet: bytes) -> tuple[bytes, int, int, int] | None:
+    """(src+dst addresses and ports as bytes, flags, seq, ack) of an IPv4/IPv6 TCP packet, else None."""
+    if len(packet) < 40:
+        return None
+    version = packet[0] >> 4
+    if version == 4:
+        ihl = (packet[0] & 0x0F) * 4
+        if packet[9] != PROTO_TCP or len(packet) < ihl + 20:
+            return None
+        key = packet[12:24] if ihl == 20 else packet[12:20] + packet[ihl:ihl + 4]
+        tcp = ihl
+    elif version == 6:
+        if packet[6] != PROTO_TCP or len(packet) < 60:
+            return None
+        key, tcp = packet[8:44], 40
+    else:
+        return None
+    seq, ack, flags = _SEQ_ACK_FLAGS.unpack_from(packet, tcp + 4)
+    return key, flags, seq, ack
+
+
+def parse(packet: bytes) -> Reply | None:
+    """The TCP fields of an IPv4 or IPv6 TCP packet; None for anything else."""
+    peeked = _peek(packet)
+    if peeked is None:
+        return None
+    key, flags, seq, ack = peeked
+    alen = (len(key) - 4) // 2
+    family = socket.AF_INET if alen == 4 else socket.AF_INET6
+    sport, dport = _PORTS.unpack_from(key, 2 * alen)
+    src, dst = socket.inet_ntop(family, key[:alen]), socket.inet_ntop(family, key[alen:2 * alen])
+    return Reply(src, sport, dst, dport, flags, seq, ack)
+
+
+# The standard topology's client ranges (DESIGN §4); all byte-aligned, matched as byte prefixes.
+_CLIENT_RANGES = tuple(
+    (net.network_address.packed[: net.prefixlen // 8], net.max_prefixlen // 8, name)
+    for net, name in (
+        (ipaddress.ip_network("198.18.0.0/16"), "tun0"),
+        (ipaddress.ip_network("2001:db8::/48"), "tun0"),
+        (ipaddress.ip_network("198.19.0.0/16"), "tun1"),
+        (ipaddress.ip_network("2001:db8:1::/48"), "tun1"),
+    )
+)
+
+
+def default_route(addr: str) -> str:
+    """The standard topology's TUN for a virtual client address."""
+    packed = socket.inet_pton(_family(addr), addr)
+    for prefix, alen, name in _CLIENT_RANGES:
+        if len(packed) == alen and packed.startswith(prefix):
+            return name
+    raise ValueError(f"{addr} is in no virtual client range of the standard topology")
+
+
+def pin_to_cpu(cpu: int) -> None:
+    """Run this process on `cpu` only: the kernel handles an injected SYN on the writer's CPU."""
+    os.sched_setaffinity(0, {cpu})
+
+
+class _Batch:
+    """The flows of one handshake/syn_only call; those awaiting a reply keyed by reply tuple."""
+
+    def __init__(self, flows: Sequence[Flow], complete: bool) -> None:
+        self.flows = flows
+        self.complete = complete
+        self.results: dict[int, Result] = {}
+        self.pending: dict[Hashable, tuple[int, int, int]] = {}  # key -> (index, isn, fd)
+
+
+class TunInjector:
+    """Writes SYNs (and the completing ACKs) into TUN fds; reads and matches the kernel's replies.
+
+    Create it inside the namespace: it watches the TUNs' drop counters there. `strays` counts
+    packets read during handshake/syn_only that answered no flow of the batch.
+    """
+
+    def __init__(self, fds: dict[str, int], route: Callable[[str], str] = default_route) -> None:
+        self.fds = dict(fds)
+        self.route = route
+        self.strays = 0
+        self._isn = 0x1000_0000
+        self._fd_of: dict[str, int] = {}
+        self._netdev = open("/proc/thread-self/net/dev", "rb", buffering=0)
+
+    def close(self) -> None:
+        """Close the counters file (the TUN fds belong to the caller)."""
+        self._netdev.close()
+
+    def _open(self, flow: Flow, isn: int) -> tuple[Hashable, bytes]:
+        """The key _peek will give the reply, and the SYN's bytes."""
+        return _reply_key(flow), syn_bytes(flow, isn)
+
+    def _ack(self, flow: Flow, seq: int, ack: int) -> bytes:
+        """The completing ACK's bytes."""
+        return ack_bytes(flow, seq, ack)
+
+    def _peek(self, packet: bytes) -> tuple[Hashable, int, int, int] | None:
+        """(key, flags, seq, ack) of a TCP packet, else None."""
+        return _peek(packet)
+
+    def _fd(self, src: str) -> int:
+        """The fd of the TUN routing `src`, cached per address."""
+        fd = self._fd_of.get(src)
+        if fd is None:
+            fd = self._fd_of[src] = self.fds[self.route(src)]
+        return fd
+
+    def _next_isn(self) -> int:
+        """A fresh ISN (a deterministic odd-stepped counter)."""
+        self._isn = (self._isn + 0x0100_0193) & _M32
+        return self._isn
+
+    def _tx_dropped(self) -> int:
+        """Packets our TUNs dropped on the way to this reader (queue full), from /proc/net/dev."""
+        total = 0
+        for line in os.pread(self._netdev.fileno(), 1 << 16, 0).split(b"\n")[2:]:
+            name, _, counters = line.partition(b":")
+            if name.strip().decode() in self.fds:
+                total += int(counters.split()[11])
+        return total
+
+    def handshake(self, flows: Sequence[Flow], wait: float = 0.2) -> list[Result]:
+        """Complete a handshake per flow: SYNACK_ACKED, RST, or DROP after at most `wait` s more."""
+        return self._run(flows, wait, complete=True)
+
+    def syn_only(self, flows: Sequence[Flow], wait: float = 0.2) -> list[Result]:
+        """Send each SYN and report SYNACK, RST or DROP; nothing is ACKed."""
+        return self._run(flows, wait, complete=False)
+
+    def reset(self, results: Sequence[Result]) -> None:
+        """Abort, with a RST, every flow that got a SYN-ACK (request or established child)."""
+        for r in results:
+            if r.server_isn is not None:
+                os.write(self._fd(r.flow.src), rst_bytes(r.flow, (r.isn + 1) & _M32))
+
+    def _run(self, flows: Sequence[Flow], wait: float, complete: bool) -> list[Result]:
+        """Write every SYN, reading replies as they come; then wait once for the missing ones."""
+        batch = _Batch(flows, complete)
+        dropped_before = self._tx_dropped()
+        for i, flow in enumerate(flows):
+            isn, fd = self._next_isn(), self._fd(flow.src)
+            key, syn = self._open(flow, isn)
+            if key in batch.pending:
+                raise ValueError(f"{flow} appears twice in one batch")
+            batch.pending[key] = (i, isn, fd)
+            os.write(fd, syn)
+            self._read(fd, batch, key)
+        self._wait(batch, wait)
+        for i, isn, _ in batch.pending.values():
+            batch.results[i] = Result(flows[i], DROP, isn)
+        results = [batch.results[i] for i in range(len(flows))]
+        if batch.pending and (dropped := self._tx_dropped() - dropped_before):
+            raise RepliesLost(results, dropped)
+        return results
+
+    def _read(self, fd: int, batch: _Batch, until: Hashable | None = None) -> None:
+        """Read `fd` until the flow keyed `until` is answered, or nothing is queued."""
+        while True:
+            try:
+                packet = os.read(fd, _READ_SIZE)
+            except BlockingIOError:
+                return
+            self._take(packet, batch)
+            if until is not None and until not in batch.pending:
+                return
+
+    def _take(self, packet: bytes, batch: _Batch) -> None:
+        """Settle the flow this packet answers (writing its ACK), or count it as a stray."""
+        peeked = self._peek(packet)
+        if peeked is None or (entry := batch.pending.get(peeked[0])) is None:
+            self.strays += 1
+            return
+        key, flags, seq, ack = peeked
+        i, isn, fd = entry
+        if ack != (isn + 1) & _M32 or not (flags & RST or flags & (SYN | ACK) == SYN | ACK):
+            self.strays += 1  # not the answer to this SYN (e.g. a challenge ACK on a reused tuple)
+            return
+        del batch.pending[key]
+        flow = batch.flows[i]
+        if flags & RST:
+            batch.results[i] = Result(flow, RST_KIND, isn)
+        elif batch.complete:
+            os.write(fd, self._ack(flow, (isn + 1) & _M32, (seq + 1) & _M32))
+            batch.results[i] = Result(flow, SYNACK_ACKED, isn, seq)
+        else:
+            batch.results[i] = Result(flow, SYNACK, isn, seq)
+
+    def _wait(self, batch: _Batch, wait: float) -> None:
+        """Poll every TUN for the flows still unanswered, for at most `wait` seconds in all."""
+        if not batch.pending:
+            return
+        poller = select.poll()
+        for fd in self.fds.values():
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + wait
+        while batch.pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            for fd, _ in poller.poll(left * 1000):
+                self._read(fd, batch)
+
+    def drain(self) -> int:
+        """Discard everything queued on every TUN; returns how many packets (not added to strays)."""
+        count = 0
+        for fd in self.fds.values():
+            while True:
+                try:
+                    os.read(fd, _READ_SIZE)
+                except BlockingIOError:
+                    break
+                count += 1
+        return count

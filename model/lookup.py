@@ -1,0 +1,148 @@
+"""Which listener gets a SYN: __inet_lookup_listener / inet6_lookup_listener and reuseport
+selection (net/ipv4/inet_hashtables.c, net/ipv6/inet6_hashtables.c, net/core/sock_reuseport.c).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from model.jhash import inet_ehashfn
+from model.listen import ListenTables, portaddr_key
+from model.reuseport import reuseport_select_sock_by_hash
+from model.sock import Sock
+
+
+@dataclass(frozen=True)
+class Syn:
+    """An incoming SYN as the lookup sees it: the 4-tuple, payload, ingress device, CPU."""
+
+    src: ipaddress.IPv4Address | ipaddress.IPv6Address
+    sport: int
+    dst: ipaddress.IPv4Address | ipaddress.IPv6Address
+    dport: int
+    payload: bytes
+    dif: int  # ingress ifindex
+    cpu: int  # raw_smp_processor_id(): the injector's CPU
+
+    @property
+    def family(self) -> int:
+        return socket.AF_INET6 if self.dst.version == 6 else socket.AF_INET
+
+
+@dataclass
+class Choice:
+    """The lookup's answer: the socket, why, and (when the kernel's hash cannot be predicted)
+    the group members it may pick instead of an exact one."""
+
+    sk: Sock | None
+    reason: str
+    one_of: tuple[Sock, ...] = ()
+
+
+def inet_bound_dev_eq(bound_dev_if: int, dif: int, sdif: int = 0) -> bool:
+    """inet_bound_dev_eq (include/net/inet_sock.h), without an L3 master (tcp_l3mdev_accept 0)."""
+    if not bound_dev_if:
+        return not sdif
+    return bound_dev_if in (dif, sdif)
+
+
+def compute_score(sk: Sock, syn: Syn, daddr: object) -> int:
+    """compute_score: -1 unless port, address and device match; 2 bound device else 1, +1 for
+    AF_INET (IPv4 lookup only), +1 when sk_incoming_cpu is the receiving CPU."""
+    if syn.family == socket.AF_INET:
+        # net/ipv4/inet_hashtables.c compute_score
+        if sk.num != syn.dport or sk.ipv6_only:
+            return -1
+        if sk.rcv_saddr != daddr:
+            return -1
+        score = 2 if sk.bound_dev_if else 1
+        if not inet_bound_dev_eq(sk.bound_dev_if, syn.dif):
+            return -1
+        if sk.family == socket.AF_INET:
+            score += 1
+    else:
+        # net/ipv6/inet6_hashtables.c compute_score
+        if sk.num != syn.dport or sk.family != socket.AF_INET6:
+            return -1
+        if sk.v6_rcv_saddr != daddr:
+            return -1
+        if not inet_bound_dev_eq(sk.bound_dev_if, syn.dif):
+            return -1
+        score = 2 if sk.bound_dev_if else 1
+    if sk.incoming_cpu == syn.cpu:
+        score += 1
+    return score
+
+
+class Lookup:
+    """The listener lookup of one namespace; `secret` is inet_ehash_secret + net_hash_mix
+    (calibrated), None when unknown; `lport_outside` picks the 6.15+ inet_ehashfn."""
+
+    def __init__(self, listens: ListenTables, secret: int | None, lport_outside: bool):
+        self.listens, self.secret, self.lport_outside = listens, secret, lport_outside
+
+    def listener(self, syn: Syn) -> Choice:
+        """__inet_lookup_listener / inet6_lookup_listener: the exact-address chain, then the
+        wildcard chain."""
+        if syn.family == socket.AF_INET:
+            exact, wild = int(syn.dst), 0
+            fn = "__inet_lookup_listener"
+        else:
+            exact, wild = syn.dst, ipaddress.IPv6Address("::")
+            fn = "inet6_lookup_listener"
+        for daddr, which in ((exact, "exact-address"), (wild, "wildcard")):
+            choice = self._lhash2_lookup(syn, daddr)
+            if choice is not None:
+                choice.reason = f"{fn}: {which} chain: {choice.reason}"
+                return choice
+        return Choice(None, f"{fn}: no listener on port {syn.dport} for {syn.dst}")
+
+    def _chain(self, syn: Syn, daddr: object) -> list[Sock]:
+        if syn.family == socket.AF_INET:
+            key = portaddr_key(socket.AF_INET, daddr, None)
+        else:
+            key = portaddr_key(socket.AF_INET6, 0, daddr)
+        return self.listens.lhash2.get((syn.dport, key), [])
+
+    def _lhash2_lookup(self, syn: Syn, daddr: object) -> Choice | None:
+        """inet_lhash2_lookup: walk the chain; the first socket that beats the best score so far
+        becomes the answer, and if it is in a reuseport group the group's pick returns at once."""
+        result, hiscore = None, 0
+        for sk in self._chain(syn, daddr):
+            score = compute_score(sk, syn, daddr)
+            if score > hiscore:
+                if sk.reuseport:
+                    picked = self._reuseport(sk, syn, score, daddr)
+                    if picked is not None:
+                        return picked
+                result, hiscore = sk, score
+        if result is None:
+            return None
+        return Choice(result, f"{result.name} has the best score {hiscore}")
+
+    def _reuseport(self, sk: Sock, syn: Syn, score: int, daddr: object) -> Choice | None:
+        """inet_lookup_reuseport -> reuseport_select_sock: the program, else the hash. The hash
+        takes the daddr the chain was looked up with: INADDR_ANY in the wildcard chain
+        (__inet_lookup_listener passes htonl(INADDR_ANY) to inet_lhash2_lookup)."""
+        group = sk.reuseport_cb
+        if group is None or not group.num_socks:
+            return None
+        head = f"{sk.name} (score {score}) is in group {group.describe()}"
+        if group.prog is not None:
+            index, how = group.prog.run(syn.payload, syn.cpu)  # run_bpf_filter
+            if index < group.num_socks:
+                chosen = group.socks[index]
+                return Choice(chosen, f"{head}; cBPF {group.prog}: {how} -> socks[{index}] = {chosen.name}")
+            head += f"; cBPF {group.prog}: {how} >= num_socks {group.num_socks}, falls back to the hash"
+        if self.secret is None or syn.family == socket.AF_INET6:
+            # inet6_ehashfn mixes in a second secret; an uncalibrated IPv4 secret likewise
+            members = tuple(s for s in group.socks)
+            why = "inet6_ehashfn" if syn.family == socket.AF_INET6 else "an uncalibrated inet_ehashfn"
+            return Choice(None, f"{head}; {why}: one of the group", one_of=members)
+        laddr = str(ipaddress.IPv4Address(daddr))
+        phash = inet_ehashfn(self.secret, laddr, syn.dport, str(syn.src), syn.sport, self.lport_outside)
+        chosen, how = reuseport_select_sock_by_hash(group, phash, syn.cpu)
+        assert chosen is not None
+        return Choice(chosen, f"{head}; inet_ehashfn = {phash:#010x}, {how} -> {chosen.name}")
