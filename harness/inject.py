@@ -100,10 +100,16 @@ class _Template(NamedTuple):
     reply_addrs: bytes  # server then client address, as a reply carries them
 
 
+_FILLER = bytes(range(256))
+
+
 def payload_bytes(flow: Flow) -> bytes:
-    """The SYN's data: the sport as a big-endian u32, repeated (cBPF `ld [0]` reads the sport)."""
+    """The SYN's data: the sport as a big-endian u32 (cBPF `ld [0]`), then 00 01 02 ... as filler.
+
+    The same bytes as model.cbpf.payload_bytes, so a program reading further sees what the model sees.
+    """
     n = flow.payload
-    return (_U32.pack(flow.sport) * (n // 4 + 1))[:n]
+    return (_U32.pack(flow.sport) + _FILLER * (n // 256 + 1))[:n]
 
 
 def _family(addr: str) -> int:

@@ -309,28 +309,37 @@ class Kernel:
         listener up; tcp_conn_request drops the SYN when its accept queue is full."""
         if not self.host.is_local(syn.dst):
             return Outcome("DROP", f"ip_route_input: {syn.dst} is not a local address")
+        key = (syn.src, syn.sport, syn.dst, syn.dport)
+        for owner in self.socks:
+            if key in owner.accept_queue:
+                # tcp_v4_rcv looks up established sockets first (__inet_lookup_established); a
+                # SYN on one gets a challenge ACK (tcp_validate_incoming), not a SYN-ACK
+                return Outcome("DROP", f"__inet_lookup_established: {key} is a connection queued on "
+                               f"{owner.name}; tcp_validate_incoming answers a SYN with a challenge ACK")
         found = self.lookup.listener(syn)
         sk, reason, one_of = found.sk, found.reason, found.one_of
         random_pick = False
         if one_of:
-            key = (syn.src, syn.sport, syn.dst, syn.dport, tuple(s.name for s in one_of))
+            seen_key = (key, tuple(s.name for s in one_of))
             names = {s.name: s for s in one_of}
-            seen = self._seen.get(key)
+            seen = self._seen.get(seen_key)
             if seen is not None and seen in one_of:
                 sk, reason = seen, reason + f"; the same tuple went to {seen.name} before"
             else:
                 sk = names[choice] if choice in names else self._rng.choice(one_of)
                 random_pick = True
-                self._seen[key] = sk
+                self._seen[seen_key] = sk
         if sk is None:
             return Outcome("RST", f"{reason}: tcp_v4_send_reset")
         if len(sk.accept_queue) > sk.max_ack_backlog:  # sk_acceptq_is_full
             return Outcome("DROP", f"{reason}; tcp_conn_request: {sk.name}'s accept queue is "
                            f"full ({len(sk.accept_queue)} > backlog {sk.max_ack_backlog})")
-        sk.accept_queue.append((syn.src, syn.sport))
+        sk.accept_queue.append(key)
         self.listens.inuse[sk.family] += 1  # inet_ehash_nolisten: the child counts
+        # A pick by hash depends on the namespace's secret: exact against this kernel, but no
+        # value to record for another namespace (random=True keeps it out of expectations).
         return Outcome(sk.name, reason, one_of=tuple(s.name for s in one_of) if random_pick else (),
-                       random=random_pick)
+                       random=random_pick or found.hashed)
 
     def sweep(self) -> int:
         """accept() every queued child and reset it (what the harness does between batches)."""

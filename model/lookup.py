@@ -39,6 +39,7 @@ class Choice:
     sk: Sock | None
     reason: str
     one_of: tuple[Sock, ...] = ()
+    hashed: bool = False  # decided by the namespace's hash secret: exact here, not across runs
 
 
 def inet_bound_dev_eq(bound_dev_if: int, dif: int, sdif: int = 0) -> bool:
@@ -136,6 +137,9 @@ class Lookup:
                 chosen = group.socks[index]
                 return Choice(chosen, f"{head}; cBPF {group.prog}: {how} -> socks[{index}] = {chosen.name}")
             head += f"; cBPF {group.prog}: {how} >= num_socks {group.num_socks}, falls back to the hash"
+        if group.num_socks == 1:
+            # reciprocal_scale(hash, 1) is 0 whatever the hash, and the CPU scan ends there
+            return Choice(group.socks[0], f"{head}; one member: socks[0] = {group.socks[0].name}")
         if self.secret is None or syn.family == socket.AF_INET6:
             # inet6_ehashfn mixes in a second secret; an uncalibrated IPv4 secret likewise
             members = tuple(s for s in group.socks)
@@ -145,4 +149,5 @@ class Lookup:
         phash = inet_ehashfn(self.secret, laddr, syn.dport, str(syn.src), syn.sport, self.lport_outside)
         chosen, how = reuseport_select_sock_by_hash(group, phash, syn.cpu)
         assert chosen is not None
-        return Choice(chosen, f"{head}; inet_ehashfn = {phash:#010x}, {how} -> {chosen.name}")
+        return Choice(chosen, f"{head}; inet_ehashfn = {phash:#010x}, {how} -> {chosen.name}",
+                      hashed=True)
