@@ -13,10 +13,10 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from harness.calibrate import Observation
-from harness.inject import DROP, RST_KIND, SYNACK_ACKED, Flow, TunInjector, pin_to_cpu
+from harness.inject import DROP, RST_KIND, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
 from harness.scenario import (
     KEEPS_QUEUES,
     BindStep,
@@ -40,6 +40,8 @@ SO_ATTACH_REUSEPORT_CBPF = 51
 SO_DETACH_REUSEPORT_BPF = 68
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST, no TIME_WAIT
 TCP_LISTEN_STATE = 1 << 10  # TCPF_LISTEN for sock_diag
+REPLY_OUTCOMES = {RST_KIND: Outcome("RST"), DROP: Outcome("DROP")}
+NO_CHILD = Outcome("NO_CHILD")  # the handshake completed, yet no listener held the connection
 
 
 @contextlib.contextmanager
@@ -93,33 +95,43 @@ def attach_cbpf(s: socket.socket, prog: Program) -> None:
 
 def peer_key(host: str, port: int) -> tuple[str, int]:
     """A peer as (address, port) with v4-mapped addresses (a dual-stack listener's IPv4
-    children) written as IPv4."""
-    ip = ipaddress.ip_address(host.split("%")[0])
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return str(ip), port
+    children) written as IPv4, and IPv6 in its compressed form."""
+    if ":" not in host:
+        return host, port
+    ip = ipaddress.IPv6Address(host.split("%")[0])
+    return str(ip.ipv4_mapped or ip), port
 
 
 class KernelExecutor:
     """Runs one scenario's steps on real sockets in the current namespace."""
 
-    def __init__(self, tun_fds: dict[str, int]) -> None:
+    def __init__(self, tun_fds: dict[str, int], injector: type[TunInjector] = TunInjector) -> None:
         self.socks: dict[str, socket.socket] = {}
         self.uids: dict[str, int] = {}
-        self.injector = TunInjector(tun_fds)
-        self.pending: dict[tuple[str, int], int] = {}  # peer -> index of its syn step
-        self.outcomes: list[Outcome] = []
+        self.injector = injector(tun_fds)
+        self.pending: dict[tuple[str, int], tuple[int, Result]] = {}  # peer -> (step index, handshake)
+        self.outcomes: list[Outcome | None] = []  # None: a handshake whose child is not swept yet
 
     def run(self, scenario: Scenario) -> list[Outcome]:
         pin_to_cpu(scenario.cpu)
         self.outcomes = []
+        steps = scenario.steps
         try:
-            for s in scenario.steps:
-                if s.verb not in KEEPS_QUEUES:
+            i = 0
+            while i < len(steps):
+                if isinstance(steps[i], SynStep):  # a run of SYNs is one injector batch
+                    j = i
+                    while j < len(steps) and isinstance(steps[j], SynStep):
+                        j += 1
+                    self.do_syns(steps[i:j])
+                    i = j
+                    continue
+                if steps[i].verb not in KEEPS_QUEUES:
                     self.sweep()
-                self.outcomes.append(self.step(s))
+                self.outcomes.append(self.step(steps[i]))
+                i += 1
             self.sweep()
-            return self.outcomes
+            return [o or NO_CHILD for o in self.outcomes]
         finally:
             self.close_all()
 
@@ -143,26 +155,35 @@ class KernelExecutor:
 
     # -- connections ---------------------------------------------------------------------
 
-    def do_syn(self, step: SynStep) -> Outcome:
-        flow = Flow(str(step.src.host), step.src.port, str(step.dst.host), step.dst.port, step.payload)
-        result = self.injector.handshake([flow])[0]
-        if result.kind == SYNACK_ACKED:
-            self.pending[(flow.src, flow.sport)] = len(self.outcomes)
-            return Outcome("NO_CHILD")  # replaced by the listener's name at the sweep
-        return Outcome({RST_KIND: "RST", DROP: "DROP"}.get(result.kind, result.kind))
+    def do_syns(self, steps: Sequence[SynStep]) -> None:
+        """Handshakes for consecutive syn steps, in one injector batch."""
+        flows = [Flow(s.src.text, s.src.port, s.dst.text, s.dst.port, s.payload) for s in steps]
+        for flow, result in zip(flows, self.injector.handshake(flows), strict=True):
+            if result.kind == SYNACK_ACKED:
+                self.pending[(flow.src, flow.sport)] = (len(self.outcomes), result)
+                self.outcomes.append(None)  # the listener's name, at the sweep
+            else:
+                self.outcomes.append(REPLY_OUTCOMES.get(result.kind) or Outcome(result.kind))
 
     def sweep(self) -> None:
-        """accept() every queued child on every socket, note its listener, reset it."""
+        """accept() every queued child on every socket and note its listener, then close the
+        children: they inherited SO_LINGER {1, 0} from their listener (set in do_listen), so
+        close() aborts them with a RST (no FIN, no TIME_WAIT, nothing left to count)."""
         if not self.pending:
             return
-        for name, found in self.accept_all().items():
-            for peer in found:
-                i = self.pending.pop(peer, None)
-                if i is not None:
-                    self.outcomes[i] = Outcome(name, choice=name)
+        fds: list[int] = []
+        for name, peers in self.accept_all(fds).items():
+            for peer in peers:
+                hit = self.pending.pop(peer, None)
+                if hit is not None:
+                    self.outcomes[hit[0]] = Outcome(name, choice=name)
+        for fd in fds:
+            os.close(fd)
         self.pending.clear()  # any left: handshake completed but no child (stays NO_CHILD)
+        self.injector.drain()
 
-    def accept_all(self) -> dict[str, list[tuple[str, int]]]:
+    def accept_all(self, fds: list[int]) -> dict[str, list[tuple[str, int]]]:
+        """Every queued child by listener name (raw accept: the fds go to `fds`)."""
         found: dict[str, list[tuple[str, int]]] = {}
         for name, s in self.socks.items():
             if s.fileno() < 0:
@@ -170,12 +191,11 @@ class KernelExecutor:
             s.setblocking(False)
             try:
                 while True:
-                    child, addr = s.accept()
+                    fd, addr = s._accept()
+                    fds.append(fd)
                     found.setdefault(name, []).append(peer_key(addr[0], addr[1]))
-                    child.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-                    child.close()
-            except (BlockingIOError, OSError):
-                pass
+            except OSError:
+                pass  # EAGAIN: drained; EINVAL: not listening
             finally:
                 s.setblocking(True)
         return found
@@ -240,6 +260,11 @@ class KernelExecutor:
         s = self.socks[step.sock]
         before = self._port(s) if s.fileno() >= 0 else None
         out = self._call(step.sock, s.listen, step.backlog)
+        if out.value == "0":
+            # the harness's teardown: children copy the listener's sk_flags and sk_lingertime
+            # (sk_clone_lock), so their close() is an abort. A listener's own close() never
+            # reads SO_LINGER (tcp_close takes the TCP_LISTEN branch first).
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
         if out.value == "0" and before == 0:
             return Outcome("0", choice=self._port(s))
         return out

@@ -47,9 +47,8 @@ def sysctls_of(scenario: Scenario) -> Sysctls:
 def syn_of(step: SynStep, cpu: int, topology: Topology = STANDARD) -> Syn:
     """The SYN a step injects, as the model's lookup sees it (ingress device, CPU, payload)."""
     dev = topology.client_device(str(step.src.host))
-    ifindex = {d.name: i for i, d in enumerate(topology.devices, start=1)}
     return Syn(step.src.host, step.src.port, step.dst.host, step.dst.port,
-               payload_bytes(step.src.port, step.payload), ifindex[dev], cpu)
+               payload_bytes(step.src.port, step.payload), topology.ifindex[dev], cpu)
 
 
 class ModelExecutor:

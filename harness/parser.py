@@ -30,7 +30,7 @@ from model.sysctl import Sysctls
 from netns.topology import STANDARD
 
 ERRNO_NAMES = frozenset(errno.errorcode.values())
-FAMILIES = {"AF_INET": socket.AF_INET, "AF_INET6": socket.AF_INET6}
+FAMILIES = {"AF_INET": int(socket.AF_INET), "AF_INET6": int(socket.AF_INET6)}
 VERBS = ("socket", "setsockopt", "bind", "listen", "close", "getsockname", "inuse", "syn", "queue")
 SYN_RESULTS = ("RST", "DROP")
 
@@ -334,9 +334,9 @@ class Parser:
         if STANDARD.client_device(str(src.host)) is None:
             raise ln.error(flow.col, f"{src.host} is in no client range routed to a TUN device "
                            "(198.18.0.0/16, 198.19.0.0/16, 2001:db8::/48, 2001:db8:1::/48)")
-        if str(dst.host) not in STANDARD.server_addresses():
+        if str(dst.host) not in STANDARD.server_addresses:
             raise ln.error(dst_col, f"{dst.host} is not an address of tun0/tun1 "
-                           f"({', '.join(STANDARD.server_addresses())})")
+                           f"({', '.join(STANDARD.server_addresses)})")
         if src.port == 0 or dst.port == 0:
             raise ln.error(flow.col, "ports of a SYN must be 1-65535")
         payload = 0

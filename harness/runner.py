@@ -67,30 +67,70 @@ class Runner:
         return ""
 
     def run_one(self, scenario: Scenario) -> ScenarioResult:
-        why = self.skip_reason(scenario)
-        if why:
-            return ScenarioResult(scenario, skipped=why)
-        kernel = None
-        secret = None
+        if self.skip_reason(scenario):
+            return ScenarioResult(scenario, skipped=self.skip_reason(scenario))
+        self.submit(scenario)
+        return self.finish(scenario)
+
+    def _secret(self, scenario: Scenario) -> int | None:
+        """The namespace's calibrated hash secret, if the scenario sends SYNs to compare."""
+        if not (self.backend.uses_kernel and self.backend.uses_model):
+            return None
+        if not any(s.verb == "syn" for s in scenario.steps):
+            return None
+        assert self.pool is not None
+        calibration = self.pool.hash_secret(self.profile.ehash_lport_outside)
+        self.hash_problem = calibration.problem
+        return calibration.secret
+
+    def submit(self, scenario: Scenario) -> None:
         if self.backend.uses_kernel:
             assert self.pool is not None, "the kernel backend needs a Pool"
-            if self.backend.uses_model and any(s.verb == "syn" for s in scenario.steps):
-                calibration = self.pool.hash_secret(self.profile.ehash_lport_outside)
-                secret, self.hash_problem = calibration.secret, calibration.problem
-            kernel = self.pool.run(scenario)
+            self._secret(scenario)  # calibrate before the worker is busy
+            self.pool.submit(scenario)
+
+    def finish(self, scenario: Scenario) -> ScenarioResult:
+        """The model's run (while the kernel works on the other core), then the kernel's."""
+        generation = self.pool.generation if self.pool else 0
         model = None
         if self.backend.uses_model:
-            choices = [o.choice for o in kernel] if kernel else None
-            model = ModelExecutor(self.profile, self.seed, secret).run(scenario, choices)
+            model = ModelExecutor(self.profile, self.seed, self._secret(scenario)).run(scenario)
+        kernel = None
+        if self.backend.uses_kernel:
+            assert self.pool is not None
+            kernel = self.pool.collect(scenario)
+            rerun = self.pool.generation != generation  # ran in a fresh namespace: new secret
+            if model is not None and (rerun or any(o.one_of or o.candidates for o in model)):
+                # follow the kernel's random picks (and the new namespace's secret)
+                choices = [o.choice for o in kernel]
+                model = ModelExecutor(self.profile, self.seed, self._secret(scenario)).run(scenario, choices)
         return compare(scenario, model, kernel)
 
     def run(
         self, scenarios: list[Scenario], progress: Callable[[int, int, ScenarioResult], None] | None = None
     ) -> list[ScenarioResult]:
+        """All scenarios, the next one always queued on the kernel while this one's model runs."""
+        runnable = [s for s in scenarios if not self.skip_reason(s)]
+        following = {id(a): b for a, b in zip(runnable, runnable[1:], strict=False)}
+        for s in runnable:  # calibrate now: later the worker always has a scenario queued
+            if self._secret(s) is not None or self.hash_problem:
+                break
         results = []
-        for i, s in enumerate(scenarios, start=1):
-            r = self.run_one(s)
-            results.append(r)
-            if progress:
-                progress(i, len(scenarios), r)
+        try:
+            if runnable:
+                self.submit(runnable[0])
+            for i, s in enumerate(scenarios, start=1):
+                if self.skip_reason(s):
+                    r = ScenarioResult(s, skipped=self.skip_reason(s))
+                else:
+                    nxt = following.get(id(s))
+                    if nxt is not None:
+                        self.submit(nxt)
+                    r = self.finish(s)
+                results.append(r)
+                if progress:
+                    progress(i, len(scenarios), r)
+        finally:
+            if self.pool is not None:
+                self.pool.discard_inflight()
         return results

@@ -10,10 +10,15 @@ namespace proven clean (TCP inuse and tw 0), else the pool replaces it.
 
 from __future__ import annotations
 
+import collections
 import ctypes
+import dataclasses
+import gc
 import multiprocessing as mp
 import os
+import queue
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ from model.sysctl import KEYS
 from netns import namespace, sysctl, topology
 
 PR_SET_PDEATHSIG = 1
+_STOP = object()  # ends a Worker's sender thread
 READY_TIMEOUT = 30.0
 SCENARIO_TIMEOUT = 120.0
 
@@ -67,6 +73,7 @@ class WorkerReply:
     outcomes: list[Outcome]
     clean: bool
     dirt: str = ""
+    seconds: float = 0.0  # time the worker spent running the steps
 
 
 def _die_with_parent() -> None:
@@ -74,7 +81,21 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _worker_main(name: str, conn: Connection) -> None:
+def _injector_class(kind: str) -> type:
+    """The SYN injector a worker uses: precomputed bytes ("tun") or scapy-built ("scapy",
+    the benchmark's baseline)."""
+    if kind == "scapy":
+        from harness.scapy_injector import ScapyInjector
+
+        return ScapyInjector
+    from harness.inject import TunInjector
+
+    return TunInjector
+
+
+def _worker_main(name: str, conn: Connection, injector: str) -> None:
+    # Runs of thousands of steps allocate many small objects: collect rarely.
+    gc.set_threshold(200_000, 50, 100)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
@@ -88,7 +109,7 @@ def _worker_main(name: str, conn: Connection) -> None:
     except BaseException as e:  # report anything: the parent turns it into an exit 2
         conn.send(("error", f"{type(e).__name__}: {e}"))
         return
-    executor = KernelExecutor(built.tun_fds)
+    executor = KernelExecutor(built.tun_fds, _injector_class(injector))
     while True:
         try:
             msg = conn.recv()
@@ -106,13 +127,15 @@ def _worker_main(name: str, conn: Connection) -> None:
         scenario: Scenario = msg
         try:
             apply_sysctls(scenario.sysctls)
+            t0 = time.perf_counter()
             outcomes = executor.run(scenario)
+            busy = time.perf_counter() - t0
             apply_sysctls(defaults)
             tcp = read_sockstat()["TCP"]
             left = [k for k, v in defaults if sysctl.read(k) != v]
             dirt = "" if tcp["inuse"] == 0 and tcp["tw"] == 0 else f"TCP {tcp} after reset"
             dirt += f" sysctls not restored: {left}" if left else ""
-            conn.send(("done", WorkerReply(outcomes, not dirt, dirt)))
+            conn.send(("done", WorkerReply(outcomes, not dirt, dirt, busy)))
         except BaseException:
             conn.send(("error", traceback.format_exc()))
             return
@@ -121,15 +144,20 @@ def _worker_main(name: str, conn: Connection) -> None:
 class Worker:
     """One namespace and the process that lives in it."""
 
-    def __init__(self) -> None:
+    def __init__(self, injector: str = "tun") -> None:
         self.name = namespace.new_name()
         ctx = mp.get_context("fork")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(self.name, child), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(self.name, child, injector), daemon=True)
+        # Sends go through one thread, so a large scenario queued behind a running one cannot
+        # deadlock against the worker's reply on the pipe.
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_loop, name=f"send-{self.name}", daemon=True)
         try:
             namespace.create(self.name)
             self.proc.start()
             child.close()
+            self._sender.start()
             kind, payload = self._recv(READY_TIMEOUT)
             if kind != "ready":
                 raise EnvironmentProblem(f"namespace worker failed to start: {payload}")
@@ -146,34 +174,51 @@ class Worker:
         except EOFError:
             raise EnvironmentProblem(f"namespace worker {self.proc.pid} died") from None
 
+    def _send_loop(self) -> None:
+        while True:
+            msg = self._outbox.get()
+            if msg is _STOP:
+                return
+            try:
+                self.conn.send(msg)
+            except (BrokenPipeError, OSError):
+                return
+
     def probe(self) -> list[Observation]:
         """Observations of the namespace's reuseport hash (harness.kernel_backend.probe_reuseport)."""
-        self.conn.send("probe")
+        self._outbox.put("probe")
         kind, payload = self._recv(SCENARIO_TIMEOUT)
         if kind != "probed":
             raise EnvironmentProblem(f"hash probe failed:\n{payload}")
         return payload
 
-    def run(self, scenario: Scenario) -> WorkerReply:
-        self.conn.send(scenario)
+    def submit(self, scenario: Scenario) -> None:
+        """Start the scenario in the worker (the source lines stay here)."""
+        self._outbox.put(dataclasses.replace(scenario, lines=()))
+
+    def collect(self, scenario: Scenario) -> WorkerReply:
         kind, payload = self._recv(SCENARIO_TIMEOUT)
         if kind != "done":
             raise EnvironmentProblem(f"kernel backend failed on {scenario.path}:\n{payload}")
         return payload
 
+    def run(self, scenario: Scenario) -> WorkerReply:
+        self.submit(scenario)
+        return self.collect(scenario)
+
     def stop(self) -> None:
         """Stop the process (ours, by PID) and remove the namespace."""
         try:
             if self.proc.pid is not None and self.proc.is_alive():
-                try:
-                    self.conn.send(None)
-                except (BrokenPipeError, OSError):
-                    pass
+                self._outbox.put(None)  # the worker's signal to exit
                 self.proc.join(2)
                 if self.proc.is_alive():
                     os.kill(self.proc.pid, signal.SIGKILL)
                     self.proc.join(2)
         finally:
+            self._outbox.put(_STOP)
+            if self._sender.is_alive():
+                self._sender.join(2)
             self.conn.close()
             namespace.remove(self.name)
 
@@ -181,7 +226,8 @@ class Worker:
 class Pool:
     """Namespaces reused across scenarios; a dirty one is replaced. Reaps stale ones at start."""
 
-    def __init__(self) -> None:
+    def __init__(self, injector: str = "tun") -> None:
+        self.injector = injector
         if os.geteuid() != 0:
             raise EnvironmentProblem(
                 "the kernel backend needs root (network namespaces, per-socket uids); "
@@ -190,16 +236,22 @@ class Pool:
         self.reaped = namespace.reap_stale()
         self.worker: Worker | None = None
         self.replaced = 0
+        self.busy_seconds = 0.0  # time workers spent running steps
+        self.generation = 0  # bumped with every new namespace (its own hash secret)
+        self.inflight: collections.deque[Scenario] = collections.deque()
         self._secret: Calibration | None = None
 
     def _worker(self) -> Worker:
         if self.worker is None:
-            self.worker = Worker()
+            self.worker = Worker(self.injector)
+            self.generation += 1
             self._secret = None  # a new namespace has its own net_hash_mix
         return self.worker
 
     def hash_secret(self, lport_outside: bool) -> Calibration:
         """The current namespace's inet_ehashfn secret, calibrated once and cached."""
+        if self.inflight and (self._secret is None or self._secret.lport_outside != lport_outside):
+            raise RuntimeError("calibrate before queueing scenarios (the probe would queue behind them)")
         worker = self._worker()
         if self._secret is None or self._secret.lport_outside != lport_outside:
             t0 = time.monotonic()
@@ -210,13 +262,42 @@ class Pool:
                                        time.monotonic() - t1)
         return self._secret
 
-    def run(self, scenario: Scenario) -> list[Outcome]:
-        reply = self._worker().run(scenario)
+    def submit(self, scenario: Scenario) -> None:
+        """Queue a scenario on the kernel; the caller may work meanwhile, then collect() the
+        scenarios in the order submitted (more than one may be in flight)."""
+        self._worker().submit(scenario)
+        self.inflight.append(scenario)
+
+    def collect(self, scenario: Scenario) -> list[Outcome]:
+        """The outcomes of the oldest scenario in flight. If the namespace was not clean after
+        it, those queued behind it are run again in a fresh namespace."""
+        assert self.worker is not None and self.inflight and self.inflight[0] is scenario
+        self.inflight.popleft()
+        reply = self.worker.collect(scenario)
+        self.busy_seconds += reply.seconds
         if not reply.clean:
+            behind = list(self.inflight)
+            for queued in behind:  # ran after the dirt: their results do not count
+                self.worker.collect(queued)
+            self.inflight.clear()
             self.worker.stop()
             self.worker = None
             self.replaced += 1
+            variant = self._secret.lport_outside if self._secret else None
+            if variant is not None and behind:
+                self.hash_secret(variant)  # the new namespace's, before anything is queued
+            for queued in behind:
+                self.submit(queued)
         return reply.outcomes
+
+    def run(self, scenario: Scenario) -> list[Outcome]:
+        self.submit(scenario)
+        return self.collect(scenario)
+
+    def discard_inflight(self) -> None:
+        """Collect and drop what is still queued (after the caller failed midway)."""
+        while self.inflight:
+            self.collect(self.inflight[0])
 
     def close(self) -> None:
         """Stop the worker and remove our namespaces; SIGINT/SIGTERM wait until this is done."""

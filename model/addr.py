@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,15 @@ class SockAddr:
     family: int
     host: ipaddress.IPv4Address | ipaddress.IPv6Address
     port: int
+    text: str = field(init=False, repr=False, compare=False)  # the address alone, as text
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", str(self.host))  # once, not in the injector's hot path
+
+    def __reduce__(self) -> tuple:
+        """Pickle compactly (scenarios travel to the namespace worker by the thousand)."""
+        return _unpickle, (self.family, int(self.host), self.port, self.text)
+
 
     def __str__(self) -> str:
         if self.family == socket.AF_INET6:
@@ -38,13 +47,21 @@ def parse_sockaddr(text: str) -> SockAddr:
             text[1:close]
         )
         port_text = text[close + 2 :]
-        family = socket.AF_INET6
+        family = int(socket.AF_INET6)  # plain ints: cheap to pickle to the worker
     else:
         head, sep, port_text = text.rpartition(":")
         if not sep:
             raise ValueError(f"expected address:port, got {text!r}")
         host = ipaddress.IPv4Address(head)
-        family = socket.AF_INET
+        family = int(socket.AF_INET)
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"expected a port 0-65535, got {port_text!r}")
     return SockAddr(family, host, int(port_text))
+
+
+def _unpickle(family: int, ip: int, port: int, text: str) -> SockAddr:
+    sa = object.__new__(SockAddr)
+    host = ipaddress.IPv6Address(ip) if family == socket.AF_INET6 else ipaddress.IPv4Address(ip)
+    for name, value in (("family", family), ("host", host), ("port", port), ("text", text)):
+        object.__setattr__(sa, name, value)
+    return sa

@@ -8,6 +8,7 @@ run_bpf_filter), which sees the packet from the TCP payload on (hdr_len pulled).
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -77,6 +78,7 @@ def parse_program(text: str) -> Program:
     raise ValueError(f"expected a program: payload%N, cpu or a constant, got {text!r}")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def payload_bytes(sport: int, length: int) -> bytes:
     """The data a SYN with payload=N carries: its first word is the source port, so scenarios
     can aim payload%N programs (00 00 hi lo, then a filler)."""

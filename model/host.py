@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -68,9 +69,18 @@ class Host:
 
     def is_local(self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """A destination the namespace delivers locally (a SYN to anything else is not ours)."""
-        if isinstance(addr, ipaddress.IPv6Address):
-            return self.ipv6_chk_addr(addr)
-        return self.inet_addr_type(addr) == RouteType.LOCAL
+        known = self._local_cache.get(addr)
+        if known is None:
+            if isinstance(addr, ipaddress.IPv6Address):
+                known = self.ipv6_chk_addr(addr)
+            else:
+                known = self.inet_addr_type(addr) == RouteType.LOCAL
+            self._local_cache[addr] = known
+        return known
+
+    @functools.cached_property
+    def _local_cache(self) -> dict:
+        return {}
 
     @property
     def ifindex(self) -> dict[str, int]:

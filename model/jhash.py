@@ -7,6 +7,7 @@ net/ipv4/inet_hashtables.c; the one unknown is the per-namespace ``secret``
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 U32 = 0xFFFFFFFF
@@ -41,6 +42,7 @@ def jhash_3words(a: int, b: int, c: int, initval: int) -> int:
     return jhash_final((a + initval) & U32, (b + initval) & U32, (c + initval) & U32)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def ipv4_word(addr: str) -> int:
     """A __be32 address as x86 reads it: network-order bytes taken as a little-endian u32."""
     return int.from_bytes(ipaddress.IPv4Address(addr).packed, "little")
@@ -53,7 +55,17 @@ def port_word(port: int) -> int:
 
 def inet_ehashfn(secret: int, laddr: str, lport: int, faddr: str, fport: int, lport_outside: bool) -> int:
     """inet_ehashfn: the established/reuseport hash; lport_outside selects the 6.15+ form."""
-    la, fa, fp = ipv4_word(laddr), ipv4_word(faddr), port_word(fport)
+    return inet_ehashfn_words(secret, ipv4_word(laddr), lport, ipv4_word(faddr), fport, lport_outside)
+
+
+def ipv4_word_of(addr: int) -> int:
+    """ipv4_word for an address held as an integer (host order, as ipaddress keeps it)."""
+    return int.from_bytes(addr.to_bytes(4, "big"), "little")
+
+
+def inet_ehashfn_words(secret: int, la: int, lport: int, fa: int, fport: int, lport_outside: bool) -> int:
+    """inet_ehashfn on address words already in the kernel's byte order."""
+    fp = port_word(fport)
     if lport_outside:
         # net/ipv4/inet_hashtables.c:inet_ehashfn (6.15+): lport + __inet_ehashfn(laddr, 0, ...)
         return (lport + jhash_3words(la, fa, fp, secret)) & U32

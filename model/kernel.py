@@ -56,6 +56,7 @@ class Kernel:
         self._rng = random.Random(self.seed)
         self.lookup = Lookup(self.listens, self.hash_secret, self.profile.ehash_lport_outside)
         self._seen: dict[tuple, Sock] = {}  # tuple -> socket, where the pick was not predicted
+        self._established: dict[tuple, Sock] = {}  # queued children by 4-tuple -> listener
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -264,6 +265,8 @@ class Kernel:
         dropped = len(sk.accept_queue)
         if sk.state == TcpState.LISTEN:
             self.listens.inuse[sk.family] -= dropped  # inet_csk_listen_stop: children go
+            for child in sk.accept_queue:
+                del self._established[child]
             sk.accept_queue.clear()
             self.listens.inet_unhash(sk)
         if sk.reuseport_cb is not None:  # a group made by an attached program, never hashed
@@ -310,12 +313,12 @@ class Kernel:
         if not self.host.is_local(syn.dst):
             return Outcome("DROP", f"ip_route_input: {syn.dst} is not a local address")
         key = (syn.src, syn.sport, syn.dst, syn.dport)
-        for owner in self.socks:
-            if key in owner.accept_queue:
-                # tcp_v4_rcv looks up established sockets first (__inet_lookup_established); a
-                # SYN on one gets a challenge ACK (tcp_validate_incoming), not a SYN-ACK
-                return Outcome("DROP", f"__inet_lookup_established: {key} is a connection queued on "
-                               f"{owner.name}; tcp_validate_incoming answers a SYN with a challenge ACK")
+        owner = self._established.get(key)
+        if owner is not None:
+            # tcp_v4_rcv looks up established sockets first (__inet_lookup_established); a SYN
+            # on one gets a challenge ACK (tcp_validate_incoming), not a SYN-ACK
+            return Outcome("DROP", f"__inet_lookup_established: {key} is a connection queued on "
+                           f"{owner.name}; tcp_validate_incoming answers a SYN with a challenge ACK")
         found = self.lookup.listener(syn)
         sk, reason, one_of = found.sk, found.reason, found.one_of
         random_pick = False
@@ -335,6 +338,7 @@ class Kernel:
             return Outcome("DROP", f"{reason}; tcp_conn_request: {sk.name}'s accept queue is "
                            f"full ({len(sk.accept_queue)} > backlog {sk.max_ack_backlog})")
         sk.accept_queue.append(key)
+        self._established[key] = sk
         self.listens.inuse[sk.family] += 1  # inet_ehash_nolisten: the child counts
         # A pick by hash depends on the namespace's secret: exact against this kernel, but no
         # value to record for another namespace (random=True keeps it out of expectations).
@@ -348,6 +352,7 @@ class Kernel:
             n += len(sk.accept_queue)
             self.listens.inuse[sk.family] -= len(sk.accept_queue)
             sk.accept_queue.clear()
+        self._established.clear()
         return n
 
     @staticmethod

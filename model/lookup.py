@@ -8,7 +8,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
-from model.jhash import inet_ehashfn
+from model.jhash import inet_ehashfn_words, ipv4_word_of
 from model.listen import ListenTables, portaddr_key
 from model.reuseport import reuseport_select_sock_by_hash
 from model.sock import Sock
@@ -145,8 +145,8 @@ class Lookup:
             members = tuple(s for s in group.socks)
             why = "inet6_ehashfn" if syn.family == socket.AF_INET6 else "an uncalibrated inet_ehashfn"
             return Choice(None, f"{head}; {why}: one of the group", one_of=members)
-        laddr = str(ipaddress.IPv4Address(daddr))
-        phash = inet_ehashfn(self.secret, laddr, syn.dport, str(syn.src), syn.sport, self.lport_outside)
+        phash = inet_ehashfn_words(self.secret, ipv4_word_of(int(daddr)), syn.dport,
+                                   ipv4_word_of(int(syn.src)), syn.sport, self.lport_outside)
         chosen, how = reuseport_select_sock_by_hash(group, phash, syn.cpu)
         assert chosen is not None
         return Choice(chosen, f"{head}; inet_ehashfn = {phash:#010x}, {how} -> {chosen.name}",

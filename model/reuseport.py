@@ -26,7 +26,12 @@ class ReuseportGroup:
         return len(self.socks)
 
     def describe(self) -> str:
-        return "[" + ", ".join(s.name for s in self.socks) + "]"
+        """socks[] for reasons: whole when short, else its ends (reasons are made per SYN)."""
+        n = len(self.socks)
+        if n <= 8:
+            return "[" + ", ".join(s.name for s in self.socks) + "]"
+        head = ", ".join(s.name for s in self.socks[:4])
+        return f"[{head}, ..., {self.socks[-2].name}, {self.socks[-1].name}] ({n} sockets)"
 
 
 def _get_incoming_cpu(sk: Sock, group: ReuseportGroup) -> None:

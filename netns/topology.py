@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ class DeviceSpec:
 class Topology:
     devices: tuple[DeviceSpec, ...]
 
+    @functools.lru_cache(maxsize=1 << 16)  # noqa: B019 - topologies are module constants
     def client_device(self, addr: str) -> str | None:
         """The TUN whose routed client range holds `addr` (where its SYNs are written)."""
         ip = ipaddress.ip_address(addr)
@@ -37,9 +39,15 @@ class Topology:
                     best = (dev.name, net.prefixlen)
         return best[0] if best else None
 
-    def server_addresses(self) -> list[str]:
+    @functools.cached_property
+    def server_addresses(self) -> tuple[str, ...]:
         """Addresses on TUN devices: where injected SYNs may go."""
-        return [str(ipaddress.ip_interface(a).ip) for d in self.devices if d.tun for a in d.addresses]
+        return tuple(str(ipaddress.ip_interface(a).ip) for d in self.devices if d.tun for a in d.addresses)
+
+    @functools.cached_property
+    def ifindex(self) -> dict[str, int]:
+        """Devices are created in order in a fresh namespace: lo 1, then 2, 3, ..."""
+        return {d.name: i for i, d in enumerate(self.devices, start=1)}
 
 
 STANDARD = Topology(

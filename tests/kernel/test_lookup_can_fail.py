@@ -1,0 +1,36 @@
+"""The lookup checks catch a wrong model: a close rule that keeps socks[] in order (instead of
+moving the last socket into the freed slot) must diverge on the SYNs after the close."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import model.reuseport
+from harness.parser import parse_file
+from harness.runner import Backend, Runner
+from model.profiles import LINUX_6_18
+
+pytestmark = pytest.mark.kernel
+GROUPS = Path(__file__).parents[1] / "scenarios" / "groups"
+
+
+def test_order_keeping_close_is_caught(pool, monkeypatch):
+    def keeps_order(sk):
+        group = sk.reuseport_cb
+        if group is not None and sk in group.socks:
+            group.socks.remove(sk)  # wrong: __reuseport_detach_sock moves the last one in
+        sk.reuseport_cb = None
+
+    sc = parse_file(GROUPS / "064-close-middle.scn")
+    runner = Runner(LINUX_6_18, Backend.BOTH, 0, pool)
+    assert runner.run_one(sc).agreed  # the real rule agrees...
+    monkeypatch.setattr(model.reuseport, "reuseport_detach_sock", keeps_order)
+    monkeypatch.setattr("model.listen.reuseport_detach_sock", keeps_order)
+    res = runner.run_one(sc)  # ...the wrong one does not
+    close_line = next(s.line for s in sc.steps if s.verb == "close")
+    assert res.divergent, "a wrong close rule went unnoticed"
+    first = res.divergent[0]
+    assert first.step.verb == "syn" and first.step.line > close_line
+    assert first.model.value != first.kernel.value
