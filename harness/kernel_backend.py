@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import ipaddress
 import os
 import socket
 import struct
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 from harness.calibrate import Observation
 from harness.inject import DROP, RST_KIND, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
@@ -102,6 +104,22 @@ def peer_key(host: str, port: int) -> tuple[str, int]:
     return str(ip.ipv4_mapped or ip), port
 
 
+@dataclass(frozen=True)
+class Job:
+    """A scenario as the worker needs it: syn steps travel as injector Flows (cheap to pickle,
+    ready to inject), everything else as the step itself."""
+
+    sysctls: tuple[tuple[str, str], ...]
+    cpu: int
+    steps: tuple[Step | Flow, ...]
+
+    @classmethod
+    def of(cls, scenario: Scenario) -> Job:
+        return cls(scenario.sysctls, scenario.cpu, tuple(
+            Flow(s.src.text, s.src.port, s.dst.text, s.dst.port, s.payload) if isinstance(s, SynStep) else s
+            for s in scenario.steps))
+
+
 class KernelExecutor:
     """Runs one scenario's steps on real sockets in the current namespace."""
 
@@ -112,16 +130,16 @@ class KernelExecutor:
         self.pending: dict[tuple[str, int], tuple[int, Result]] = {}  # peer -> (step index, handshake)
         self.outcomes: list[Outcome | None] = []  # None: a handshake whose child is not swept yet
 
-    def run(self, scenario: Scenario) -> list[Outcome]:
-        pin_to_cpu(scenario.cpu)
+    def run(self, job: Job) -> list[Outcome]:
+        pin_to_cpu(job.cpu)
         self.outcomes = []
-        steps = scenario.steps
+        steps = job.steps
         try:
             i = 0
             while i < len(steps):
-                if isinstance(steps[i], SynStep):  # a run of SYNs is one injector batch
+                if isinstance(steps[i], Flow):  # a run of SYNs is one injector batch
                     j = i
-                    while j < len(steps) and isinstance(steps[j], SynStep):
+                    while j < len(steps) and isinstance(steps[j], Flow):
                         j += 1
                     self.do_syns(steps[i:j])
                     i = j
@@ -155,9 +173,8 @@ class KernelExecutor:
 
     # -- connections ---------------------------------------------------------------------
 
-    def do_syns(self, steps: Sequence[SynStep]) -> None:
+    def do_syns(self, flows: Sequence[Flow]) -> None:
         """Handshakes for consecutive syn steps, in one injector batch."""
-        flows = [Flow(s.src.text, s.src.port, s.dst.text, s.dst.port, s.payload) for s in steps]
         for flow, result in zip(flows, self.injector.handshake(flows), strict=True):
             if result.kind == SYNACK_ACKED:
                 self.pending[(flow.src, flow.sport)] = (len(self.outcomes), result)
@@ -176,11 +193,15 @@ class KernelExecutor:
             for peer in peers:
                 hit = self.pending.pop(peer, None)
                 if hit is not None:
-                    self.outcomes[hit[0]] = Outcome(name, choice=name)
+                    self.outcomes[hit[0]] = self._listener_outcome(name)
         for fd in fds:
             os.close(fd)
         self.pending.clear()  # any left: handshake completed but no child (stays NO_CHILD)
         self.injector.drain()
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - a few names per executor
+    def _listener_outcome(self, name: str) -> Outcome:
+        return Outcome(name, choice=name)
 
     def accept_all(self, fds: list[int]) -> dict[str, list[tuple[str, int]]]:
         """Every queued child by listener name (raw accept: the fds go to `fds`)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import dataclasses
 import gc
 import multiprocessing as mp
 import os
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from harness.calibrate import Observation, calibrate
-from harness.kernel_backend import KernelExecutor, apply_sysctls, probe_reuseport, read_sockstat
+from harness.kernel_backend import Job, KernelExecutor, apply_sysctls, probe_reuseport, read_sockstat
 from harness.scenario import Scenario
 from model.outcome import Outcome
 from model.sysctl import KEYS
@@ -124,11 +123,11 @@ def _worker_main(name: str, conn: Connection, injector: str) -> None:
                 conn.send(("error", traceback.format_exc()))
                 return
             continue
-        scenario: Scenario = msg
+        job: Job = msg
         try:
-            apply_sysctls(scenario.sysctls)
+            apply_sysctls(job.sysctls)
             t0 = time.perf_counter()
-            outcomes = executor.run(scenario)
+            outcomes = executor.run(job)
             busy = time.perf_counter() - t0
             apply_sysctls(defaults)
             tcp = read_sockstat()["TCP"]
@@ -194,7 +193,7 @@ class Worker:
 
     def submit(self, scenario: Scenario) -> None:
         """Start the scenario in the worker (the source lines stay here)."""
-        self._outbox.put(dataclasses.replace(scenario, lines=()))
+        self._outbox.put(Job.of(scenario))
 
     def collect(self, scenario: Scenario) -> WorkerReply:
         kind, payload = self._recv(SCENARIO_TIMEOUT)
