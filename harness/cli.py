@@ -70,12 +70,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     for text in texts:
         print()
         print(text)
+    if runner.hash_problem:
+        print(f"\nDIVERGED {runner.hash_problem} (profile {profile.name}); reuseport picks by hash "
+              "were checked by property only")
     summary = Summary.of(results)
     print()
     print(summary_table(summary))
     if args.json:
         meta = {"profile": profile.name, "kernel_release": platform.release(),
-                "backend": backend.value, "profile_note": note}
+                "backend": backend.value, "profile_note": note, "hash_problem": runner.hash_problem}
         write_json(Path(args.json), results, meta)
         print(f"\nreport: {args.json}")
     t = summary.total
@@ -86,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if backend.uses_kernel and t.kernel_steps == 0:
         print("error: no step ran on the kernel", file=sys.stderr)
         return EXIT_DIVERGED
-    return EXIT_DIVERGED if t.diverged else EXIT_OK
+    return EXIT_DIVERGED if t.diverged or runner.hash_problem else EXIT_OK
 
 
 def cmd_record(args: argparse.Namespace) -> int:

@@ -27,3 +27,15 @@ def test_committed_matrix_matches_generator():
         fresh = parse_text(path, m.scenario(*combo))
         committed = parse_file(path)
         assert [s.call for s in fresh.steps] == [s.call for s in committed.steps], path
+
+
+def test_committed_groups_match_generator():
+    spec = importlib.util.spec_from_file_location("groups", HERE / "groups.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    files = sorted(mod.OUT.glob("*.scn"))
+    assert len(files) == len(mod.CASES)
+    for case in mod.CASES:
+        path = mod.OUT / f"{case.size:03d}-{case.variant}.scn"
+        fresh = parse_text(path, mod.scenario(case))
+        assert [s.call for s in fresh.steps] == [s.call for s in parse_file(path).steps], path
