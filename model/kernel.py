@@ -321,7 +321,6 @@ class Kernel:
                            f"{owner.name}; tcp_validate_incoming answers a SYN with a challenge ACK")
         found = self.lookup.listener(syn)
         sk, reason, one_of = found.sk, found.reason, found.one_of
-        random_pick = False
         if one_of:
             seen_key = (key, tuple(s.name for s in one_of))
             names = {s.name: s for s in one_of}
@@ -330,7 +329,6 @@ class Kernel:
                 sk, reason = seen, reason + f"; the same tuple went to {seen.name} before"
             else:
                 sk = names[choice] if choice in names else self._rng.choice(one_of)
-                random_pick = True
                 self._seen[seen_key] = sk
         if sk is None:
             return Outcome("RST", f"{reason}: tcp_v4_send_reset")
@@ -342,8 +340,10 @@ class Kernel:
         self.listens.inuse[sk.family] += 1  # inet_ehash_nolisten: the child counts
         # A pick by hash depends on the namespace's secret: exact against this kernel, but no
         # value to record for another namespace (random=True keeps it out of expectations).
-        return Outcome(sk.name, reason, one_of=tuple(s.name for s in one_of) if random_pick else (),
-                       random=random_pick or found.hashed)
+        # Where the model could only name the group (one_of), the check is by property: a
+        # member of the group, and for a tuple seen before, the same socket.
+        return Outcome(sk.name, reason, one_of=tuple(s.name for s in one_of),
+                       random=bool(one_of) or found.hashed)
 
     def sweep(self) -> int:
         """accept() every queued child and reset it (what the harness does between batches)."""
