@@ -129,6 +129,8 @@ def _outcome_json(o: Outcome | None) -> dict | None:
     if o.candidates is not None:
         d["candidates"] = {"rule": o.candidates.rule, "count": len(o.candidates.ports),
                            "ports": o.candidates.describe()}
+    if o.one_of:
+        d["one_of"] = list(o.one_of)
     if o.random:
         d["random"] = True
     return d
