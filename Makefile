@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test run lint bench clean
+.PHONY: install test run lint bench fuzz clean
 
 install: $(STAMP)
 
@@ -34,3 +34,10 @@ clean:
 # the same run, and the hash-seed calibration time. A benchmark: it prints figures, it is not a test.
 bench: install
 	$(BIN)/python -m harness.bench
+
+# Random bind/listen sequences on model and kernel (SEED, COUNT); divergences, minimized, go
+# to reports/fuzz/.
+SEED ?= 1
+COUNT ?= 5000
+fuzz: install
+	$(BIN)/python -m harness.fuzz --seed $(SEED) --count $(COUNT)

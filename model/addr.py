@@ -17,7 +17,7 @@ class SockAddr:
     text: str = field(init=False, repr=False, compare=False)  # the address alone, as text
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "text", str(self.host))  # once, not in the injector's hot path
+        object.__setattr__(self, "text", host_text(self.host))  # once, not in a hot path
 
     def __reduce__(self) -> tuple:
         """Pickle compactly (scenarios travel to the namespace worker by the thousand)."""
@@ -26,15 +26,23 @@ class SockAddr:
 
     def __str__(self) -> str:
         if self.family == socket.AF_INET6:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
+            return f"[{self.text}]:{self.port}"
+        return f"{self.text}:{self.port}"
 
     @property
     def sockaddr(self) -> tuple:
         """The tuple Python's socket module takes."""
         if self.family == socket.AF_INET6:
-            return (str(self.host), self.port, 0, 0)
-        return (str(self.host), self.port)
+            return (self.text, self.port, 0, 0)
+        return (self.text, self.port)
+
+
+def host_text(host: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """An address as inet_ntop writes it (v4-mapped as ::ffff:a.b.c.d, which the kernel's
+    getsockname users see, unlike ipaddress' ::ffff:a00:1 before Python 3.13)."""
+    if isinstance(host, ipaddress.IPv6Address):
+        return socket.inet_ntop(socket.AF_INET6, host.packed)
+    return str(host)
 
 
 def parse_sockaddr(text: str) -> SockAddr:

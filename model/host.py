@@ -33,11 +33,12 @@ class Host:
 
     devices: tuple[Device, ...] = field(default_factory=tuple)
 
-    def inet_addr_type(self, addr: ipaddress.IPv4Address, dev: int = 0) -> RouteType:
+    def inet_addr_type(self, addr: ipaddress.IPv4Address) -> RouteType:
         """__inet_dev_addr_type (net/ipv4/fib_frontend.c) against the local table that
         fib_add_ifaddr builds: a /32 RTN_LOCAL per address, the whole prefix RTN_LOCAL on a
-        loopback device, and the network broadcast (prefix | ~mask) when prefixlen < 31. With
-        `dev` (inet_addr_type_dev_table), a route whose device is another one counts as UNICAST."""
+        loopback device, and the network broadcast (prefix | ~mask) when prefixlen < 31. No
+        device is compared: inet_addr_type_dev_table passes dev only to pick an L3 master's
+        table, and __inet_dev_addr_type gets NULL."""
         # ipv4_is_zeronet is addr == 0 only (include/linux/in.h: 0.0.0.0/8 is unicast since
         # 5.3), ipv4_is_lbcast is 255.255.255.255
         if int(addr) == 0 or addr == ipaddress.IPv4Address("255.255.255.255"):
@@ -54,7 +55,7 @@ class Host:
                     kind = RouteType.BROADCAST
                 else:
                     continue
-                return kind if not dev or dev == d.ifindex else RouteType.UNICAST
+                return kind
         return RouteType.UNICAST  # no match in the local table
 
     def ipv6_chk_addr(self, addr: ipaddress.IPv6Address, dev: int = 0) -> bool:

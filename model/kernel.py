@@ -179,7 +179,7 @@ class Kernel:
             mapped = host.ipv4_mapped
             assert mapped is not None
             v4addr = int(mapped)
-            rtype = self.host.inet_addr_type(mapped, sk.bound_dev_if)
+            rtype = self.host.inet_addr_type(mapped)  # inet_addr_type_dev_table: dev picks a table
             if not (self.sysctls.ip_nonlocal_bind or v4addr == 0
                     or rtype in (RouteType.LOCAL, RouteType.MULTICAST, RouteType.BROADCAST)):
                 return Outcome("EADDRNOTAVAIL", f"__inet6_bind: inet_addr_type_dev_table({mapped}) "

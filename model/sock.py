@@ -106,7 +106,7 @@ class Sock:
 
     def local_text(self) -> str:
         if self.family == socket.AF_INET6:
-            return f"[{self.v6_rcv_saddr}]:{self.num}"
+            return f"[{socket.inet_ntop(socket.AF_INET6, self.v6_rcv_saddr.packed)}]:{self.num}"
         return f"{ipaddress.IPv4Address(self.rcv_saddr)}:{self.num}"
 
     def describe(self) -> str:

@@ -1,0 +1,116 @@
+"""Random socket/setsockopt/bind/listen/close sequences over AF_INET and AF_INET6, generated
+from a seed, for the model-against-kernel differential test (`make fuzz`, tests/kernel).
+
+A sequence is a `.scn` text, so every divergence is a file anyone can rerun; the runner's
+minimizer shrinks it to the steps that still produce the same first divergence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import sys
+from pathlib import Path
+
+from harness.minimize import minimize
+from harness.parser import parse_text
+from harness.runner import Backend, Runner
+from harness.scenario import Scenario
+from harness.worker import Pool
+from model.profiles import LINUX_6_18
+
+V4 = ("0.0.0.0", "10.0.0.1", "10.0.0.2", "127.0.0.1")
+V6 = ("::", "fd00::1", "fd00::2", "::1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "::ffff:127.0.0.1")
+PORTS = (8080, 8080, 8080, 8081, 0)
+FLAGS = ("SO_REUSEADDR", "SO_REUSEPORT")
+DEVICES = ("tun0", "tun1", "lo", "none")
+
+
+class Sequence:
+    """Builds one random scenario: the sockets that exist and what each may do next."""
+
+    def __init__(self, rng: random.Random, steps: int):
+        self.rng, self.steps = rng, steps
+        self.lines: list[str] = []
+        self.families: dict[str, str] = {}  # open sockets
+        self.made = 0
+        self.max_socks = rng.choice((2, 3, 4, 6))
+
+    def text(self) -> str:
+        r = self.rng
+        if r.random() < 0.2:
+            self.lines.append(f"@sysctl net.ipv6.bindv6only = {r.choice((0, 1))}")
+        if r.random() < 0.3:  # a small range, so ephemeral picks meet the bound ports
+            low = r.choice((8078, 8079, 8080))
+            self.lines.append(f"@sysctl net.ipv4.ip_local_port_range = {low} {low + r.choice((1, 3, 5))}")
+        if r.random() < 0.2:
+            self.lines.append("@sysctl net.ipv4.ip_autobind_reuse = 1")
+        while len([ln for ln in self.lines if not ln.startswith("@")]) < self.steps:
+            self.one()
+        self.lines.append("inuse(tcp)")
+        self.lines.append("inuse(tcp6)")
+        return "\n".join(self.lines) + "\n"
+
+    def one(self) -> None:
+        r = self.rng
+        if not self.families or (len(self.families) < self.max_socks and r.random() < 0.3):
+            name = f"s{self.made}"
+            self.made += 1
+            fam = r.choice(("AF_INET", "AF_INET6"))
+            uid = ", uid=1000" if r.random() < 0.25 else ""
+            self.lines.append(f"{name} = socket({fam}, SOCK_STREAM{uid})")
+            self.families[name] = fam
+            return
+        name = r.choice(sorted(self.families))
+        fam = self.families[name]
+        what = r.random()
+        if what < 0.30:
+            self.lines.append(f"setsockopt({name}, {r.choice(FLAGS)}, {int(r.random() < 0.8)})")
+        elif what < 0.36 and fam == "AF_INET6":
+            self.lines.append(f"setsockopt({name}, IPV6_V6ONLY, {r.choice((0, 1))})")
+        elif what < 0.40:
+            self.lines.append(f"setsockopt({name}, SO_BINDTODEVICE, {r.choice(DEVICES)})")
+        elif what < 0.70:
+            addr = r.choice(V4) if fam == "AF_INET" else f"[{r.choice(V6)}]"
+            self.lines.append(f"bind({name}, {addr}:{r.choice(PORTS)})")
+        elif what < 0.88:
+            self.lines.append(f"listen({name}, 8)")
+        elif what < 0.95:
+            self.lines.append(f"close({name})")
+            del self.families[name]
+        else:
+            self.lines.append(f"getsockname({name})")
+
+
+def sequences(count: int, seed: int) -> list[Scenario]:
+    rng = random.Random(seed)
+    return [parse_text(Path(f"<fuzz seed {seed} #{i}>"), Sequence(rng, rng.choice((8, 12, 20))).text())
+            for i in range(count)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="sockharness-fuzz", description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("reports/fuzz"), help="where divergences are written")
+    args = ap.parse_args(argv)
+    gc.set_threshold(200_000, 50, 100)
+    work = sequences(args.count, args.seed)
+    with Pool() as pool:
+        runner = Runner(LINUX_6_18, Backend.BOTH, 0, pool)
+        results = runner.run(work)
+        bad = [r for r in results if not r.agreed]
+        args.out.mkdir(parents=True, exist_ok=True)
+        for i, r in enumerate(bad[:20]):
+            path = args.out / f"seed{args.seed}-{i}.scn"
+            path.write_text(minimize(r, runner.run_one))
+            first = r.divergent[0]
+            print(f"{path}: line {first.step.line} {first.step.call}: {'; '.join(first.problems)}")
+    steps = sum(len(r.steps) for r in results)
+    print(f"{len(results)} sequences, {steps} steps: {len(results) - len(bad)} agree, {len(bad)} diverge")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
