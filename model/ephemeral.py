@@ -108,6 +108,20 @@ class PortFinder:
             low, high, remaining = phase_range(phase, self.sysctls)
             if remaining <= 0:
                 continue
+            if high - low == remaining and remaining > 1:
+                # Each scan is a rotation of one cycle: from an odd offset, every port at an odd
+                # distance from low, then (offset - 1) every even one. Over all offsets the
+                # first free port of a scan is any free port of the first parity that has one.
+                # A port with no bind bucket (and not reserved) is free without a check: only
+                # bucketed ports need the conflict walk.
+                used = {port for port, _ in self.tables.bhash}
+                reserved = self.sysctls.ip_local_reserved_ports
+                for parity, rule in ((1, "odd offsets"), (0, "even offsets")):
+                    free = [p for p in range(low + parity, high, 2) if p not in reserved
+                            and (p not in used or self.free(sk, p, phase.relax))]
+                    if free:
+                        return PortChoice(tuple(free), f"{phase.describe()}, {rule} from {low}")
+                continue
             memo: dict[int, bool] = {}
             found: set[int] = set()
             for offset in sorted({r | 1 for r in range(remaining)}):
