@@ -41,3 +41,15 @@ def test_committed_groups_match_generator():
         path = mod.OUT / f"{case.size:03d}-{case.variant}.scn"
         fresh = parse_text(path, mod.scenario(case))
         assert [s.call for s in fresh.steps] == [s.call for s in parse_file(path).steps], path
+
+
+def test_committed_bind6_matrix_matches_generator():
+    spec = importlib.util.spec_from_file_location("scenario_bind6", HERE / "bind6_matrix.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["scenario_bind6"] = mod
+    spec.loader.exec_module(mod)
+    cases = mod.cases()
+    assert len(list(mod.OUT.glob("*.scn"))) == len(cases) >= 140
+    for name, text in cases:
+        path = mod.OUT / f"{name}.scn"
+        assert [s.call for s in parse_text(path, text).steps] == [s.call for s in parse_file(path).steps], path
