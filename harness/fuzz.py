@@ -20,8 +20,9 @@ from harness.scenario import Scenario
 from harness.worker import Pool
 from model.profiles import LINUX_6_18
 
-V4 = ("0.0.0.0", "10.0.0.1", "10.0.0.2", "127.0.0.1")
-V6 = ("::", "fd00::1", "fd00::2", "::1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "::ffff:127.0.0.1")
+V4 = ("0.0.0.0", "10.0.0.1", "10.0.0.2", "127.0.0.1", "192.0.2.1")
+V6 = ("::", "fd00::1", "fd00::2", "::1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "::ffff:127.0.0.1",
+      "2001:db8:ff::1", "::ffff:192.0.2.1")
 PORTS = (8080, 8080, 8080, 8081, 0)
 FLAGS = ("SO_REUSEADDR", "SO_REUSEPORT")
 DEVICES = ("tun0", "tun1", "lo", "none")
@@ -71,6 +72,9 @@ class Sequence:
             self.lines.append(f"setsockopt({name}, IPV6_V6ONLY, {r.choice((0, 1))})")
         elif what < 0.40:
             self.lines.append(f"setsockopt({name}, SO_BINDTODEVICE, {r.choice(DEVICES)})")
+        elif what < 0.43:
+            opt = r.choice(("IP_FREEBIND", "IP_BIND_ADDRESS_NO_PORT"))
+            self.lines.append(f"setsockopt({name}, {opt}, {int(r.random() < 0.8)})")
         elif what < 0.70:
             addr = r.choice(V4) if fam == "AF_INET" else f"[{r.choice(V6)}]"
             self.lines.append(f"bind({name}, {addr}:{r.choice(PORTS)})")

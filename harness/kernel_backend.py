@@ -40,6 +40,8 @@ from netns import sysctl
 SO_INCOMING_CPU = 49
 SO_ATTACH_REUSEPORT_CBPF = 51
 SO_DETACH_REUSEPORT_BPF = 68
+IP_FREEBIND = 15  # include/uapi/linux/in.h
+IP_BIND_ADDRESS_NO_PORT = 24
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST, no TIME_WAIT
 TCP_LISTEN_STATE = 1 << 10  # TCPF_LISTEN for sock_diag
 REPLY_OUTCOMES = {RST_KIND: Outcome("RST"), DROP: Outcome("DROP")}
@@ -257,8 +259,8 @@ class KernelExecutor:
         if kind == "device":
             return self._call(step.sock, s.setsockopt, level, socket.SO_BINDTODEVICE,
                               str(step.value).encode())
-        opt = {"SO_INCOMING_CPU": SO_INCOMING_CPU,
-               "SO_DETACH_REUSEPORT_BPF": SO_DETACH_REUSEPORT_BPF}.get(opt_name)
+        opt = {"SO_INCOMING_CPU": SO_INCOMING_CPU, "SO_DETACH_REUSEPORT_BPF": SO_DETACH_REUSEPORT_BPF,
+               "IP_FREEBIND": IP_FREEBIND, "IP_BIND_ADDRESS_NO_PORT": IP_BIND_ADDRESS_NO_PORT}.get(opt_name)
         if opt is None:
             opt = getattr(socket, opt_name)
         return self._call(step.sock, s.setsockopt, level, opt, step.value)
@@ -273,8 +275,8 @@ class KernelExecutor:
         # A closed Python socket has fd -1: the call still reaches the kernel, which says EBADF.
         s = self.socks[step.sock]
         out = self._call(step.sock, s.bind, step.addr.sockaddr)
-        if out.value == "0" and step.addr.port == 0:
-            return Outcome("0", choice=self._port(s))
+        if out.value == "0" and step.addr.port == 0 and self._port(s):
+            return Outcome("0", choice=self._port(s))  # the ephemeral port the kernel picked
         return out
 
     def do_listen(self, step: ListenStep) -> Outcome:

@@ -131,7 +131,7 @@ class Kernel:
         rtype = self.host.inet_addr_type(host)
         # inet_addr_valid_or_nonlocal: nonlocal_bind, INADDR_ANY, local, multicast, broadcast
         if not (
-            self.sysctls.ip_nonlocal_bind
+            self._can_nonlocal_bind(sk)
             or int(host) == 0
             or rtype in (RouteType.LOCAL, RouteType.MULTICAST, RouteType.BROADCAST)
         ):
@@ -147,6 +147,12 @@ class Kernel:
         if sk.state != TcpState.CLOSE or sk.num:
             return self._already(sk, "__inet_bind")
         sk.rcv_saddr = int(host)
+        if not snum and sk.bind_address_no_port:
+            # __inet_bind: get_port only "if (snum || !BIND_ADDRESS_NO_PORT)": the address is
+            # kept, the port is chosen later (listen or connect), inet_num stays 0
+            if sk.rcv_saddr:
+                sk.userlocks |= SOCK_BINDADDR_LOCK
+            return Outcome("0", "__inet_bind: IP_BIND_ADDRESS_NO_PORT: address only, no port yet")
         err, candidates, why = self._get_port(sk, snum, choice)
         if err:
             sk.rcv_saddr = 0  # inet->inet_saddr = inet->inet_rcv_saddr = 0
@@ -180,7 +186,7 @@ class Kernel:
             assert mapped is not None
             v4addr = int(mapped)
             rtype = self.host.inet_addr_type(mapped)  # inet_addr_type_dev_table: dev picks a table
-            if not (self.sysctls.ip_nonlocal_bind or v4addr == 0
+            if not (self._can_nonlocal_bind(sk) or v4addr == 0
                     or rtype in (RouteType.LOCAL, RouteType.MULTICAST, RouteType.BROADCAST)):
                 return Outcome("EADDRNOTAVAIL", f"__inet6_bind: inet_addr_type_dev_table({mapped}) "
                                f"is {rtype.value}, not local")
@@ -188,13 +194,20 @@ class Kernel:
             if kind == AddrType.LINKLOCAL and not sk.bound_dev_if:
                 return Outcome("EINVAL", "__inet6_bind: a link-local address needs a bound device")
             v4addr = LOOPBACK4_IPV6  # "ipv4 addr of the socket is invalid"
-            if not (self.sysctls.ip_nonlocal_bind or self.host.ipv6_chk_addr(host, sk.bound_dev_if)):
+            # ipv6_can_nonlocal_bind: net.ipv6.ip_nonlocal_bind or the socket's FREEBIND
+            if not (self.sysctls.ipv6_nonlocal_bind or sk.freebind
+                    or self.host.ipv6_chk_addr(host, sk.bound_dev_if)):
                 return Outcome("EADDRNOTAVAIL", f"__inet6_bind: ipv6_chk_addr({host}) fails")
         sk.rcv_saddr = v4addr
         sk.v6_rcv_saddr = host
         saved_ipv6only = sk.ipv6only
         if kind not in (AddrType.ANY, AddrType.MAPPED):
             sk.ipv6only = True  # a specific IPv6 address makes the socket v6-only
+        if not snum and sk.bind_address_no_port:
+            # __inet6_bind, as __inet_bind: the address now, the port later
+            if kind != AddrType.ANY:
+                sk.userlocks |= SOCK_BINDADDR_LOCK
+            return Outcome("0", "__inet6_bind: IP_BIND_ADDRESS_NO_PORT: address only, no port yet")
         err, candidates, why = self._get_port(sk, snum, choice)
         if err:
             sk.ipv6only = saved_ipv6only
@@ -205,6 +218,10 @@ class Kernel:
         if snum:
             sk.userlocks |= SOCK_BINDPORT_LOCK
         return Outcome("0", self._bound_reason(why, candidates), candidates=candidates)
+
+    def _can_nonlocal_bind(self, sk: Sock) -> bool:
+        """inet_can_nonlocal_bind: net.ipv4.ip_nonlocal_bind, or the socket's FREEBIND."""
+        return bool(self.sysctls.ip_nonlocal_bind) or sk.freebind
 
     def _needs_bind_service(self, sk: Sock, snum: int, fn: str) -> Outcome | None:
         """inet_port_requires_bind_service && !ns_capable(CAP_NET_BIND_SERVICE): the harness

@@ -80,6 +80,8 @@ class Sock:
     v6_rcv_saddr: ipaddress.IPv6Address = IN6ADDR_ANY  # sk_v6_rcv_saddr (AF_INET6)
     bound_dev_if: int = 0  # sk_bound_dev_if
     incoming_cpu: int = -1  # sk_incoming_cpu (sock_init_data sets -1)
+    freebind: bool = False  # INET_FLAGS_FREEBIND (IP_FREEBIND / IPV6_FREEBIND)
+    bind_address_no_port: bool = False  # INET_FLAGS_BIND_ADDRESS_NO_PORT
     userlocks: int = 0
     max_ack_backlog: int = 0
     accept_queue: list = field(default_factory=list, repr=False)  # children not yet accepted
@@ -112,7 +114,7 @@ class Sock:
     def describe(self) -> str:
         """'a (10.0.0.1:8080 LISTEN uid 0 SO_REUSEPORT)' for reasons."""
         flags = [f for f, on in (("SO_REUSEADDR", self.reuse), ("SO_REUSEPORT", self.reuseport),
-                                 ("IPV6_V6ONLY", self.ipv6_only)) if on]
+                                 ("IPV6_V6ONLY", self.ipv6_only), ("IP_FREEBIND", self.freebind)) if on]
         if self.bound_dev_if:
             flags.append(f"dev {self.bound_dev_if}")
         extra = (" " + " ".join(flags)) if flags else ""

@@ -21,6 +21,8 @@ class SockOpt(enum.Enum):
     IPV6_V6ONLY = ("IPPROTO_IPV6", "IPV6_V6ONLY", "int")
     SO_ATTACH_REUSEPORT_CBPF = ("SOL_SOCKET", "SO_ATTACH_REUSEPORT_CBPF", "program")
     SO_DETACH_REUSEPORT_BPF = ("SOL_SOCKET", "SO_DETACH_REUSEPORT_BPF", "int")
+    IP_FREEBIND = ("IPPROTO_IP", "IP_FREEBIND", "int")
+    IP_BIND_ADDRESS_NO_PORT = ("IPPROTO_IP", "IP_BIND_ADDRESS_NO_PORT", "int")
 
     @property
     def kind(self) -> str:
@@ -57,6 +59,14 @@ def setsockopt(sk: Sock, opt: SockOpt, value: OptValue, ifindex: dict[str, int],
         return _attach(sk, value, hashed)
     if opt is SockOpt.SO_DETACH_REUSEPORT_BPF:
         return _detach(sk, hashed)
+    if opt is SockOpt.IP_FREEBIND:
+        # do_ip_setsockopt: inet_assign_bit(FREEBIND); AF_INET6 sockets reach it through
+        # ipv6_setsockopt's SOL_IP branch, and IPV6_FREEBIND sets the same bit
+        sk.freebind = bool(value)
+        return "0", f"do_ip_setsockopt: FREEBIND = {int(bool(value))}"
+    if opt is SockOpt.IP_BIND_ADDRESS_NO_PORT:
+        sk.bind_address_no_port = bool(value)
+        return "0", f"do_ip_setsockopt: BIND_ADDRESS_NO_PORT = {int(bool(value))}"
     raise ValueError(f"unsupported option {opt}")
 
 

@@ -13,6 +13,7 @@ KEYS: dict[str, str] = {
     "net.ipv4.ip_nonlocal_bind": "ip_nonlocal_bind",
     "net.core.somaxconn": "somaxconn",
     "net.ipv6.bindv6only": "bindv6only",
+    "net.ipv6.ip_nonlocal_bind": "ipv6_nonlocal_bind",
 }
 
 
@@ -27,6 +28,7 @@ class Sysctls:
     ip_nonlocal_bind: int = 0
     somaxconn: int = 4096
     bindv6only: int = 0
+    ipv6_nonlocal_bind: int = 0
 
     def with_setting(self, key: str, text: str) -> Sysctls:
         """A copy with one sysctl set from its /proc/sys text; ValueError if malformed."""
