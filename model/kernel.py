@@ -128,18 +128,9 @@ class Kernel:
             return Outcome("EAFNOSUPPORT", "__inet_bind: sin_family is not AF_INET")
         host = addr.host
         assert isinstance(host, ipaddress.IPv4Address)
-        rtype = self.host.inet_addr_type(host)
-        # inet_addr_valid_or_nonlocal: nonlocal_bind, INADDR_ANY, local, multicast, broadcast
-        if not (
-            self._can_nonlocal_bind(sk)
-            or int(host) == 0
-            or rtype in (RouteType.LOCAL, RouteType.MULTICAST, RouteType.BROADCAST)
-        ):
-            return Outcome(
-                "EADDRNOTAVAIL",
-                f"__inet_bind: inet_addr_type({host}) is {rtype.value}, not local "
-                "(inet_addr_valid_or_nonlocal)",
-            )
+        invalid = self._addr_valid_or_nonlocal(sk, host, "__inet_bind")
+        if invalid:
+            return invalid
         snum = addr.port
         denied = self._needs_bind_service(sk, snum, "__inet_bind")
         if denied:
@@ -185,11 +176,10 @@ class Kernel:
             mapped = host.ipv4_mapped
             assert mapped is not None
             v4addr = int(mapped)
-            rtype = self.host.inet_addr_type(mapped)  # inet_addr_type_dev_table: dev picks a table
-            if not (self._can_nonlocal_bind(sk) or v4addr == 0
-                    or rtype in (RouteType.LOCAL, RouteType.MULTICAST, RouteType.BROADCAST)):
-                return Outcome("EADDRNOTAVAIL", f"__inet6_bind: inet_addr_type_dev_table({mapped}) "
-                               f"is {rtype.value}, not local")
+            # "Reproduce AF_INET checks": inet_addr_type_dev_table, whose dev only picks a table
+            invalid = self._addr_valid_or_nonlocal(sk, mapped, "__inet6_bind")
+            if invalid:
+                return invalid
         elif kind != AddrType.ANY:
             if kind == AddrType.LINKLOCAL and not sk.bound_dev_if:
                 return Outcome("EINVAL", "__inet6_bind: a link-local address needs a bound device")
@@ -218,6 +208,16 @@ class Kernel:
         if snum:
             sk.userlocks |= SOCK_BINDPORT_LOCK
         return Outcome("0", self._bound_reason(why, candidates), candidates=candidates)
+
+    def _addr_valid_or_nonlocal(self, sk: Sock, addr: ipaddress.IPv4Address, fn: str) -> Outcome | None:
+        """inet_addr_valid_or_nonlocal: nonlocal bind allowed, INADDR_ANY, or an address whose
+        type is local, multicast or broadcast; else EADDRNOTAVAIL."""
+        rtype = self.host.inet_addr_type(addr)
+        if (self._can_nonlocal_bind(sk) or int(addr) == 0
+                or rtype in (RouteType.LOCAL, RouteType.MULTICAST, RouteType.BROADCAST)):
+            return None
+        return Outcome("EADDRNOTAVAIL", f"{fn}: inet_addr_type({addr}) is {rtype.value}, not local "
+                       "(inet_addr_valid_or_nonlocal)")
 
     def _can_nonlocal_bind(self, sk: Sock) -> bool:
         """inet_can_nonlocal_bind: net.ipv4.ip_nonlocal_bind, or the socket's FREEBIND."""
