@@ -364,6 +364,8 @@ class Kernel:
 
     def sweep(self) -> int:
         """accept() every queued child and reset it (what the harness does between batches)."""
+        if not self._established:  # nothing queued: the common case, before every setup step
+            return 0
         n = 0
         for sk in self.socks:
             n += len(sk.accept_queue)

@@ -137,10 +137,12 @@ class Lookup:
                 chosen = group.socks[index]
                 return Choice(chosen, f"{head}; cBPF {group.prog}: {how} -> socks[{index}] = {chosen.name}")
             head += f"; cBPF {group.prog}: {how} >= num_socks {group.num_socks}, falls back to the hash"
-        if group.num_socks == 1:
-            # reciprocal_scale(hash, 1) is 0 whatever the hash, and the CPU scan ends there
+        unknown_hash = self.secret is None or syn.family == socket.AF_INET6
+        if unknown_hash and group.num_socks == 1:
+            # without the hash: reciprocal_scale(hash, 1) is 0 whatever it is, and the CPU scan
+            # of reuseport_select_sock_by_hash ends at socks[0]
             return Choice(group.socks[0], f"{head}; one member: socks[0] = {group.socks[0].name}")
-        if self.secret is None or syn.family == socket.AF_INET6:
+        if unknown_hash:
             # inet6_ehashfn mixes in a second secret; an uncalibrated IPv4 secret likewise
             members = tuple(s for s in group.socks)
             why = "inet6_ehashfn" if syn.family == socket.AF_INET6 else "an uncalibrated inet_ehashfn"
@@ -150,4 +152,4 @@ class Lookup:
         chosen, how = reuseport_select_sock_by_hash(group, phash, syn.cpu)
         assert chosen is not None
         return Choice(chosen, f"{head}; inet_ehashfn = {phash:#010x}, {how} -> {chosen.name}",
-                      hashed=True)
+                      hashed=group.num_socks > 1)  # one member: the same in every namespace
