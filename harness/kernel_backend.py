@@ -14,6 +14,7 @@ import ipaddress
 import os
 import socket
 import struct
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -21,8 +22,10 @@ from harness.calibrate import Observation
 from harness.inject import DROP, RST_KIND, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
 from harness.scenario import (
     KEEPS_QUEUES,
+    AcceptStep,
     BindStep,
     CloseStep,
+    ConnectStep,
     GetsocknameStep,
     InuseStep,
     ListenStep,
@@ -32,6 +35,7 @@ from harness.scenario import (
     SocketStep,
     Step,
     SynStep,
+    TwStep,
 )
 from model.cbpf import Program
 from model.outcome import Outcome
@@ -43,6 +47,9 @@ SO_DETACH_REUSEPORT_BPF = 68
 IP_FREEBIND = 15  # include/uapi/linux/in.h
 IP_BIND_ADDRESS_NO_PORT = 24
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST, no TIME_WAIT
+# SO_SNDTIMEO for connect(): loopback answers at once; a SYN the model says is dropped (a full
+# accept queue) ends the blocking connect with EINPROGRESS after this long
+CONNECT_TIMEOUT = struct.pack("ll", 1, 0)
 TCP_LISTEN_STATE = 1 << 10  # TCPF_LISTEN for sock_diag
 REPLY_OUTCOMES = {RST_KIND: Outcome("RST"), DROP: Outcome("DROP")}
 NO_CHILD = Outcome("NO_CHILD")  # the handshake completed, yet no listener held the connection
@@ -74,6 +81,26 @@ def read_sockstat(path: str = "/proc/thread-self/net/sockstat") -> dict[str, dic
             words = rest.split()
             out[proto.strip()] = {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
     return out
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def raw_bind(fd: int, data: bytes, length: int) -> None:
+    """bind(2) with these bytes and this length (Python's bind() builds only valid ones)."""
+    buf = ctypes.create_string_buffer(data, max(len(data), 1))
+    if _libc.bind(fd, buf, ctypes.c_int(length)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def settle_orphans(timeout: float = 1.0) -> None:
+    """Wait until no socket of the namespace is an orphan (closed by its owner, still finishing
+    its close: FIN_WAIT1, FIN_WAIT2, LAST_ACK). On loopback that takes a few milliseconds, the
+    peer's delayed ACK of the FIN; the model shows the settled state (TIME_WAIT) at once."""
+    deadline = time.monotonic() + timeout
+    while read_sockstat()["TCP"]["orphan"] and time.monotonic() < deadline:
+        time.sleep(0.0005)
 
 
 def listener_queues() -> dict[int, int]:
@@ -114,12 +141,14 @@ class Job:
     sysctls: tuple[tuple[str, str], ...]
     cpu: int
     steps: tuple[Step | Flow, ...]
+    injects: bool = True  # has syn steps: listeners get SO_LINGER {1, 0} for the sweep
 
     @classmethod
     def of(cls, scenario: Scenario) -> Job:
-        return cls(scenario.sysctls, scenario.cpu, tuple(
+        steps = tuple(
             Flow(s.src.text, s.src.port, s.dst.text, s.dst.port, s.payload) if isinstance(s, SynStep) else s
-            for s in scenario.steps))
+            for s in scenario.steps)
+        return cls(scenario.sysctls, scenario.cpu, steps, any(isinstance(s, Flow) for s in steps))
 
 
 class KernelExecutor:
@@ -131,10 +160,14 @@ class KernelExecutor:
         self.injector = injector(tun_fds)
         self.pending: dict[tuple[str, int], tuple[int, Result]] = {}  # peer -> (step index, handshake)
         self.outcomes: list[Outcome | None] = []  # None: a handshake whose child is not swept yet
+        self.linger = True
+        self.clients: dict[tuple[str, int], str] = {}  # a connect()ed socket's address -> name
 
     def run(self, job: Job) -> list[Outcome]:
         pin_to_cpu(job.cpu)
         self.outcomes = []
+        self.linger = job.injects
+        self.clients.clear()
         steps = job.steps
         try:
             i = 0
@@ -274,7 +307,10 @@ class KernelExecutor:
     def do_bind(self, step: BindStep) -> Outcome:
         # A closed Python socket has fd -1: the call still reaches the kernel, which says EBADF.
         s = self.socks[step.sock]
-        out = self._call(step.sock, s.bind, step.addr.sockaddr)
+        if step.raw is not None:
+            out = self._call(step.sock, raw_bind, s.fileno(), step.raw.data, step.raw.length)
+        else:
+            out = self._call(step.sock, s.bind, step.addr.sockaddr)
         if out.value == "0" and step.addr.port == 0 and self._port(s):
             return Outcome("0", choice=self._port(s))  # the ephemeral port the kernel picked
         return out
@@ -283,7 +319,7 @@ class KernelExecutor:
         s = self.socks[step.sock]
         before = self._port(s) if s.fileno() >= 0 else None
         out = self._call(step.sock, s.listen, step.backlog)
-        if out.value == "0":
+        if out.value == "0" and self.linger:
             # the harness's teardown: children copy the listener's sk_flags and sk_lingertime
             # (sk_clone_lock), so their close() is an abort. A listener's own close() never
             # reads SO_LINGER (tcp_close takes the TCP_LISTEN branch first).
@@ -302,7 +338,50 @@ class KernelExecutor:
                 return _errno_outcome(e)
             return Outcome("0")
         s.close()
+        if not self.linger:
+            settle_orphans()
         return Outcome("0")
+
+    def do_connect(self, step: ConnectStep) -> Outcome:
+        s = self.socks[step.sock]
+        before = self._port(s) if s.fileno() >= 0 else None
+        if s.fileno() >= 0:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, CONNECT_TIMEOUT)
+        out = self._call(step.sock, s.connect, step.addr.sockaddr)
+        after = self._port(s) if s.fileno() >= 0 else None
+        if after:
+            name = s.getsockname()
+            self.clients[peer_key(name[0], name[1])] = step.sock
+        if before == 0 and after:
+            return Outcome(out.value, choice=after)  # the ephemeral port the kernel picked
+        return out
+
+    def do_accept(self, step: AcceptStep) -> Outcome:
+        """A non-blocking accept(); the value is the name of the socket that connected."""
+        s = self.socks[step.sock]
+        old = self.socks.pop(step.name, None)
+        if old is not None:
+            old.close()
+        with effective_uid(self.uids[step.sock]):
+            try:
+                s.setblocking(False)
+                child, addr = s.accept()
+            except OSError as e:
+                placeholder = socket.socket(s.family if s.fileno() >= 0 else socket.AF_INET)
+                placeholder.close()  # the name exists, every use of it is EBADF
+                self.socks[step.name] = placeholder
+                self.uids[step.name] = self.uids[step.sock]
+                return _errno_outcome(e)
+            finally:
+                if s.fileno() >= 0:
+                    s.setblocking(True)
+        child.setblocking(True)
+        self.socks[step.name] = child
+        self.uids[step.name] = self.uids[step.sock]
+        return Outcome(self.clients.get(peer_key(addr[0], addr[1]), f"{addr[0]}:{addr[1]}"))
+
+    def do_tw(self, step: TwStep) -> Outcome:
+        return Outcome(str(read_sockstat()["TCP"]["tw"]))
 
     def do_getsockname(self, step: GetsocknameStep) -> Outcome:
         s = self.socks[step.sock]

@@ -7,8 +7,10 @@ import socket
 
 from harness.scenario import (
     KEEPS_QUEUES,
+    AcceptStep,
     BindStep,
     CloseStep,
+    ConnectStep,
     GetsocknameStep,
     InuseStep,
     ListenStep,
@@ -18,6 +20,7 @@ from harness.scenario import (
     SocketStep,
     Step,
     SynStep,
+    TwStep,
 )
 from model.cbpf import payload_bytes
 from model.host import Device, Host
@@ -62,7 +65,7 @@ class ModelExecutor:
 
     def run(self, scenario: Scenario, choices: list[int | str | None] | None = None) -> list[Outcome]:
         self.kernel = Kernel(self.profile, host_of(), sysctls_of(scenario), seed=self.seed,
-                             hash_secret=self.hash_secret)
+                             hash_secret=self.hash_secret, cpu=scenario.cpu)
         self.fds: dict[str, int] = {}
         self.cpu = scenario.cpu
         picks = choices or [None] * len(scenario.steps)
@@ -82,7 +85,7 @@ class ModelExecutor:
         if isinstance(step, SetsockoptStep):
             return k.setsockopt(self.fds[step.sock], step.option, step.value)
         if isinstance(step, BindStep):
-            return k.bind(self.fds[step.sock], step.addr, choice=_port(choice))
+            return k.bind(self.fds[step.sock], step.raw or step.addr, choice=_port(choice))
         if isinstance(step, ListenStep):
             return k.listen(self.fds[step.sock], step.backlog, choice=_port(choice))
         if isinstance(step, CloseStep):
@@ -95,6 +98,14 @@ class ModelExecutor:
             return k.syn(syn_of(step, self.cpu), choice=choice if isinstance(choice, str) else None)
         if isinstance(step, QueueStep):
             return k.queue(self.fds[step.sock])
+        if isinstance(step, ConnectStep):
+            return k.connect(self.fds[step.sock], step.addr, choice=_port(choice))
+        if isinstance(step, AcceptStep):
+            fd, out = k.accept(self.fds[step.sock], step.name)
+            self.fds[step.name] = fd if fd is not None else k.closed_fd(step.name)
+            return out
+        if isinstance(step, TwStep):
+            return k.tw()
         raise TypeError(f"no model for {type(step).__name__}")
 
 

@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.scenario import (
+    LOCAL_CONNECTION_VERBS,
+    AcceptStep,
     BindStep,
     CloseStep,
+    ConnectStep,
     GetsocknameStep,
     InuseStep,
     KernelRange,
@@ -22,8 +25,9 @@ from harness.scenario import (
     SocketStep,
     Step,
     SynStep,
+    TwStep,
 )
-from model.addr import SockAddr, parse_sockaddr
+from model.addr import RawSockAddr, SockAddr, parse_sockaddr
 from model.cbpf import parse_program
 from model.sockopt import SockOpt
 from model.sysctl import Sysctls
@@ -31,7 +35,9 @@ from netns.topology import STANDARD
 
 ERRNO_NAMES = frozenset(errno.errorcode.values())
 FAMILIES = {"AF_INET": int(socket.AF_INET), "AF_INET6": int(socket.AF_INET6)}
-VERBS = ("socket", "setsockopt", "bind", "listen", "close", "getsockname", "inuse", "syn", "queue")
+VERBS = ("socket", "setsockopt", "bind", "listen", "close", "getsockname", "inuse", "syn", "queue",
+         "connect", "accept", "tw")
+NAMING_VERBS = ("socket", "accept")
 SYN_RESULTS = ("RST", "DROP")
 
 
@@ -101,6 +107,13 @@ class Parser:
             steps.append(self._statement(ln, body))
         if not steps:
             raise ScenarioError(self.path, max(len(self.lines), 1), 1, "expected at least one step")
+        local = next((s for s in steps if s.verb in LOCAL_CONNECTION_VERBS), None)
+        syn = next((s for s in steps if s.verb == "syn"), None)
+        if local and syn:
+            later = max(local, syn, key=lambda s: s.line)
+            raise ScenarioError(self.path, later.line, 1, f"{later.verb}() cannot share a scenario "
+                                "with " + ("syn()" if later is local else f"{local.verb}()") +
+                                ": the sweep between SYN batches resets every queued connection")
         return Scenario(
             path=self.path, steps=tuple(steps), sysctls=tuple(sysctls.items()),
             kernel=tuple(kernel), cpu=cpu, lines=tuple(self.lines),
@@ -143,10 +156,12 @@ class Parser:
         verb, name = m.group("verb"), m.group("name")
         if verb not in VERBS:
             raise ln.error(m.start("verb") + 1, f"unknown verb {verb!r}; expected one of {', '.join(VERBS)}")
-        if name and verb != "socket":
-            raise ln.error(m.start("name") + 1, f"only socket() assigns a name; {verb}() does not")
+        if name and verb not in NAMING_VERBS:
+            raise ln.error(m.start("name") + 1, f"only socket() and accept() assign a name; {verb}() does not")
         if verb == "socket" and not name:
             raise ln.error(m.start("verb") + 1, "socket() needs a name: 'a = socket(AF_INET, SOCK_STREAM)'")
+        if verb == "accept" and not name:
+            raise ln.error(m.start("verb") + 1, "accept() needs a name for the new socket: 's = accept(a)'")
         close = body.find(")", m.end())
         if close < 0:
             raise ln.error(len(body) + 1, "expected ')' to close the call")
@@ -181,6 +196,10 @@ class Parser:
         return args
 
     def _check_expect(self, ln: _Line, verb: str, expect: str, col: int) -> None:
+        if verb == "accept":
+            if expect not in ERRNO_NAMES and expect not in self.defined:
+                raise ln.error(col, f"expected the name of the connecting socket or an errno name, got {expect!r}")
+            return
         if verb == "syn":
             if expect not in SYN_RESULTS and expect not in self.defined:
                 raise ln.error(col, f"expected the name of a socket, RST or DROP, got {expect!r}")
@@ -189,10 +208,10 @@ class Parser:
             if verb == "inuse":
                 raise ln.error(col, f"inuse() returns a count, not {expect}")
             return
-        if verb in ("socket", "setsockopt", "bind", "listen", "close"):
+        if verb in ("socket", "setsockopt", "bind", "listen", "close", "connect"):
             if expect != "0":
                 raise ln.error(col, f"expected 0 or an errno name (EADDRINUSE, EINVAL, …), got {expect!r}")
-        elif verb in ("inuse", "queue"):
+        elif verb in ("inuse", "queue", "tw"):
             if not expect.isdigit():
                 raise ln.error(col, f"expected a count, got {expect!r}")
         elif verb == "getsockname":
@@ -271,14 +290,31 @@ class Parser:
         return SetsockoptStep(ln.lineno, call, expect, self._sock_ref(ln, sock), option, value)
 
     def _bind(self, ln, call, expect, name, args, m) -> Step:
-        self._no_keywords(ln, args)
-        self._arity(ln, "bind", args, m, 2, "bind(a, 10.0.0.1:8080)")
-        sock, addr = args
+        self._no_keywords(ln, args, ("family", "len"))
+        self._arity(ln, "bind", args, m, 2, "bind(a, 10.0.0.1:8080[, family=AF_INET6][, len=16])")
+        sock, addr = [a for a in args if a.key is None]
         try:
             sa = parse_sockaddr(addr.text)
         except (ValueError, ipaddress.AddressValueError) as e:
             raise ln.error(addr.col, f"expected an address like 10.0.0.1:8080: {e}") from None
         ref = self._sock_ref(ln, sock)
+        raw_family: int | None = None
+        raw_len: int | None = None
+        for a in args:
+            if a.key == "family":
+                fams = {"AF_UNSPEC": 0, **FAMILIES}
+                if a.text not in fams and not a.text.isdigit():
+                    raise ln.error(a.col, f"expected {', '.join(fams)} or a number, got {a.text!r}")
+                raw_family = fams.get(a.text, int(a.text) if a.text.isdigit() else 0)
+                if raw_family > 0xFFFF:
+                    raise ln.error(a.col, "expected a family 0-65535")
+            elif a.key == "len":
+                raw_len = self._int(ln, a, "an address length")
+                if not -1 <= raw_len <= 1024:
+                    raise ln.error(a.col, "expected a length -1..1024")
+        if raw_family is not None or raw_len is not None:
+            # the sockaddr as bytes: its family field and length are the step's to choose
+            return BindStep(ln.lineno, call, expect, ref, sa, RawSockAddr.of(sa, raw_family, raw_len))
         if sa.family != self.families[ref]:
             fam = "AF_INET6" if self.families[ref] == socket.AF_INET6 else "AF_INET"
             raise ln.error(addr.col, f"{addr.text} does not match {ref}'s family {fam}")
@@ -318,6 +354,46 @@ class Parser:
         self._no_keywords(ln, args)
         self._arity(ln, "queue", args, m, 1, "queue(a)")
         return QueueStep(ln.lineno, call, expect, self._sock_ref(ln, args[0]))
+
+    def _connect(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args)
+        self._arity(ln, "connect", args, m, 2, "connect(c, 10.0.0.2:80)")
+        sock, addr = args
+        ref = self._sock_ref(ln, sock)
+        try:
+            sa = parse_sockaddr(addr.text)
+        except (ValueError, ipaddress.AddressValueError) as e:
+            raise ln.error(addr.col, f"expected an address like 10.0.0.2:80: {e}") from None
+        if sa.family != self.families[ref]:
+            fam = "AF_INET6" if self.families[ref] == socket.AF_INET6 else "AF_INET"
+            raise ln.error(addr.col, f"{addr.text} does not match {ref}'s family {fam}")
+        host = sa.host
+        if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped is not None:
+            host = host.ipv4_mapped
+        if str(host) not in STANDARD.server_addresses:
+            # loopback would make TIME_WAIT reuse depend on the clock (tcp_twsk_unique), and
+            # other destinations leave the namespace
+            raise ln.error(addr.col, f"connect() goes to an address of tun0/tun1 "
+                           f"({', '.join(STANDARD.server_addresses)}), got {host}")
+        if sa.port == 0:
+            raise ln.error(addr.col, "expected a destination port 1-65535")
+        return ConnectStep(ln.lineno, call, expect, ref, sa)
+
+    def _accept(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args)
+        self._arity(ln, "accept", args, m, 1, "s = accept(a)")
+        ref = self._sock_ref(ln, args[0])
+        if name in self.open:
+            raise ln.error(m.start("name") + 1, f"socket {name!r} is still open; close() it before reusing the name")
+        self.defined.add(name)
+        self.open.add(name)
+        self.families[name] = self.families[ref]
+        return AcceptStep(ln.lineno, call, expect, name, ref)
+
+    def _tw(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args)
+        self._arity(ln, "tw", args, m, 0, "tw()")
+        return TwStep(ln.lineno, call, expect)
 
     def _syn(self, ln, call, expect, name, args, m) -> Step:
         self._no_keywords(ln, args, ("payload",))

@@ -6,7 +6,7 @@ import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.addr import SockAddr
+from model.addr import RawSockAddr, SockAddr
 from model.sockopt import OptValue, SockOpt
 
 
@@ -41,6 +41,7 @@ class SetsockoptStep(Step):
 class BindStep(Step):
     sock: str
     addr: SockAddr
+    raw: RawSockAddr | None = None  # family= / len= given: these bytes and length instead
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,33 @@ class QueueStep(Step):
     sock: str
 
 
+@dataclass(frozen=True)
+class ConnectStep(Step):
+    """connect() to an address of the namespace; the handshake runs over loopback."""
+
+    sock: str
+    addr: SockAddr
+
+
+@dataclass(frozen=True)
+class AcceptStep(Step):
+    """`s = accept(a) = c`: a non-blocking accept; the value names the connecting socket."""
+
+    name: str
+    sock: str
+
+
+@dataclass(frozen=True)
+class TwStep(Step):
+    """`tw() = N`: sockstat's TCP "tw", the namespace's TIME_WAIT sockets."""
+
+
 # Steps that leave the accept queues alone: handshakes pile up until any other step, when
 # both backends sweep (accept, identify, reset every queued child).
-KEEPS_QUEUES = frozenset({"syn", "queue", "inuse"})
+KEEPS_QUEUES = frozenset({"syn", "queue", "inuse", "tw"})
+# Verbs of connections made inside the namespace; a scenario uses these or syn(), not both
+# (the sweep between syn batches accepts and resets every queued child).
+LOCAL_CONNECTION_VERBS = frozenset({"connect", "accept"})
 
 
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, ">": operator.gt,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 from dataclasses import dataclass, field
 
 
@@ -35,6 +36,52 @@ class SockAddr:
         if self.family == socket.AF_INET6:
             return (self.text, self.port, 0, 0)
         return (self.text, self.port)
+
+
+SOCKADDR_STORAGE = 128  # sizeof(struct sockaddr_storage)
+SOCKADDR_IN = 16  # sizeof(struct sockaddr_in)
+SIN6_LEN_RFC2133 = 24  # sockaddr_in6 without sin6_scope_id
+SOCKADDR_IN6 = 28
+AF_UNSPEC = 0
+
+
+@dataclass(frozen=True)
+class RawSockAddr:
+    """The bytes a bind() passes and the length it claims: for family and length mismatches.
+
+    Built from an address with its family field overwritten and the buffer cut or padded to
+    `length` (the kernel reads at most sizeof(struct sockaddr_storage))."""
+
+    data: bytes
+    length: int
+
+    @classmethod
+    def of(cls, addr: SockAddr, family: int | None, length: int | None) -> RawSockAddr:
+        if addr.family == socket.AF_INET6:
+            body = struct.pack("!H", addr.port) + bytes(4) + addr.host.packed + bytes(4)
+        else:
+            body = struct.pack("!H", addr.port) + addr.host.packed + bytes(8)
+        fam = addr.family if family is None else family
+        data = struct.pack("=H", fam) + body
+        n = len(data) if length is None else length
+        data = (data + bytes(SOCKADDR_STORAGE))[: max(0, min(n, SOCKADDR_STORAGE))]
+        return cls(data, n)
+
+    def family(self) -> int:
+        return struct.unpack("=H", self.padded()[:2])[0]
+
+    def padded(self) -> bytes:
+        return self.data + bytes(SOCKADDR_STORAGE - len(self.data))
+
+    def as_in(self) -> SockAddr:
+        """Read as struct sockaddr_in (family, port, sin_addr)."""
+        b = self.padded()
+        return SockAddr(socket.AF_INET, ipaddress.IPv4Address(b[4:8]), struct.unpack("!H", b[2:4])[0])
+
+    def as_in6(self) -> SockAddr:
+        """Read as struct sockaddr_in6 (family, port, flowinfo, sin6_addr)."""
+        b = self.padded()
+        return SockAddr(socket.AF_INET6, ipaddress.IPv6Address(b[8:24]), struct.unpack("!H", b[2:4])[0])
 
 
 def host_text(host: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

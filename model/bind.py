@@ -32,6 +32,10 @@ class Bind2Bucket:
     addr_type: AddrType
     rcv_saddr: int  # the IPv4 address of a MAPPED bucket
     owners: list[Sock] = field(default_factory=list)  # sk_add_bind_node: head insertion
+    # copies of tb's fast-path fields, -1 for a bucket connect() made (profile
+    # connect_bind_reset: inet_csk_update_fastreuse, __inet_hash_connect)
+    fastreuse: int = 0
+    fastreuseport: int = 0
 
     def match_addr_any(self, sk: Sock) -> bool:
         """inet_bind2_bucket_match_addr_any: is this a wildcard bucket sk must check?"""
@@ -116,14 +120,25 @@ class BindTables:
         tb.bhash2.insert(0, tb2)
         return tb2
 
-    def destroy_if_empty(self, tb: BindBucket | None, tb2: Bind2Bucket | None) -> None:
-        """inet_bind2_bucket_destroy / inet_bind_bucket_destroy: freed once empty."""
+    def destroy_if_empty(self, tb: BindBucket | None, tb2: Bind2Bucket | None,
+                         connect_bind_reset: bool = False) -> None:
+        """inet_bind2_bucket_destroy / inet_bind_bucket_destroy: freed once empty. With
+        connect_bind_reset, a tb left with only connect()-made tb2s becomes connect()-only
+        again (fastreuse = fastreuseport = -1), so connect() may share the port once more."""
         if tb2 is not None and not tb2.owners:
             self.bhash2.pop((tb2.port, tb2.l3mdev, tb2.addr), None)
-            if tb is not None and tb2 in tb.bhash2:
-                tb.bhash2.remove(tb2)
-        if tb is not None and not tb.bhash2:
+            if tb2 in self._tb_of(tb2).bhash2:
+                self._tb_of(tb2).bhash2.remove(tb2)
+        if tb is None:
+            return
+        if not tb.bhash2:
             self.bhash.pop((tb.port, tb.l3mdev), None)
+        elif connect_bind_reset and not (tb.fastreuse == -1 and tb.fastreuseport == -1):
+            if all(t.fastreuse == -1 and t.fastreuseport == -1 for t in tb.bhash2):
+                tb.fastreuse = tb.fastreuseport = -1
+
+    def _tb_of(self, tb2: Bind2Bucket) -> BindBucket:
+        return self.bhash.get((tb2.port, tb2.l3mdev)) or BindBucket(tb2.port, tb2.l3mdev)
 
     def bind_hash(self, sk: Sock, tb: BindBucket, tb2: Bind2Bucket, port: int) -> None:
         """inet_bind_hash: sk takes the port and joins tb2's owners."""
@@ -132,7 +147,7 @@ class BindTables:
         sk.bind2_hash = tb2
         tb2.owners.insert(0, sk)
 
-    def put_port(self, sk: Sock) -> None:
+    def put_port(self, sk: Sock, connect_bind_reset: bool = False) -> None:
         """__inet_put_port: sk leaves its buckets; empty buckets are freed."""
         tb, tb2 = sk.bind_hash, sk.bind2_hash
         sk.bind_hash = None
@@ -140,7 +155,7 @@ class BindTables:
         if tb2 is not None:
             tb2.owners.remove(sk)
             sk.bind2_hash = None
-        self.destroy_if_empty(tb, tb2)
+        self.destroy_if_empty(tb, tb2, connect_bind_reset)
 
 
 def inet_use_hash2_on_bind(sk: Sock) -> bool:
@@ -322,7 +337,7 @@ def sk_reuseport_match(tb: BindBucket, sk: Sock) -> bool:
     return ipv4_rcv_saddr_equal(tb.fast_rcv_saddr, sk.rcv_saddr, sk.ipv6_only, True, False)
 
 
-def inet_csk_update_fastreuse(tb: BindBucket, sk: Sock) -> None:
+def inet_csk_update_fastreuse(tb: BindBucket, tb2: Bind2Bucket, sk: Sock) -> None:
     """inet_csk_update_fastreuse: refresh tb's fast-path summary after sk took the port.
 
     It tests hlist_empty(&tb->bhash2), but inet_csk_get_port links sk's tb2 into tb->bhash2
@@ -349,6 +364,7 @@ def inet_csk_update_fastreuse(tb: BindBucket, sk: Sock) -> None:
                 _record_fast(tb, sk)
         else:
             tb.fastreuseport = 0
+    tb2.fastreuse, tb2.fastreuseport = tb.fastreuse, tb.fastreuseport
 
 
 def _record_fast(tb: BindBucket, sk: Sock) -> None:
@@ -430,6 +446,6 @@ def inet_csk_get_port(
 
 def _success(tables: BindTables, tb: BindBucket, tb2: Bind2Bucket, sk: Sock, port: int) -> None:
     """inet_csk_get_port's success label: update the fast path, then hash sk if new."""
-    inet_csk_update_fastreuse(tb, sk)
+    inet_csk_update_fastreuse(tb, tb2, sk)
     if sk.bind_hash is None:
         tables.bind_hash(sk, tb, tb2, port)

@@ -49,9 +49,23 @@ def phases(sk: Sock, profile: Profile, sysctls: Sysctls) -> Iterator[ScanPhase]:
             yield ScanPhase(0, relax)
 
 
-def phase_range(phase: ScanPhase, sysctls: Sysctls) -> tuple[int, int, int]:
+def local_port_range(sk: Sock, sysctls: Sysctls) -> tuple[int, int, bool]:
+    """inet_sk_get_local_port_range: the namespace's range, narrowed by the socket's
+    IP_LOCAL_PORT_RANGE where its bounds fall inside it; true when the socket has one."""
+    low, high = sysctls.ip_local_port_range
+    if not sk.local_port_range:
+        return low, high, False
+    sk_lo, sk_hi = sk.local_port_range & 0xFFFF, sk.local_port_range >> 16
+    if low <= sk_lo <= high:
+        low = sk_lo
+    if low <= sk_hi <= high:
+        high = sk_hi
+    return low, high, True
+
+
+def phase_range(sk: Sock, phase: ScanPhase, sysctls: Sysctls) -> tuple[int, int, int]:
     """low, high (exclusive) and remaining for a phase, as the kernel computes them."""
-    low, high = sysctls.ip_local_port_range  # inet_sk_get_local_port_range
+    low, high, _ = local_port_range(sk, sysctls)
     high += 1  # [32768, 60999] -> [32768, 61000[
     attempt_half = phase.attempt_half if high - low >= 4 else 0
     if attempt_half:
@@ -105,7 +119,7 @@ class PortFinder:
     def candidates(self, sk: Sock, profile: Profile) -> PortChoice | None:
         """Every port the kernel can return, from the first phase that finds any."""
         for phase in phases(sk, profile, self.sysctls):
-            low, high, remaining = phase_range(phase, self.sysctls)
+            low, high, remaining = phase_range(sk, phase, self.sysctls)
             if remaining <= 0:
                 continue
             if high - low == remaining and remaining > 1:

@@ -79,6 +79,22 @@ class Host:
             self._local_cache[addr] = known
         return known
 
+    def local_route_src(
+        self, addr: ipaddress.IPv4Address | ipaddress.IPv6Address
+    ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The source a connection to a local address gets. IPv4: the local route's prefsrc,
+        which fib_add_ifaddr sets to the primary address of the prefix (the first one added;
+        later ones are IFA_F_SECONDARY, inet_ifa_byprefix). IPv6: ipv6_dev_get_saddr's rule 1,
+        the destination itself."""
+        if isinstance(addr, ipaddress.IPv6Address):
+            return addr
+        for d in self.devices:
+            v4 = [i for i in d.addresses if isinstance(i, ipaddress.IPv4Interface)]
+            for iface in v4:
+                if iface.ip == addr:
+                    return next(p.ip for p in v4 if p.network == iface.network)
+        return addr
+
     @functools.cached_property
     def _local_cache(self) -> dict:
         return {}

@@ -13,8 +13,24 @@ import random
 from dataclasses import dataclass, field
 from socket import AF_INET, AF_INET6
 
-from model.addr import SockAddr
+from model.addr import (
+    AF_UNSPEC,
+    SIN6_LEN_RFC2133,
+    SOCKADDR_IN,
+    SOCKADDR_STORAGE,
+    RawSockAddr,
+    SockAddr,
+)
 from model.bind import BindTables, inet_csk_get_port
+from model.connect import (
+    LOOPBACK_IFINDEX,
+    ConnKey,
+    check_established,
+    conn_key,
+    hash_connect_candidates,
+    key_of,
+    port_usable,
+)
 from model.ephemeral import PortFinder
 from model.host import Host, RouteType
 from model.listen import ListenTables
@@ -26,10 +42,12 @@ from model.sock import (
     LOOPBACK4_IPV6,
     SOCK_BINDADDR_LOCK,
     SOCK_BINDPORT_LOCK,
+    SOCK_CONNECT_BIND,
     AddrType,
     Sock,
     TcpState,
     ipv6_addr_type,
+    v4mapped,
 )
 from model.sockopt import OptValue, SockOpt, setsockopt
 from model.sysctl import Sysctls
@@ -48,6 +66,7 @@ class Kernel:
     sysctls: Sysctls = field(default_factory=Sysctls)
     seed: int = 0
     hash_secret: int | None = None
+    cpu: int = 0  # the CPU the harness runs system calls on (loopback SYNs arrive there)
     socks: list[Sock] = field(default_factory=list)
     binds: BindTables = field(default_factory=BindTables)
     listens: ListenTables = field(default_factory=ListenTables)
@@ -56,7 +75,10 @@ class Kernel:
         self._rng = random.Random(self.seed)
         self.lookup = Lookup(self.listens, self.hash_secret, self.profile.ehash_lport_outside)
         self._seen: dict[tuple, Sock] = {}  # tuple -> socket, where the pick was not predicted
-        self._established: dict[tuple, Sock] = {}  # queued children by 4-tuple -> listener
+        # ehash: connected, child and TIME_WAIT sockets by their 4-tuple (inet_match)
+        self.ehash: dict[ConnKey, Sock] = {}
+        self.injected = 0  # children of injected SYNs not yet swept
+        self.tw_count = 0  # tcp_death_row.tw_refcount - 1: what sockstat calls "tw"
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -106,6 +128,11 @@ class Kernel:
         fn = "inet6_create" if family == AF_INET6 else "inet_create"
         return len(self.socks) - 1, Outcome("0", f"{fn}: {name} uid {uid}")
 
+    def closed_fd(self, name: str) -> int:
+        """A descriptor for a name whose creating call failed: every use is EBADF."""
+        self.socks.append(Sock(name=name, fd_closed=True))
+        return len(self.socks) - 1
+
     def setsockopt(self, fd: int, opt: SockOpt, value: OptValue) -> Outcome:
         sk = self._sock(fd)
         if sk is None:
@@ -114,12 +141,40 @@ class Kernel:
         err, reason = setsockopt(sk, opt, value, self.host.ifindex, hashed)
         return Outcome(err, reason)
 
-    def bind(self, fd: int, addr: SockAddr, choice: int | None = None) -> Outcome:
+    def bind(self, fd: int, addr: SockAddr | RawSockAddr, choice: int | None = None) -> Outcome:
         sk = self._sock(fd)
         if sk is None:
             return self._ebadf(fd)
+        if isinstance(addr, RawSockAddr):
+            return self._bind_raw(sk, addr, choice)
         if sk.family == AF_INET6:
             return self._bind6(sk, addr, choice)
+        return self._bind4(sk, addr, choice)
+
+    def _bind_raw(self, sk: Sock, raw: RawSockAddr, choice: int | None) -> Outcome:
+        """__sys_bind with a sockaddr as bytes: move_addr_to_kernel, then inet_bind_sk /
+        inet6_bind_sk check the length, and __inet_bind / __inet6_bind the family."""
+        if raw.length < 0 or raw.length > SOCKADDR_STORAGE:
+            return Outcome("EINVAL", f"move_addr_to_kernel: length {raw.length} is not 0-"
+                           f"{SOCKADDR_STORAGE}")
+        family = raw.family()
+        if sk.family == AF_INET6:
+            if raw.length < SIN6_LEN_RFC2133:
+                return Outcome("EINVAL", f"inet6_bind_sk: length {raw.length} < SIN6_LEN_RFC2133 "
+                               f"({SIN6_LEN_RFC2133})")
+            if family != AF_INET6:
+                return Outcome("EAFNOSUPPORT", f"__inet6_bind: sin6_family {family} is not AF_INET6")
+            return self._bind6(sk, raw.as_in6(), choice)
+        if raw.length < SOCKADDR_IN:
+            return Outcome("EINVAL", f"inet_bind_sk: length {raw.length} < sizeof(struct "
+                           f"sockaddr_in) ({SOCKADDR_IN})")
+        addr = raw.as_in()
+        if family != AF_INET:
+            # "Compatibility games: accept AF_UNSPEC (mapped to AF_INET) only if s_addr is
+            # INADDR_ANY"
+            if family != AF_UNSPEC or int(addr.host) != 0:
+                return Outcome("EAFNOSUPPORT", f"__inet_bind: sin_family {family} is not AF_INET "
+                               "(AF_UNSPEC passes only with INADDR_ANY)")
         return self._bind4(sk, addr, choice)
 
     def _bind4(self, sk: Sock, addr: SockAddr, choice: int | None) -> Outcome:
@@ -273,31 +328,338 @@ class Kernel:
         return Outcome("0", reason, candidates=candidates)
 
     def close(self, fd: int) -> Outcome:
-        """close(): tcp_close; a listener's queued children are reset (inet_csk_listen_stop),
-        it is unhashed (tcp_set_state -> inet_unhash) and the port released (inet_put_port)."""
+        """close(): tcp_close. A listener resets its queued children (inet_csk_listen_stop) and
+        is unhashed; a connection sends its FIN and, closing first, becomes a TIME_WAIT socket
+        (tcp_time_wait; FIN_WAIT2 substate until the peer's FIN); closing second, it is gone
+        once the peer ACKs (LAST_ACK -> CLOSE). The port is released (inet_put_port)."""
         sk = self._sock(fd)
         if sk is None:
             return self._ebadf(fd)
         was = sk.state
-        dropped = len(sk.accept_queue)
+        port = sk.num
+        what = ""
         if sk.state == TcpState.LISTEN:
-            self.listens.inuse[sk.family] -= dropped  # inet_csk_listen_stop: children go
-            for child in sk.accept_queue:
-                del self._established[child]
+            kids = list(sk.accept_queue)
+            for child in kids:
+                self._listen_stop_child(child)
             sk.accept_queue.clear()
             self.listens.inet_unhash(sk)
+            what = f"; reset {len(kids)} queued connection(s)" if kids else ""
+        elif sk.state == TcpState.ESTABLISHED:
+            what = self._active_close(sk)
+        elif sk.state == TcpState.CLOSE_WAIT:
+            what = self._passive_close(sk)
+        elif sk.state == TcpState.SYN_SENT:
+            self._unhash_conn(sk)
         if sk.reuseport_cb is not None:  # a group made by an attached program, never hashed
             from model.reuseport import reuseport_detach_sock
 
             reuseport_detach_sock(sk)
         sk.state = TcpState.CLOSE
-        port = sk.num
         if sk.bind_hash is not None:
-            self.binds.put_port(sk)
+            self._put_port(sk)
         sk.fd_closed = True
-        what = f"released port {port}" if port else "was not bound"
-        kids = f"; reset {dropped} queued connection(s)" if dropped else ""
-        return Outcome("0", f"tcp_close: {sk.name} ({was.value}) {what}{kids}")
+        released = f"released port {port}" if port else "was not bound"
+        return Outcome("0", f"tcp_close: {sk.name} ({was.value}) {released}{what}")
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _put_port(self, sk: Sock) -> None:
+        """inet_put_port; SOCK_CONNECT_BIND is cleared with the port (__inet_put_port)."""
+        self.binds.put_port(sk, self.profile.connect_bind_reset)
+        sk.userlocks &= ~SOCK_CONNECT_BIND
+
+    def _unhash_conn(self, sk: Sock) -> None:
+        """inet_unhash of a connection: out of ehash and the inuse count."""
+        if self.ehash.get(key_of(sk)) is sk:
+            del self.ehash[key_of(sk)]
+            self.listens.inuse[sk.family] -= 1
+
+    def _tcp_done(self, sk: Sock) -> None:
+        """tcp_done -> tcp_set_state(TCP_CLOSE): unhashed, and the port released unless bind()
+        locked it (SOCK_BINDPORT_LOCK)."""
+        self._unhash_conn(sk)
+        sk.state = TcpState.CLOSE
+        if sk.bind_hash is not None and not sk.userlocks & SOCK_BINDPORT_LOCK:
+            self._put_port(sk)
+
+    def _receive_rst(self, sk: Sock) -> None:
+        """A RST reaching sk: tcp_reset -> tcp_done; a TIME_WAIT socket is killed
+        (tcp_timewait_state_process, net.ipv4.tcp_rfc1337 = 0)."""
+        if sk.state == TcpState.TIME_WAIT:
+            self._tw_kill(sk)
+        elif sk.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+            self._tcp_done(sk)
+
+    def _listen_stop_child(self, child: Sock) -> None:
+        """inet_csk_listen_stop -> inet_child_forget -> tcp_disconnect: a queued child is
+        aborted, its peer gets a RST (tcp_need_reset), and the child's port is released."""
+        if child.injected:
+            self.injected -= 1
+        child.parent = None
+        if child.peer is not None:
+            self._receive_rst(child.peer)
+            child.peer.peer = None
+        self._unhash_conn(child)
+        child.state = TcpState.CLOSE
+        if child.bind_hash is not None:
+            self._put_port(child)
+
+    def _active_close(self, sk: Sock) -> str:
+        """tcp_close on ESTABLISHED: FIN, the peer ACKs (loopback delivers at once), and the
+        orphan in FIN_WAIT2 becomes a TIME_WAIT socket (tcp_close: tcp_fin_time <=
+        TCP_TIMEWAIT_LEN -> tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)). The peer is CLOSE_WAIT."""
+        peer = sk.peer
+        tw = self._time_wait(sk, TcpState.FIN_WAIT2)
+        if peer is not None:
+            peer.state = TcpState.CLOSE_WAIT
+            peer.peer = tw
+        return f"; now {tw.name} (TIME_WAIT, substate FIN_WAIT2), peer CLOSE_WAIT"
+
+    def _passive_close(self, sk: Sock) -> str:
+        """tcp_close on CLOSE_WAIT: FIN to the peer's TIME_WAIT socket, which moves to the
+        TIME_WAIT substate and ACKs (tcp_timewait_state_process); sk goes LAST_ACK -> CLOSE."""
+        tw = sk.peer
+        if tw is not None and tw.state == TcpState.TIME_WAIT:
+            tw.tw_substate = TcpState.TIME_WAIT
+            tw.peer = None
+        self._unhash_conn(sk)
+        return "; the peer's TIME_WAIT socket ACKed our FIN"
+
+    def _time_wait(self, sk: Sock, substate: TcpState) -> Sock:
+        """tcp_time_wait -> inet_twsk_alloc + inet_twsk_hashdance_schedule: a TIME_WAIT socket
+        takes sk's place in ehash and joins sk's bind2 bucket (sk_add_bind_node); the closed
+        sk leaves both (tcp_v4_destroy_sock -> inet_put_port)."""
+        tw = Sock(name=f"{sk.name}~tw", family=sk.family, uid=sk.uid, reuse=sk.reuse,
+                  reuseport=sk.reuseport, ipv6only=sk.ipv6only, state=TcpState.TIME_WAIT,
+                  num=sk.num, rcv_saddr=sk.rcv_saddr, v6_rcv_saddr=sk.v6_rcv_saddr,
+                  bound_dev_if=sk.bound_dev_if, daddr=sk.daddr, dport=sk.dport,
+                  tw_substate=substate, ts_recent_stamp=sk.ts_recent_stamp,
+                  userlocks=sk.userlocks & SOCK_CONNECT_BIND)  # tw_connect_bind
+        key = key_of(sk)
+        self._unhash_conn(sk)
+        self.ehash[key] = tw
+        self.tw_count += 1
+        tb, tb2 = sk.bind_hash, sk.bind2_hash
+        assert tb is not None and tb2 is not None
+        tw.bind_hash, tw.bind2_hash = tb, tb2
+        tb2.owners.insert(0, tw)
+        self._put_port(sk)
+        sk.state = TcpState.CLOSE
+        return tw
+
+    def _tw_kill(self, tw: Sock) -> None:
+        """inet_twsk_kill: out of ehash and of its bind buckets (inet_twsk_bind_unhash)."""
+        if self.ehash.get(key_of(tw)) is tw:
+            del self.ehash[key_of(tw)]
+        self.tw_count -= 1
+        self.binds.put_port(tw, self.profile.connect_bind_reset)
+        tw.state = TcpState.CLOSE
+
+    def _new_child(self, listener: Sock, local: object, remote: object, rport: int,
+                   peer: Sock | None) -> Sock:
+        """tcp_v4_syn_recv_sock / tcp_v6_syn_recv_sock: the child is a clone of the listener
+        (sk_clone_lock: flags, uid, device) with the connection's addresses; it inherits the
+        listener's port into the bind2 bucket of its own address (__inet_inherit_port) and is
+        hashed into ehash (inet_ehash_nolisten), counting in inuse as the listener's family."""
+        child = Sock(name=f"{listener.name}<", family=listener.family, uid=listener.uid,
+                     reuse=listener.reuse, reuseport=listener.reuseport, ipv6only=listener.ipv6only,
+                     state=TcpState.ESTABLISHED, num=listener.num, bound_dev_if=listener.bound_dev_if,
+                     daddr=remote, dport=rport, peer=peer, parent=listener,
+                     ts_recent_stamp=bool(self.sysctls.tcp_timestamps), injected=peer is None)
+        if isinstance(local, ipaddress.IPv4Address):
+            child.rcv_saddr = int(local)
+            child.v6_rcv_saddr = v4mapped(int(local))
+        else:
+            child.v6_rcv_saddr = local
+            child.rcv_saddr = LOOPBACK4_IPV6
+        tb = listener.bind_hash
+        assert tb is not None
+        tb2 = self.binds.bucket2(tb.port, tb.l3mdev, child) or self.binds.create2(tb, child)
+        self.binds.bind_hash(child, tb, tb2, tb.port)
+        self.ehash[key_of(child)] = child
+        self.listens.inuse[listener.family] += 1
+        listener.accept_queue.append(child)
+        return child
+
+    def connect(self, fd: int, addr: SockAddr, choice: int | None = None) -> Outcome:
+        """connect(): __inet_stream_connect -> tcp_v4_connect / tcp_v6_connect; the SYN then
+        meets the destination's listener through loopback (tcp_v4_rcv), which answers at once."""
+        sk = self._sock(fd)
+        if sk is None:
+            return self._ebadf(fd)
+        # __inet_stream_connect: SS_CONNECTED, or SS_UNCONNECTED with sk_state != TCP_CLOSE
+        if sk.connected or sk.state != TcpState.CLOSE:
+            why = "already connected (SS_CONNECTED)" if sk.connected else f"{sk.state.value}"
+            return Outcome("EISCONN", f"__inet_stream_connect: {sk.name} is {why}")
+        if addr.family != sk.family:
+            return Outcome("EAFNOSUPPORT", "tcp_v4_connect / tcp_v6_connect: family mismatch")
+        daddr = addr.host
+        fn = "tcp_v4_connect"
+        if sk.family == AF_INET6:
+            assert isinstance(daddr, ipaddress.IPv6Address)
+            if ipv6_addr_type(daddr) == AddrType.MAPPED:
+                if sk.ipv6_only:
+                    return Outcome("ENETUNREACH", "tcp_v6_connect: v4-mapped address on a v6-only socket")
+                fn = "tcp_v6_connect -> tcp_v4_connect"
+                daddr = daddr.ipv4_mapped
+            else:
+                fn = "tcp_v6_connect"
+        assert daddr is not None
+        # an unbound source comes from the route (tcp_v4_connect: !inet->inet_saddr;
+        # tcp_v6_connect: ipv6_addr_any(sk_v6_rcv_saddr)); the route to a local address is
+        # the local table's
+        if isinstance(daddr, ipaddress.IPv4Address):
+            saddr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(sk.rcv_saddr)
+            unbound = not sk.rcv_saddr
+        else:
+            saddr = sk.v6_rcv_saddr
+            unbound = saddr == IN6ADDR_ANY
+        if unbound:
+            saddr = self.host.local_route_src(daddr)
+            self._update_saddr(sk, saddr)  # inet_bhash2_update_saddr
+        sk.daddr, sk.dport = daddr, addr.port
+        sk.state = TcpState.SYN_SENT
+        candidates = None
+        if sk.num:
+            # inet_hash_connect with a bound port: __inet_check_established(..., twp = NULL)
+            u = check_established(self.ehash, key_of(sk), False, self.sysctls)
+            if not u.ok:
+                return self._connect_failed(sk, "EADDRNOTAVAIL", f"{fn}: __inet_hash_connect: "
+                                            f"port {sk.num} bound; {u.reason}")
+            if u.tw is not None:
+                self._tw_kill(u.tw)  # inet_twsk_deschedule_put
+            how = f"bound port {sk.num}; {u.reason}"
+        else:
+            def usable(port: int) -> bool:
+                return port_usable(self.binds, sk, port, conn_key(saddr, port, daddr, addr.port),
+                                   self.ehash, self.sysctls)
+
+            candidates = hash_connect_candidates(sk, usable, self.sysctls)
+            if candidates is None:
+                return self._connect_failed(sk, "EADDRNOTAVAIL", f"{fn}: __inet_hash_connect: "
+                                            "no usable port in range")
+            port = choice if choice in candidates else self._rng.choice(candidates.ports)
+            self._hash_connect_bind(sk, port)
+            sk.autobound = len(candidates.ports) > 1
+            how = f"picked port {port} from {candidates.describe()}"
+        self.ehash[key_of(sk)] = sk
+        self.listens.inuse[sk.family] += 1
+        return self._deliver_syn(sk, saddr, daddr, addr.port, f"{fn}: {how}", candidates)
+
+    def _update_saddr(self, sk: Sock, saddr: object) -> None:
+        """inet_bhash2_update_saddr: set the source address; a bound socket moves to the bind2
+        bucket of its new address."""
+        tb = sk.bind_hash
+        if tb is not None:
+            tb2 = sk.bind2_hash
+            assert tb2 is not None
+            tb2.owners.remove(sk)
+            self.binds.destroy_if_empty(None, tb2)
+        self._set_saddr(sk, saddr)
+        if tb is not None:
+            tb2 = self.binds.bucket2(tb.port, tb.l3mdev, sk) or self.binds.create2(tb, sk)
+            if sk.userlocks & SOCK_CONNECT_BIND and self.profile.connect_bind_reset:
+                tb2.fastreuse = tb2.fastreuseport = -1
+            sk.bind2_hash = tb2
+            tb2.owners.insert(0, sk)
+
+    @staticmethod
+    def _set_saddr(sk: Sock, saddr: object) -> None:
+        """inet_update_saddr / inet_reset_saddr."""
+        if saddr is None:
+            sk.rcv_saddr, sk.v6_rcv_saddr = 0, IN6ADDR_ANY
+        elif isinstance(saddr, ipaddress.IPv4Address):
+            sk.rcv_saddr = int(saddr)
+            if sk.family == AF_INET6:
+                sk.v6_rcv_saddr = v4mapped(int(saddr))
+        else:
+            sk.v6_rcv_saddr = saddr
+
+    def _hash_connect_bind(self, sk: Sock, port: int) -> None:
+        """__inet_hash_connect's ok label: a new bind bucket is marked connect()-only
+        (fastreuse = fastreuseport = -1); sk joins its bind2 bucket (inet_bind_hash)."""
+        tb = self.binds.bucket(port, 0)
+        if tb is None:
+            tb = self.binds.create(port, 0)
+            tb.fastreuse = tb.fastreuseport = -1
+        tb2 = self.binds.bucket2(port, 0, sk)
+        if tb2 is None:
+            tb2 = self.binds.create2(tb, sk)
+            if self.profile.connect_bind_reset:
+                tb2.fastreuse = tb2.fastreuseport = -1
+        self.binds.bind_hash(sk, tb, tb2, port)
+        if self.profile.connect_bind_reset:
+            sk.userlocks |= SOCK_CONNECT_BIND
+
+    def _connect_failed(self, sk: Sock, err: str, reason: str) -> Outcome:
+        """tcp_v4_connect's failure label: tcp_set_state(TCP_CLOSE) (the port goes unless
+        bind() locked it) and inet_bhash2_reset_saddr (unless bind() locked the address)."""
+        sk.state = TcpState.CLOSE
+        if sk.bind_hash is not None and not sk.userlocks & SOCK_BINDPORT_LOCK:
+            self._put_port(sk)
+        if not sk.userlocks & SOCK_BINDADDR_LOCK:
+            if sk.bind_hash is not None:
+                self._update_saddr(sk, None)
+            else:
+                self._set_saddr(sk, None)
+        sk.daddr, sk.dport = None, 0
+        return Outcome(err, reason)
+
+    def _deliver_syn(self, sk: Sock, saddr, daddr, dport: int, how: str,
+                     candidates: PortChoice | None) -> Outcome:
+        """The SYN through loopback: the server's TIME_WAIT on this 4-tuple gives way
+        (tcp_timewait_state_process: TCP_TW_SYN, the new ISN being later), then the listener
+        lookup; no listener: RST (ECONNREFUSED); a full accept queue drops the SYN and the
+        harness's connect timeout ends the wait (EINPROGRESS)."""
+        server_key = conn_key(daddr, dport, saddr, sk.num)
+        tw = self.ehash.get(server_key)
+        if tw is not None and tw.state == TcpState.TIME_WAIT:
+            self._tw_kill(tw)
+            how += f"; {tw.name} gave way (TCP_TW_SYN)"
+        syn = Syn(saddr, sk.num, daddr, dport, b"", LOOPBACK_IFINDEX, self.cpu)
+        found = self.lookup.listener(syn)
+        listener = found.sk
+        if listener is None and found.one_of:
+            listener = self._rng.choice(found.one_of)
+        if listener is None:
+            self._tcp_done(sk)
+            return Outcome("ECONNREFUSED", f"{how}; {found.reason}: RST", candidates=candidates)
+        if len(listener.accept_queue) > listener.max_ack_backlog:  # sk_acceptq_is_full
+            return Outcome("EINPROGRESS", f"{how}; {listener.name}'s accept queue is full: SYN "
+                           "dropped (tcp_conn_request); connect() waits", candidates=candidates)
+        self._new_child(listener, daddr, saddr, sk.num, sk)
+        sk.state = TcpState.ESTABLISHED
+        sk.connected = True
+        sk.ts_recent_stamp = bool(self.sysctls.tcp_timestamps)
+        sk.peer = listener.accept_queue[-1]
+        return Outcome("0", f"{how}; {found.reason}: queued on {listener.name}",
+                       candidates=candidates)
+
+    def accept(self, fd: int, name: str) -> tuple[int | None, Outcome]:
+        """accept(), non-blocking: inet_csk_accept takes the oldest child (EINVAL when not
+        listening, EAGAIN when empty); the value is the peer's socket name."""
+        sk = self._sock(fd)
+        if sk is None:
+            return None, self._ebadf(fd)
+        if sk.state != TcpState.LISTEN:
+            return None, Outcome("EINVAL", f"inet_csk_accept: {sk.name} is not listening")
+        if not sk.accept_queue:
+            return None, Outcome("EAGAIN", f"inet_csk_accept: {sk.name}'s queue is empty")
+        child = sk.accept_queue.pop(0)
+        child.parent = None
+        child.name = name
+        child.connected = True  # inet_accept: newsock->state = SS_CONNECTED
+        self.socks.append(child)
+        peer = child.peer
+        who = peer.name.removesuffix("~tw") if peer is not None else "?"
+        return len(self.socks) - 1, Outcome(who, f"inet_csk_accept: {sk.name}'s oldest child, "
+                                            f"from {who} ({child.state.value})")
+
+    def tw(self) -> Outcome:
+        """sockstat's TCP "tw": TIME_WAIT sockets of the namespace (tcp_death_row.tw_refcount - 1)."""
+        return Outcome(str(self.tw_count), f"inet_twsk_alloc / inet_twsk_kill: {self.tw_count} "
+                       "TIME_WAIT socket(s)")
 
     def getsockname(self, fd: int) -> Outcome:
         """inet_getname / inet6_getname: the bound address and port."""
@@ -313,7 +675,7 @@ class Kernel:
         n = self.listens.inuse[family]
         proto = "TCP6" if family == AF_INET6 else "TCP"
         return Outcome(str(n), f"sock_prot_inuse_add: {proto}: {listeners} listening socket(s) "
-                       f"and {n - listeners} queued connection(s) in this namespace")
+                       f"and {n - listeners} connected socket(s) in this namespace")
 
     def queue(self, fd: int) -> Outcome:
         """sk_ack_backlog of a listener, as sock_diag reports it (idiag_rqueue)."""
@@ -329,13 +691,15 @@ class Kernel:
         listener up; tcp_conn_request drops the SYN when its accept queue is full."""
         if not self.host.is_local(syn.dst):
             return Outcome("DROP", f"ip_route_input: {syn.dst} is not a local address")
-        key = (syn.src, syn.sport, syn.dst, syn.dport)
-        owner = self._established.get(key)
+        key = conn_key(syn.dst, syn.dport, syn.src, syn.sport)
+        owner = self.ehash.get(key)
         if owner is not None:
             # tcp_v4_rcv looks up established sockets first (__inet_lookup_established); a SYN
             # on one gets a challenge ACK (tcp_validate_incoming), not a SYN-ACK
-            return Outcome("DROP", f"__inet_lookup_established: {key} is a connection queued on "
-                           f"{owner.name}; tcp_validate_incoming answers a SYN with a challenge ACK")
+            where = f"queued on {owner.parent.name}" if owner.parent else owner.state.value
+            return Outcome("DROP", f"__inet_lookup_established: {syn.src}:{syn.sport} > "
+                           f"{syn.dst}:{syn.dport} is a connection {where}; "
+                           "tcp_validate_incoming answers a SYN with a challenge ACK")
         found = self.lookup.listener(syn)
         sk, reason, one_of = found.sk, found.reason, found.one_of
         if one_of:
@@ -352,9 +716,9 @@ class Kernel:
         if len(sk.accept_queue) > sk.max_ack_backlog:  # sk_acceptq_is_full
             return Outcome("DROP", f"{reason}; tcp_conn_request: {sk.name}'s accept queue is "
                            f"full ({len(sk.accept_queue)} > backlog {sk.max_ack_backlog})")
-        sk.accept_queue.append(key)
-        self._established[key] = sk
-        self.listens.inuse[sk.family] += 1  # inet_ehash_nolisten: the child counts
+        self._new_child(sk, syn.dst if syn.family == AF_INET6 or sk.family == AF_INET
+                        else syn.dst, syn.src, syn.sport, None)
+        self.injected += 1
         # A pick by hash depends on the namespace's secret: exact against this kernel, but no
         # value to record for another namespace (random=True keeps it out of expectations).
         # Where the model could only name the group (one_of), the check is by property: a
@@ -363,15 +727,25 @@ class Kernel:
                        random=bool(one_of) or found.hashed)
 
     def sweep(self) -> int:
-        """accept() every queued child and reset it (what the harness does between batches)."""
-        if not self._established:  # nothing queued: the common case, before every setup step
+        """accept() every child of an injected SYN and abort it (SO_LINGER {1, 0}: a RST, no
+        TIME_WAIT), as the harness does between batches."""
+        if not self.injected:  # nothing queued: the common case, before every setup step
             return 0
         n = 0
         for sk in self.socks:
-            n += len(sk.accept_queue)
-            self.listens.inuse[sk.family] -= len(sk.accept_queue)
-            sk.accept_queue.clear()
-        self._established.clear()
+            if not sk.accept_queue or sk.fd_closed:
+                continue
+            kept = []
+            for child in sk.accept_queue:
+                if not child.injected:
+                    kept.append(child)
+                    continue
+                n += 1
+                self._unhash_conn(child)
+                child.state = TcpState.CLOSE
+                self._put_port(child)
+            sk.accept_queue[:] = kept
+        self.injected = 0
         return n
 
     @staticmethod

@@ -24,6 +24,11 @@ class Profile:
     # inet_ehashfn = lport + jhash_3words(laddr, faddr, fport, secret) (6.15+), instead of
     # jhash_3words(laddr, faddr, lport << 16 | fport, secret) (net/ipv4/inet_hashtables.c).
     ehash_lport_outside: bool
+    # A port connect() picked carries SOCK_CONNECT_BIND; when bind()-made owners leave a bucket
+    # whose remaining tb2s are all connect()-made, inet_bind_bucket_destroy makes it
+    # connect()-only again (fastreuse = fastreuseport = -1) (net/ipv4/inet_hashtables.c,
+    # "tcp: Update bind bucket state on port release").
+    connect_bind_reset: bool = False
 
 
 # Linux 6.18, this project's host kernel. Sources read: Debian linux-source-6.12 (6.12.117) and
@@ -33,7 +38,11 @@ class Profile:
 # inet_csk_update_fastreuse, sk_reuseport_match, __inet_bind, __inet_listen_sk,
 # inet_csk_listen_start, inet_reuseport_add_sock. The model uses bhash2 (6.1+) throughout;
 # version fields for bhash2, the listener hash and the rest come with the other profiles.
-LINUX_6_18 = Profile(name="6.18", version=(6, 18), autobind_reuse=True, ehash_lport_outside=True)
+# connect_bind_reset: commit d57f4b874946 "tcp: Update bind bucket state on port release",
+# first in v6.18-rc1 (absent from 6.12.117, present in 7.2.13: sk_is_connect_bind,
+# inet_bind_bucket_destroy).
+LINUX_6_18 = Profile(name="6.18", version=(6, 18), autobind_reuse=True, ehash_lport_outside=True,
+                     connect_bind_reset=True)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (LINUX_6_18,)}
 

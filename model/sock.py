@@ -18,7 +18,10 @@ class TcpState(enum.Enum):
 
     CLOSE = "CLOSE"
     LISTEN = "LISTEN"
+    SYN_SENT = "SYN_SENT"
     ESTABLISHED = "ESTABLISHED"
+    CLOSE_WAIT = "CLOSE_WAIT"
+    FIN_WAIT2 = "FIN_WAIT2"  # only as a TIME_WAIT socket's tw_substate
     TIME_WAIT = "TIME_WAIT"
 
 
@@ -30,6 +33,7 @@ SK_FORCE_REUSE = 2
 # sk_userlocks bits (include/net/sock.h)
 SOCK_BINDADDR_LOCK = 4
 SOCK_BINDPORT_LOCK = 8
+SOCK_CONNECT_BIND = 16  # the port was picked by connect() (profile: connect_bind_reset)
 
 # __inet6_bind: "ipv4 addr of the socket is invalid" for a specific IPv6 address
 LOOPBACK4_IPV6 = int(ipaddress.IPv4Address("127.0.0.6"))
@@ -85,7 +89,18 @@ class Sock:
     userlocks: int = 0
     max_ack_backlog: int = 0
     accept_queue: list = field(default_factory=list, repr=False)  # children not yet accepted
-    autobound: bool = False  # the port was picked by inet_csk_find_open_port
+    autobound: bool = False  # the port was one of several the kernel could pick at random
+    local_port_range: int = 0  # IP_LOCAL_PORT_RANGE: hi << 16 | lo, 0 when unset
+    # a connection: the peer address (v4-mapped held as IPv4) and port, and the socket at the
+    # other end when it is in this namespace (None for an injected client)
+    daddr: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    dport: int = 0
+    peer: Sock | None = field(default=None, repr=False)
+    parent: Sock | None = field(default=None, repr=False)  # the listener queuing this child
+    connected: bool = False  # sock->state == SS_CONNECTED (connect() or accept() succeeded)
+    tw_substate: TcpState | None = None  # a TIME_WAIT socket's FIN_WAIT2 or TIME_WAIT
+    ts_recent_stamp: bool = False  # tp->rx_opt.ts_recent_stamp != 0 (timestamps were seen)
+    injected: bool = False  # a child of an injected SYN (its client is not a socket here)
     bind_hash: BindBucket | None = field(default=None, repr=False)  # icsk_bind_hash
     bind2_hash: Bind2Bucket | None = field(default=None, repr=False)  # icsk_bind2_hash
     reuseport_cb: ReuseportGroup | None = field(default=None, repr=False)  # sk_reuseport_cb
@@ -105,6 +120,12 @@ class Sock:
     def bind2_addr(self) -> ipaddress.IPv6Address:
         """The address a bhash2 bucket holds (inet_bind2_bucket_init): v4 as ::ffff:a.b.c.d."""
         return self.v6_rcv_saddr if self.family == socket.AF_INET6 else v4mapped(self.rcv_saddr)
+
+    def local_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The local address as a connection key holds it: v4-mapped as IPv4."""
+        if self.family == socket.AF_INET6:
+            return self.v6_rcv_saddr.ipv4_mapped or self.v6_rcv_saddr
+        return ipaddress.IPv4Address(self.rcv_saddr)
 
     def local_text(self) -> str:
         if self.family == socket.AF_INET6:

@@ -14,6 +14,7 @@ KEYS: dict[str, str] = {
     "net.core.somaxconn": "somaxconn",
     "net.ipv6.bindv6only": "bindv6only",
     "net.ipv6.ip_nonlocal_bind": "ipv6_nonlocal_bind",
+    "net.ipv4.tcp_timestamps": "tcp_timestamps",
 }
 
 
@@ -29,6 +30,8 @@ class Sysctls:
     somaxconn: int = 4096
     bindv6only: int = 0
     ipv6_nonlocal_bind: int = 0
+    tcp_timestamps: int = 1
+    tcp_tw_reuse: int = 2  # not settable by scenarios: 1 and loopback make reuse clock-dependent
 
     def with_setting(self, key: str, text: str) -> Sysctls:
         """A copy with one sysctl set from its /proc/sys text; ValueError if malformed."""

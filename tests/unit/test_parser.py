@@ -63,7 +63,7 @@ def test_parses_directives_and_steps():
         ("a = socket(AF_INET, SOCK_STREAM)\na = socket(AF_INET, SOCK_STREAM)\n", 2, 1, "still open"),
         ("inuse(udp)\n", 1, 7, "expected tcp"),
         ("# nothing\n", 1, 1, "at least one step"),
-        ("a = bind(b, 1.2.3.4:5)\n", 1, 1, "only socket() assigns a name"),
+        ("a = bind(b, 1.2.3.4:5)\n", 1, 1, "only socket() and accept() assign a name"),
     ],
 )
 def test_errors_name_file_line_column(text, line, col, words):
