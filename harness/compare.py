@@ -55,7 +55,7 @@ def compare_step(step: Step, model: Outcome | None, kernel: Outcome | None) -> S
             r.checks.append(Check.EXACT)
             if model.value != kernel.value:
                 r.problems.append(f"model {model.value} != kernel {kernel.value}")
-        if isinstance(kernel.choice, int):
+        if isinstance(kernel.choice, int) and kernel.choice:
             r.checks.append(Check.PROPERTY)
             if model.candidates is None:
                 r.problems.append(f"kernel picked port {kernel.choice}; the model predicted no pick")

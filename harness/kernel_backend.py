@@ -40,12 +40,14 @@ from harness.scenario import (
 from model.cbpf import Program
 from model.outcome import Outcome
 from netns import sysctl
+from netns.diag import destroy_timewait
 
 SO_INCOMING_CPU = 49
 SO_ATTACH_REUSEPORT_CBPF = 51
 SO_DETACH_REUSEPORT_BPF = 68
 IP_FREEBIND = 15  # include/uapi/linux/in.h
 IP_BIND_ADDRESS_NO_PORT = 24
+IP_LOCAL_PORT_RANGE = 51
 LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST, no TIME_WAIT
 # SO_SNDTIMEO for connect(): loopback answers at once; a SYN the model says is dropped (a full
 # accept queue) ends the blocking connect with EINPROGRESS after this long
@@ -189,8 +191,15 @@ class KernelExecutor:
             self.close_all()
 
     def close_all(self) -> None:
+        """End the scenario: every socket closed; connections are aborted (SO_LINGER {1, 0})
+        and the TIME_WAIT sockets the scenario made are destroyed, so the namespace is clean."""
         for s in self.socks.values():
+            if not self.linger and s.fileno() >= 0:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
             s.close()
+        if not self.linger:
+            settle_orphans()
+            destroy_timewait()
         self.socks.clear()
         self.pending.clear()
         self.injector.drain()
@@ -293,9 +302,12 @@ class KernelExecutor:
             return self._call(step.sock, s.setsockopt, level, socket.SO_BINDTODEVICE,
                               str(step.value).encode())
         opt = {"SO_INCOMING_CPU": SO_INCOMING_CPU, "SO_DETACH_REUSEPORT_BPF": SO_DETACH_REUSEPORT_BPF,
-               "IP_FREEBIND": IP_FREEBIND, "IP_BIND_ADDRESS_NO_PORT": IP_BIND_ADDRESS_NO_PORT}.get(opt_name)
+               "IP_FREEBIND": IP_FREEBIND, "IP_BIND_ADDRESS_NO_PORT": IP_BIND_ADDRESS_NO_PORT,
+               "IP_LOCAL_PORT_RANGE": IP_LOCAL_PORT_RANGE}.get(opt_name)
         if opt is None:
             opt = getattr(socket, opt_name)
+        if kind == "portrange":  # a u32 (hi << 16 | lo) that may not fit a C int
+            return self._call(step.sock, s.setsockopt, level, opt, struct.pack("=I", step.value))
         return self._call(step.sock, s.setsockopt, level, opt, step.value)
 
     def _port(self, s: socket.socket) -> int | None:
@@ -313,6 +325,8 @@ class KernelExecutor:
             out = self._call(step.sock, s.bind, step.addr.sockaddr)
         if out.value == "0" and step.addr.port == 0 and self._port(s):
             return Outcome("0", choice=self._port(s))  # the ephemeral port the kernel picked
+        if out.value == "EADDRINUSE" and step.addr.port == 0:
+            return Outcome(out.value, choice=0)  # the port search found none
         return out
 
     def do_listen(self, step: ListenStep) -> Outcome:
@@ -326,6 +340,8 @@ class KernelExecutor:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
         if out.value == "0" and before == 0:
             return Outcome("0", choice=self._port(s))
+        if out.value == "EADDRINUSE" and before == 0:
+            return Outcome(out.value, choice=0)  # the port search found none
         return out
 
     def do_close(self, step: CloseStep) -> Outcome:
@@ -349,11 +365,13 @@ class KernelExecutor:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, CONNECT_TIMEOUT)
         out = self._call(step.sock, s.connect, step.addr.sockaddr)
         after = self._port(s) if s.fileno() >= 0 else None
-        if after:
-            name = s.getsockname()
-            self.clients[peer_key(name[0], name[1])] = step.sock
+        if out.value == "0":
+            local, remote = s.getsockname(), s.getpeername()
+            self.clients[(peer_key(*local[:2]), peer_key(*remote[:2]))] = step.sock
         if before == 0 and after:
             return Outcome(out.value, choice=after)  # the ephemeral port the kernel picked
+        if before == 0 and out.value == "EADDRNOTAVAIL":
+            return Outcome(out.value, choice=0)  # the port search found none
         return out
 
     def do_accept(self, step: AcceptStep) -> Outcome:
@@ -378,7 +396,8 @@ class KernelExecutor:
         child.setblocking(True)
         self.socks[step.name] = child
         self.uids[step.name] = self.uids[step.sock]
-        return Outcome(self.clients.get(peer_key(addr[0], addr[1]), f"{addr[0]}:{addr[1]}"))
+        key = (peer_key(addr[0], addr[1]), peer_key(*child.getsockname()[:2]))
+        return Outcome(self.clients.get(key, f"{addr[0]}:{addr[1]}"))
 
     def do_tw(self, step: TwStep) -> Outcome:
         return Outcome(str(read_sockstat()["TCP"]["tw"]))

@@ -280,6 +280,11 @@ class Parser:
             if val.text != "none" and val.text not in devices:
                 raise ln.error(val.col, f"expected a device ({', '.join(devices)}) or none, got {val.text!r}")
             value = "" if val.text == "none" else val.text
+        elif option.kind == "portrange":
+            lo, dash, hi = val.text.partition("-")
+            if not (lo.isdigit() and hi.isdigit() and dash) or int(lo) > 65535 or int(hi) > 65535:
+                raise ln.error(val.col, f"expected a port range LOW-HIGH (0 for no bound), got {val.text!r}")
+            value = int(hi) << 16 | int(lo)
         elif option.kind == "program":
             try:
                 value = parse_program(val.text)

@@ -137,13 +137,18 @@ def hash_connect_candidates(
                 return PortChoice(ports, _rule(low, high, local_ports, rule))
         return None
     found: set[int] = set()
+    fails = False
     for offset in sorted({o & ~1 if not local_ports else o for o in range(remaining)}):
         port = next((p for p in scan(low, high, remaining, step, offset) if ok(p)), None)
         if port is None and not local_ports and remaining > 1:
             port = next((p for p in scan(low, high, remaining, step, offset + 1) if ok(p)), None)
-        if port is not None:
+        if port is None:
+            fails = True
+        else:
             found.add(port)
-    return PortChoice(tuple(sorted(found)), _rule(low, high, local_ports, "")) if found else None
+    if not found:
+        return None
+    return PortChoice(tuple(sorted(found)), _rule(low, high, local_ports, ""), may_fail=fails)
 
 
 def _rule(low: int, high: int, local_ports: bool, parity: str) -> str:

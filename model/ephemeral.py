@@ -117,35 +117,52 @@ class PortFinder:
         return inet_csk_bind_conflict(sk, tb, tb2, relax, False) is None
 
     def candidates(self, sk: Sock, profile: Profile) -> PortChoice | None:
-        """Every port the kernel can return, from the first phase that finds any."""
+        """Every port the kernel can return. A phase runs only for the offsets the phases
+        before it failed on, so later phases add ports only while an earlier one can fail."""
+        ports: set[int] = set()
+        rules: list[str] = []
         for phase in phases(sk, profile, self.sysctls):
-            low, high, remaining = phase_range(sk, phase, self.sysctls)
-            if remaining <= 0:
-                continue
-            if high - low == remaining and remaining > 1:
-                # Each scan is a rotation of one cycle: from an odd offset, every port at an odd
-                # distance from low, then (offset - 1) every even one. Over all offsets the
-                # first free port of a scan is any free port of the first parity that has one.
-                # A port with no bind bucket (and not reserved) is free without a check: only
-                # bucketed ports need the conflict walk.
-                used = {port for port, _ in self.tables.bhash}
-                reserved = self.sysctls.ip_local_reserved_ports
-                for parity, rule in ((1, "odd offsets"), (0, "even offsets")):
-                    free = [p for p in range(low + parity, high, 2) if p not in reserved
-                            and (p not in used or self.free(sk, p, phase.relax))]
-                    if free:
-                        return PortChoice(tuple(free), f"{phase.describe()}, {rule} from {low}")
-                continue
-            memo: dict[int, bool] = {}
-            found: set[int] = set()
-            for offset in sorted({r | 1 for r in range(remaining)}):
-                for port in scan_order(low, high, remaining, offset):
-                    ok = memo.get(port)
-                    if ok is None:
-                        ok = memo[port] = self.free(sk, port, phase.relax)
-                    if ok:
-                        found.add(port)
-                        break
+            found, fails, rule = self._phase(sk, phase)
             if found:
-                return PortChoice(tuple(sorted(found)), phase.describe())
-        return None
+                ports |= found
+                rules.append(rule)
+            if not fails:
+                return PortChoice(tuple(sorted(ports)), "; then ".join(rules))
+        if not ports:
+            return None
+        return PortChoice(tuple(sorted(ports)), "; then ".join(rules), may_fail=True)
+
+    def _phase(self, sk: Sock, phase: ScanPhase) -> tuple[set[int], bool, str]:
+        """One phase over every offset: the ports it stops at, and whether some offset finds
+        none (the kernel then goes on to the next phase)."""
+        low, high, remaining = phase_range(sk, phase, self.sysctls)
+        if remaining <= 0:
+            return set(), True, phase.describe()
+        if high - low == remaining and remaining > 1:
+            # Each scan is a rotation of one cycle: from an odd offset, every port at an odd
+            # distance from low, then (offset - 1) every even one. Over all offsets the first
+            # free port of a scan is any free port of the first parity that has one. A port
+            # with no bind bucket (and not reserved) is free without a check: only bucketed
+            # ports need the conflict walk.
+            used = {port for port, _ in self.tables.bhash}
+            reserved = self.sysctls.ip_local_reserved_ports
+            for parity, rule in ((1, "odd offsets"), (0, "even offsets")):
+                free = {p for p in range(low + parity, high, 2) if p not in reserved
+                        and (p not in used or self.free(sk, p, phase.relax))}
+                if free:
+                    return free, False, f"{phase.describe()}, {rule} from {low}"
+            return set(), True, phase.describe()
+        memo: dict[int, bool] = {}
+        found: set[int] = set()
+        fails = False
+        for offset in sorted({r | 1 for r in range(remaining)}):
+            for port in scan_order(low, high, remaining, offset):
+                ok = memo.get(port)
+                if ok is None:
+                    ok = memo[port] = self.free(sk, port, phase.relax)
+                if ok:
+                    found.add(port)
+                    break
+            else:
+                fails = True
+        return found, fails, phase.describe()

@@ -79,6 +79,7 @@ class Kernel:
         self.ehash: dict[ConnKey, Sock] = {}
         self.injected = 0  # children of injected SYNs not yet swept
         self.tw_count = 0  # tcp_death_row.tw_refcount - 1: what sockstat calls "tw"
+        self.random_picks = 0  # port searches with more than one possible result so far
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -103,18 +104,36 @@ class Kernel:
         def find_open_port(s: Sock) -> int | None:
             nonlocal candidates
             candidates = finder.candidates(s, self.profile)
-            if candidates is None:
-                return None
-            if choice is not None and choice in candidates:
-                return choice
-            return self._rng.choice(candidates.ports)
+            return self._pick(candidates, choice)
 
         res = inet_csk_get_port(self.binds, sk, snum, find_open_port)
         if res.error:
-            return Outcome(res.error, res.reason, candidates=candidates), candidates, res.reason
+            return (Outcome(res.error, res.reason, candidates=candidates,
+                            random=bool(candidates and candidates.may_fail)), candidates, res.reason)
         if not snum:
-            sk.autobound = True
+            sk.autobound = self._is_random(candidates)
         return None, candidates, res.reason
+
+    def _is_random(self, candidates: PortChoice | None) -> bool:
+        """Whether a picked port may differ from run to run: several possible results now, or
+        any earlier random pick (which shaped what was free for this one)."""
+        if candidates is not None and (len(candidates.ports) > 1 or candidates.may_fail):
+            self.random_picks += 1
+        return self.random_picks > 0
+
+    def _pick(self, candidates: PortChoice | None, choice: int | None) -> int | None:
+        """The port a search returns: the kernel's pick when it could have made it (choice 0:
+        it found none), else a seeded one; None when no port is found."""
+        if candidates is None:
+            return None
+        if choice == 0 and candidates.may_fail:
+            return None
+        if choice is not None and choice in candidates:
+            return choice
+        options: list[int | None] = list(candidates.ports)
+        if candidates.may_fail:
+            options.append(None)
+        return self._rng.choice(options)
 
     # -- system calls ----------------------------------------------------------------------
 
@@ -207,7 +226,8 @@ class Kernel:
             sk.userlocks |= SOCK_BINDADDR_LOCK
         if snum:
             sk.userlocks |= SOCK_BINDPORT_LOCK
-        return Outcome("0", self._bound_reason(why, candidates), candidates=candidates)
+        return Outcome("0", self._bound_reason(why, candidates), candidates=candidates,
+                       random=_may_fail(candidates))
 
     def _bind6(self, sk: Sock, addr: SockAddr, choice: int | None) -> Outcome:
         """inet6_bind -> __inet6_bind, checks in the kernel's order (EACCES before EINVAL)."""
@@ -262,7 +282,8 @@ class Kernel:
             sk.userlocks |= SOCK_BINDADDR_LOCK
         if snum:
             sk.userlocks |= SOCK_BINDPORT_LOCK
-        return Outcome("0", self._bound_reason(why, candidates), candidates=candidates)
+        return Outcome("0", self._bound_reason(why, candidates), candidates=candidates,
+                       random=_may_fail(candidates))
 
     def _addr_valid_or_nonlocal(self, sk: Sock, addr: ipaddress.IPv4Address, fn: str) -> Outcome | None:
         """inet_addr_valid_or_nonlocal: nonlocal bind allowed, INADDR_ANY, or an address whose
@@ -314,7 +335,7 @@ class Kernel:
             sk.state = TcpState.CLOSE  # inet_sk_set_state(sk, TCP_CLOSE)
             return Outcome(
                 err.value, f"inet_csk_listen_start: get_port failed: {err.reason}",
-                candidates=err.candidates,
+                candidates=err.candidates, random=err.random,
             )
         hash_err = self.listens.inet_hash(sk)
         if hash_err:
@@ -325,7 +346,7 @@ class Kernel:
         if sk.reuseport_cb is not None:
             group = sk.reuseport_cb
             reason += f"; reuseport group slot {group.socks.index(sk)} of {group.num_socks}"
-        return Outcome("0", reason, candidates=candidates)
+        return Outcome("0", reason, candidates=candidates, random=_may_fail(candidates))
 
     def close(self, fd: int) -> Outcome:
         """close(): tcp_close. A listener resets its queued children (inet_csk_listen_stop) and
@@ -430,7 +451,7 @@ class Kernel:
         """tcp_time_wait -> inet_twsk_alloc + inet_twsk_hashdance_schedule: a TIME_WAIT socket
         takes sk's place in ehash and joins sk's bind2 bucket (sk_add_bind_node); the closed
         sk leaves both (tcp_v4_destroy_sock -> inet_put_port)."""
-        tw = Sock(name=f"{sk.name}~tw", family=sk.family, uid=sk.uid, reuse=sk.reuse,
+        tw = Sock(name=sk.name, family=sk.family, uid=sk.uid, reuse=sk.reuse,
                   reuseport=sk.reuseport, ipv6only=sk.ipv6only, state=TcpState.TIME_WAIT,
                   num=sk.num, rcv_saddr=sk.rcv_saddr, v6_rcv_saddr=sk.v6_rcv_saddr,
                   bound_dev_if=sk.bound_dev_if, daddr=sk.daddr, dport=sk.dport,
@@ -536,12 +557,15 @@ class Kernel:
                                    self.ehash, self.sysctls)
 
             candidates = hash_connect_candidates(sk, usable, self.sysctls)
-            if candidates is None:
-                return self._connect_failed(sk, "EADDRNOTAVAIL", f"{fn}: __inet_hash_connect: "
-                                            "no usable port in range")
-            port = choice if choice in candidates else self._rng.choice(candidates.ports)
+            port = self._pick(candidates, choice)
+            if port is None:
+                out = self._connect_failed(sk, "EADDRNOTAVAIL", f"{fn}: __inet_hash_connect: "
+                                           "no usable port in range" + (
+                                               f" from this offset; {candidates.describe()}"
+                                               if candidates else ""))
+                return Outcome(out.value, out.reason, candidates=candidates, random=candidates is not None)
             self._hash_connect_bind(sk, port)
-            sk.autobound = len(candidates.ports) > 1
+            sk.autobound = self._is_random(candidates)
             how = f"picked port {port} from {candidates.describe()}"
         self.ehash[key_of(sk)] = sk
         self.listens.inuse[sk.family] += 1
@@ -624,17 +648,19 @@ class Kernel:
             listener = self._rng.choice(found.one_of)
         if listener is None:
             self._tcp_done(sk)
-            return Outcome("ECONNREFUSED", f"{how}; {found.reason}: RST", candidates=candidates)
+            return Outcome("ECONNREFUSED", f"{how}; {found.reason}: RST", candidates=candidates,
+                           random=_may_fail(candidates))
         if len(listener.accept_queue) > listener.max_ack_backlog:  # sk_acceptq_is_full
             return Outcome("EINPROGRESS", f"{how}; {listener.name}'s accept queue is full: SYN "
-                           "dropped (tcp_conn_request); connect() waits", candidates=candidates)
+                           "dropped (tcp_conn_request); connect() waits", candidates=candidates,
+                           random=_may_fail(candidates))
         self._new_child(listener, daddr, saddr, sk.num, sk)
         sk.state = TcpState.ESTABLISHED
         sk.connected = True
         sk.ts_recent_stamp = bool(self.sysctls.tcp_timestamps)
         sk.peer = listener.accept_queue[-1]
         return Outcome("0", f"{how}; {found.reason}: queued on {listener.name}",
-                       candidates=candidates)
+                       candidates=candidates, random=_may_fail(candidates))
 
     def accept(self, fd: int, name: str) -> tuple[int | None, Outcome]:
         """accept(), non-blocking: inet_csk_accept takes the oldest child (EINVAL when not
@@ -652,7 +678,7 @@ class Kernel:
         child.connected = True  # inet_accept: newsock->state = SS_CONNECTED
         self.socks.append(child)
         peer = child.peer
-        who = peer.name.removesuffix("~tw") if peer is not None else "?"
+        who = peer.name if peer is not None else "?"
         return len(self.socks) - 1, Outcome(who, f"inet_csk_accept: {sk.name}'s oldest child, "
                                             f"from {who} ({child.state.value})")
 
@@ -753,3 +779,8 @@ class Kernel:
         if candidates is not None:
             return f"{why}, from {candidates.describe()}"
         return why
+
+
+def _may_fail(candidates: PortChoice | None) -> bool:
+    """A port search that could also have found nothing: the step's value is the kernel's."""
+    return candidates is not None and candidates.may_fail

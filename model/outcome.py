@@ -15,6 +15,9 @@ class PortChoice:
 
     ports: tuple[int, ...]
     rule: str  # which scan produced them, e.g. "inet_csk_find_open_port: lower half, odd"
+    # some starting offsets find no port at all: the call may also fail (EADDRINUSE for
+    # bind/listen, EADDRNOTAVAIL for connect), which the kernel reports as choice 0
+    may_fail: bool = False
 
     def __contains__(self, port: object) -> bool:
         return port in self._set
@@ -30,7 +33,8 @@ class PortChoice:
     def describe(self) -> str:
         """Ports as compact runs: '40001-40009/2, 40012' (step 2 marks one parity)."""
         n = len(self.ports)
-        return f"{n} port{'s' if n != 1 else ''} {_runs(self.ports)} ({self.rule})"
+        fail = ", or none" if self.may_fail else ""
+        return f"{n} port{'s' if n != 1 else ''} {_runs(self.ports)}{fail} ({self.rule})"
 
 
 def _runs(ports: tuple[int, ...], limit: int = 6) -> str:
@@ -62,7 +66,8 @@ class Outcome:
     value:      "0", an errno name ("EADDRINUSE"), a socket name, a count, an address.
     reason:     the model's one-line reason (kernel function and rule); "" on the kernel side.
     choice:     kernel side: what the kernel picked at random in this step (an ephemeral port, the
-                listener a hash chose), for the model to follow when it could have picked it.
+                listener a hash chose), for the model to follow when it could have picked it;
+                0 when a port search found none.
     candidates: model side: every port the kernel may pick in this step (checked by property).
     one_of:     model side: the values the kernel may return when the model cannot say which
                 (a reuseport pick by a hash it cannot compute); checked by property.

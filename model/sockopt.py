@@ -23,6 +23,7 @@ class SockOpt(enum.Enum):
     SO_DETACH_REUSEPORT_BPF = ("SOL_SOCKET", "SO_DETACH_REUSEPORT_BPF", "int")
     IP_FREEBIND = ("IPPROTO_IP", "IP_FREEBIND", "int")
     IP_BIND_ADDRESS_NO_PORT = ("IPPROTO_IP", "IP_BIND_ADDRESS_NO_PORT", "int")
+    IP_LOCAL_PORT_RANGE = ("IPPROTO_IP", "IP_LOCAL_PORT_RANGE", "portrange")  # 6.3+
 
     @property
     def kind(self) -> str:
@@ -67,6 +68,13 @@ def setsockopt(sk: Sock, opt: SockOpt, value: OptValue, ifindex: dict[str, int],
     if opt is SockOpt.IP_BIND_ADDRESS_NO_PORT:
         sk.bind_address_no_port = bool(value)
         return "0", f"do_ip_setsockopt: BIND_ADDRESS_NO_PORT = {int(bool(value))}"
+    if opt is SockOpt.IP_LOCAL_PORT_RANGE:
+        assert isinstance(value, int)
+        lo, hi = value & 0xFFFF, value >> 16
+        if lo and hi and lo > hi:  # do_ip_setsockopt: IP_LOCAL_PORT_RANGE
+            return "EINVAL", f"do_ip_setsockopt: IP_LOCAL_PORT_RANGE low {lo} > high {hi}"
+        sk.local_port_range = value
+        return "0", f"do_ip_setsockopt: local_port_range = {lo}-{hi}"
     raise ValueError(f"unsupported option {opt}")
 
 

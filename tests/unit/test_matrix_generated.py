@@ -1,4 +1,5 @@
-"""The committed bind matrix is what tests/scenarios/matrix.py generates (expectations aside)."""
+"""Committed generated scenarios are what their generators in tests/scenarios produce
+(expectations aside)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import importlib.util
 import itertools
 import sys
 from pathlib import Path
+
+import pytest
 
 from harness.parser import parse_file, parse_text
 
@@ -43,13 +46,19 @@ def test_committed_groups_match_generator():
         assert [s.call for s in fresh.steps] == [s.call for s in parse_file(path).steps], path
 
 
-def test_committed_bind6_matrix_matches_generator():
-    spec = importlib.util.spec_from_file_location("scenario_bind6", HERE / "bind6_matrix.py")
+# generators with cases() -> [(name, text)], and how many files each must produce at least
+CASE_GENERATORS = {"bind6_matrix": 140, "devices": 40, "rawaddr": 20, "connect_matrix": 25,
+                   "timewait": 60}
+
+
+@pytest.mark.parametrize("generator", sorted(CASE_GENERATORS))
+def test_committed_files_match_generator(generator):
+    spec = importlib.util.spec_from_file_location(f"scenario_{generator}", HERE / f"{generator}.py")
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["scenario_bind6"] = mod
+    sys.modules[f"scenario_{generator}"] = mod
     spec.loader.exec_module(mod)
     cases = mod.cases()
-    assert len(list(mod.OUT.glob("*.scn"))) == len(cases) >= 140
+    assert len(list(mod.OUT.glob("*.scn"))) == len(cases) >= CASE_GENERATORS[generator]
     for name, text in cases:
         path = mod.OUT / f"{name}.scn"
         assert [s.call for s in parse_text(path, text).steps] == [s.call for s in parse_file(path).steps], path
