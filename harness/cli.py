@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import signal
@@ -132,13 +133,30 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
+    """Each profile, as its differences from the running kernel's."""
     running, note = profile_for_release(platform.release())
+    base = _fields(running)
+    print(f"{running.name} (running kernel): " + ", ".join(f"{k}={v}" for k, v in base.items()))
     for p in PROFILES.values():
-        mark = " (running kernel)" if p is running else ""
-        print(f"{p.name}{mark}: {p}")
+        if p is running:
+            continue
+        diff = {k: v for k, v in _fields(p).items() if base.get(k) != v}
+        print(f"{p.name}: differs in " + (", ".join(f"{k}={v}" for k, v in diff.items()) or "nothing"))
     if note:
         print(f"note: {note}")
     return EXIT_OK
+
+
+def _fields(p: Profile) -> dict[str, object]:
+    """A profile's fields, the bind rules flattened as bind.<field>."""
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(p):
+        value = getattr(p, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update({f"{f.name}.{g.name}": getattr(value, g.name) for g in dataclasses.fields(value)})
+        elif f.name not in ("name",):
+            out[f.name] = value
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

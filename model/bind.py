@@ -21,6 +21,41 @@ FASTREUSEPORT_ANY = 1
 FASTREUSEPORT_STRICT = 2
 
 
+@dataclass(frozen=True)
+class BindRules:
+    """How a kernel's bind conflict check is built; each field is a version difference, True
+    where that kernel has the code described. The defaults are 6.9+ (and 6.12, 6.18, 7.2).
+
+    The 6.1-6.8 fields are the bhash2 regressions and their fixes (commit, first release):
+    """
+
+    # bhash2 exists (28044fc1d495, v6.1): a specific address checks the wildcard buckets and its
+    # own bucket only. Before it, every bind walks all owners of the port with
+    # inet_rcv_saddr_equal (5.10 inet_csk_bind_conflict).
+    bhash2: bool = True
+    # inet_bind2_bucket_match_addr_any: an AF_INET socket never matches an AF_INET6 bucket
+    # (5456262d2baa's family test; fixed by d9ba99342855, v6.3-rc3 / 6.1.21).
+    any_family_strict: bool = False
+    # ... nor an AF_INET6 ::ffff:0.0.0.0 bucket (fixed by aa99e5f87bd5, v6.6-rc2 / 6.1.54).
+    v4_misses_v4mapped_any: bool = False
+    # inet_bind2_bucket_match: an AF_INET socket and an AF_INET6 v4-mapped socket of the same
+    # address get separate buckets (fixed by c48ef9c4aed3, v6.6-rc2 / 6.1.54).
+    v4_misses_v4mapped_addr: bool = False
+    # inet_bhash2_addr_any_conflict stops at the first wildcard bucket that matches, conflict or
+    # not (fixed by d91ef1e1b55f, v6.9-rc3 / 6.8.5 / 6.1.85).
+    addr_any_first_match_only: bool = False
+    # inet_use_hash2_on_bind sends a v4-mapped specific address to bhash2 (5e07e672412b, v6.8-rc1
+    # / 6.1.168); before, v4-mapped addresses walked all owners.
+    v4mapped_specific_uses_bhash2: bool = True
+    # __inet_bhash2_conflict skips a v6-only owner only for an AF_INET socket, not for a
+    # v4-mapped AF_INET6 one (fixed by ea111449501e, v6.9-rc3 / 6.8.5 / 6.1.168).
+    v6only_skip_af_inet_only: bool = False
+    # inet_bind2_bucket_match_addr_any: an AF_INET6 socket matches an AF_INET6 bucket only if it
+    # is :: (so not ::ffff:0.0.0.0); mainline replaced this in v6.8-rc1 (06a8c04f8994), Debian's
+    # 6.1.168+ backported 5e07e672412b without it (inet_hashtables.c:840 in 6.1.192).
+    v6_misses_v4mapped_any: bool = False
+
+
 @dataclass(eq=False)
 class Bind2Bucket:
     """struct inet_bind2_bucket: sockets bound to one (port, l3mdev, address); an AF_INET
@@ -31,14 +66,23 @@ class Bind2Bucket:
     addr: ipaddress.IPv6Address  # v6_rcv_saddr
     addr_type: AddrType
     rcv_saddr: int  # the IPv4 address of a MAPPED bucket
+    family: int = socket.AF_INET  # the family of the socket that created it (tb->family, 6.1-6.7)
     owners: list[Sock] = field(default_factory=list)  # sk_add_bind_node: head insertion
     # copies of tb's fast-path fields, -1 for a bucket connect() made (profile
     # connect_bind_reset: inet_csk_update_fastreuse, __inet_hash_connect)
     fastreuse: int = 0
     fastreuseport: int = 0
 
-    def match_addr_any(self, sk: Sock) -> bool:
+    def match_addr_any(self, sk: Sock, rules: BindRules) -> bool:
         """inet_bind2_bucket_match_addr_any: is this a wildcard bucket sk must check?"""
+        if self.family != sk.family:
+            if sk.family == socket.AF_INET:
+                if rules.any_family_strict:
+                    return False
+                if rules.v4_misses_v4mapped_any and self.addr_type == AddrType.MAPPED:
+                    return False
+        elif sk.family == socket.AF_INET6 and rules.v6_misses_v4mapped_any:
+            return self.addr_type == AddrType.ANY  # 6.1.192: return ipv6_addr_any(&tb->...)
         if self.addr_type == AddrType.ANY:
             return True
         if self.addr_type != AddrType.MAPPED:
@@ -86,7 +130,13 @@ class BindTables:
     """The namespace's bhash and bhash2 tables (struct inet_hashinfo, bind half)."""
 
     bhash: dict[tuple[int, int], BindBucket] = field(default_factory=dict)
-    bhash2: dict[tuple[int, int, ipaddress.IPv6Address], Bind2Bucket] = field(default_factory=dict)
+    bhash2: dict[tuple[int, int, ipaddress.IPv6Address, int], Bind2Bucket] = field(default_factory=dict)
+    rules: BindRules = field(default_factory=BindRules)
+
+    def _key2(self, port: int, l3mdev: int, sk: Sock) -> tuple[int, int, ipaddress.IPv6Address, int]:
+        """inet_bind2_bucket_addr_match: the address (AF_INET as ::ffff:a.b.c.d); the family
+        too where AF_INET and v4-mapped AF_INET6 buckets stay apart (v4_misses_v4mapped_addr)."""
+        return port, l3mdev, sk.bind2_addr, sk.family if self.rules.v4_misses_v4mapped_addr else 0
 
     def bucket(self, port: int, l3mdev: int) -> BindBucket | None:
         """inet_bind_bucket_for_each + inet_bind_bucket_match on the port's chain."""
@@ -94,7 +144,7 @@ class BindTables:
 
     def bucket2(self, port: int, l3mdev: int, sk: Sock) -> Bind2Bucket | None:
         """inet_bind2_bucket_find: the tb2 for sk's address (inet_bind2_bucket_addr_match)."""
-        return self.bhash2.get((port, l3mdev, sk.bind2_addr))
+        return self.bhash2.get(self._key2(port, l3mdev, sk))
 
     def addr_any_buckets(self, port: int, l3mdev: int, sk: Sock) -> Iterator[Bind2Bucket]:
         """inet_bhash2_addr_any_hashbucket + inet_bind2_bucket_match_addr_any: the wildcard
@@ -102,7 +152,7 @@ class BindTables:
         :: and of a mapped address reduce to ipv4_portaddr_hash), so all share one chain."""
         tb = self.bhash.get((port, l3mdev))
         for tb2 in tb.bhash2 if tb else ():
-            if tb2.match_addr_any(sk):
+            if tb2.match_addr_any(sk, self.rules):
                 yield tb2
 
     def create(self, port: int, l3mdev: int) -> BindBucket:
@@ -115,8 +165,8 @@ class BindTables:
         """inet_bind2_bucket_create: linked at the head of tb->bhash2."""
         addr = sk.bind2_addr
         kind = ipv6_addr_type(addr) if sk.family == socket.AF_INET6 else AddrType.MAPPED
-        tb2 = Bind2Bucket(tb.port, tb.l3mdev, addr, kind, sk.rcv_saddr)
-        self.bhash2[(tb.port, tb.l3mdev, addr)] = tb2
+        tb2 = Bind2Bucket(tb.port, tb.l3mdev, addr, kind, sk.rcv_saddr, sk.family)
+        self.bhash2[self._key2(tb.port, tb.l3mdev, sk)] = tb2
         tb.bhash2.insert(0, tb2)
         return tb2
 
@@ -126,7 +176,8 @@ class BindTables:
         connect_bind_reset, a tb left with only connect()-made tb2s becomes connect()-only
         again (fastreuse = fastreuseport = -1), so connect() may share the port once more."""
         if tb2 is not None and not tb2.owners:
-            self.bhash2.pop((tb2.port, tb2.l3mdev, tb2.addr), None)
+            fam = tb2.family if self.rules.v4_misses_v4mapped_addr else 0
+            self.bhash2.pop((tb2.port, tb2.l3mdev, tb2.addr, fam), None)
             if tb2 in self._tb_of(tb2).bhash2:
                 self._tb_of(tb2).bhash2.remove(tb2)
         if tb is None:
@@ -158,14 +209,20 @@ class BindTables:
         self.destroy_if_empty(tb, tb2, connect_bind_reset)
 
 
-def inet_use_hash2_on_bind(sk: Sock) -> bool:
-    """inet_use_hash2_on_bind (include/net/inet_hashtables.h): a specific address."""
+def inet_use_hash2_on_bind(sk: Sock, rules: BindRules) -> bool:
+    """inet_use_hash2_on_bind (include/net/inet_hashtables.h): a specific address; none before
+    bhash2, and a v4-mapped one only since 5e07e672412b (inet_use_bhash2_on_bind:
+    addr_type != IPV6_ADDR_ANY && addr_type != IPV6_ADDR_MAPPED)."""
+    if not rules.bhash2:
+        return False
     if sk.family == socket.AF_INET6:
         kind = ipv6_addr_type(sk.v6_rcv_saddr)
         if kind == AddrType.ANY:
             return False
         if kind != AddrType.MAPPED:
             return True
+        if not rules.v4mapped_specific_uses_bhash2:
+            return False
     return sk.rcv_saddr != 0
 
 
@@ -262,13 +319,16 @@ def inet_bind_conflict(
 
 def inet_bhash2_conflict(
     sk: Sock, tb2: Bind2Bucket, uid: int, relax: bool, cb_ok: bool, reuseport_ok: bool,
-    function: str,
+    function: str, rules: BindRules,
 ) -> Conflict | None:
     """inet_bhash2_conflict: the first owner of tb2 that sk conflicts with
-    (__inet_bhash2_conflict: a v6-only owner never conflicts with an AF_INET sk)."""
+    (__inet_bhash2_conflict: a v6-only owner never conflicts with an AF_INET or v4-mapped sk;
+    the v4-mapped half since ea111449501e)."""
     for sk2 in tb2.owners:
         if sk2.ipv6_only and (
-            sk.family == socket.AF_INET or ipv6_addr_type(sk.v6_rcv_saddr) == AddrType.MAPPED
+            sk.family == socket.AF_INET
+            or (not rules.v6only_skip_af_inet_only
+                and ipv6_addr_type(sk.v6_rcv_saddr) == AddrType.MAPPED)
         ):
             continue
         rule = inet_bind_conflict(sk, sk2, uid, relax, cb_ok, reuseport_ok)
@@ -278,7 +338,8 @@ def inet_bhash2_conflict(
 
 
 def inet_csk_bind_conflict(
-    sk: Sock, tb: BindBucket, tb2: Bind2Bucket | None, relax: bool, reuseport_ok: bool
+    sk: Sock, tb: BindBucket, tb2: Bind2Bucket | None, relax: bool, reuseport_ok: bool,
+    rules: BindRules,
 ) -> Conflict | None:
     """inet_csk_bind_conflict: does sk conflict with any owner of tb/tb2?
 
@@ -289,10 +350,10 @@ def inet_csk_bind_conflict(
     uid = sk.uid
     cb_ok = reuseport_cb_ok(sk)
     fn = "inet_csk_bind_conflict"
-    if inet_use_hash2_on_bind(sk):
+    if inet_use_hash2_on_bind(sk, rules):
         if tb2 is None:
             return None
-        return inet_bhash2_conflict(sk, tb2, uid, relax, cb_ok, reuseport_ok, fn)
+        return inet_bhash2_conflict(sk, tb2, uid, relax, cb_ok, reuseport_ok, fn, rules)
     for sk2 in tb.owners():
         rule = inet_bind_conflict(sk, sk2, uid, relax, cb_ok, reuseport_ok)
         if rule and inet_rcv_saddr_equal(sk, sk2, True):
@@ -308,9 +369,9 @@ def inet_bhash2_addr_any_conflict(
     cb_ok = reuseport_cb_ok(sk)
     for tb2 in tables.addr_any_buckets(port, l3mdev, sk):
         c = inet_bhash2_conflict(
-            sk, tb2, uid, relax, cb_ok, reuseport_ok, "inet_bhash2_addr_any_conflict"
+            sk, tb2, uid, relax, cb_ok, reuseport_ok, "inet_bhash2_addr_any_conflict", tables.rules
         )
-        if c:
+        if c or tables.rules.addr_any_first_match_only:  # 6.1-6.8: the first match decides
             return c
     return None
 
@@ -422,7 +483,7 @@ def inet_csk_get_port(
         elif sk_reuseport_match(tb, sk):
             check_bind_conflict = False
             why_fast = f"fast path: sk_reuseport_match (fastuid {tb.fastuid})"
-    if check_bind_conflict and inet_use_hash2_on_bind(sk):
+    if check_bind_conflict and inet_use_hash2_on_bind(sk, tables.rules):
         c = inet_bhash2_addr_any_conflict(tables, sk, port, l3mdev, True, True)
         if c:
             if created:
@@ -432,7 +493,7 @@ def inet_csk_get_port(
     created2 = tb2 is None
     tb2 = tb2 or tables.create2(tb, sk)
     if check_bind_conflict:
-        c = inet_csk_bind_conflict(sk, tb, tb2, True, True)
+        c = inet_csk_bind_conflict(sk, tb, tb2, True, True, tables.rules)
         if c:
             tables.destroy_if_empty(tb, tb2 if created2 else None)
             return PortResult("EADDRINUSE", port, str(c))

@@ -106,7 +106,7 @@ class PortFinder:
         if port in self.sysctls.ip_local_reserved_ports:  # inet_is_local_reserved_port
             return False
         l3mdev = inet_sk_bound_l3mdev(sk)
-        if inet_use_hash2_on_bind(sk) and inet_bhash2_addr_any_conflict(
+        if inet_use_hash2_on_bind(sk, self.tables.rules) and inet_bhash2_addr_any_conflict(
             self.tables, sk, port, l3mdev, relax, False
         ):
             return False
@@ -114,7 +114,7 @@ class PortFinder:
         if tb is None:
             return True
         tb2 = self.tables.bucket2(port, l3mdev, sk)
-        return inet_csk_bind_conflict(sk, tb, tb2, relax, False) is None
+        return inet_csk_bind_conflict(sk, tb, tb2, relax, False, self.tables.rules) is None
 
     def candidates(self, sk: Sock, profile: Profile) -> PortChoice | None:
         """Every port the kernel can return. A phase runs only for the offsets the phases

@@ -72,6 +72,7 @@ class Kernel:
     listens: ListenTables = field(default_factory=ListenTables)
 
     def __post_init__(self) -> None:
+        self.binds.rules = self.profile.bind
         self._rng = random.Random(self.seed)
         self.lookup = Lookup(self.listens, self.hash_secret, self.profile.ehash_lport_outside)
         self._seen: dict[tuple, Sock] = {}  # tuple -> socket, where the pick was not predicted
