@@ -1,5 +1,6 @@
 """Random socket/setsockopt/bind/listen/close sequences over AF_INET and AF_INET6, generated
-from a seed, for the model-against-kernel differential test (`make fuzz`, tests/kernel).
+from a seed, for the model-against-kernel differential test (`make fuzz`, tests/kernel). A
+third of them also connect, accept and close connections over loopback (TIME_WAIT included).
 
 A sequence is a `.scn` text, so every divergence is a file anyone can rerun; the runner's
 minimizer shrinks it to the steps that still produce the same first divergence.
@@ -23,9 +24,13 @@ from model.profiles import LINUX_6_18
 V4 = ("0.0.0.0", "10.0.0.1", "10.0.0.2", "127.0.0.1", "192.0.2.1")
 V6 = ("::", "fd00::1", "fd00::2", "::1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "::ffff:127.0.0.1",
       "2001:db8:ff::1", "::ffff:192.0.2.1")
+V4_ROUTABLE = tuple(a for a in V4 if not a.startswith("127."))  # connect() needs no loopback
+V6_ROUTABLE = tuple(a for a in V6 if a not in ("::1", "::ffff:127.0.0.1"))
 PORTS = (8080, 8080, 8080, 8081, 0)
 FLAGS = ("SO_REUSEADDR", "SO_REUSEPORT")
 DEVICES = ("tun0", "tun1", "lo", "none")
+TARGETS = {"AF_INET": ("10.0.0.1", "10.0.0.2"), "AF_INET6": ("[fd00::1]", "[fd00::2]", "[::ffff:10.0.0.2]")}
+TARGET_PORTS = (8080, 8081)
 
 
 class Sequence:
@@ -37,13 +42,17 @@ class Sequence:
         self.families: dict[str, str] = {}  # open sockets
         self.made = 0
         self.max_socks = rng.choice((2, 3, 4, 6))
+        self.connections = rng.random() < 0.33
+        self.bound: dict[str, int] = {}  # the port each socket asked bind() for
+        self.mapped: set[str] = set()  # sockets that connect()ed to a v4-mapped address
 
     def text(self) -> str:
         r = self.rng
         if r.random() < 0.2:
             self.lines.append(f"@sysctl net.ipv6.bindv6only = {r.choice((0, 1))}")
         if r.random() < 0.3:  # a small range, so ephemeral picks meet the bound ports
-            low = r.choice((8078, 8079, 8080))
+            # (with connections, one away from the ports connect() goes to: no self-connect)
+            low = r.choice((40000, 40001)) if self.connections else r.choice((8078, 8079, 8080))
             self.lines.append(f"@sysctl net.ipv4.ip_local_port_range = {low} {low + r.choice((1, 3, 5))}")
         if r.random() < 0.2:
             self.lines.append("@sysctl net.ipv4.ip_autobind_reuse = 1")
@@ -65,19 +74,27 @@ class Sequence:
             return
         name = r.choice(sorted(self.families))
         fam = self.families[name]
+        if self.connections and r.random() < 0.3:
+            self.connection_step(name, fam)
+            return
         what = r.random()
         if what < 0.30:
             self.lines.append(f"setsockopt({name}, {r.choice(FLAGS)}, {int(r.random() < 0.8)})")
         elif what < 0.36 and fam == "AF_INET6":
             self.lines.append(f"setsockopt({name}, IPV6_V6ONLY, {r.choice((0, 1))})")
         elif what < 0.40:
-            self.lines.append(f"setsockopt({name}, SO_BINDTODEVICE, {r.choice(DEVICES)})")
+            # connect() of a device-bound socket is not modelled (the parser refuses it)
+            dev = "none" if self.connections else r.choice(DEVICES)
+            self.lines.append(f"setsockopt({name}, SO_BINDTODEVICE, {dev})")
         elif what < 0.43:
             opt = r.choice(("IP_FREEBIND", "IP_BIND_ADDRESS_NO_PORT"))
             self.lines.append(f"setsockopt({name}, {opt}, {int(r.random() < 0.8)})")
         elif what < 0.70:
-            addr = r.choice(V4) if fam == "AF_INET" else f"[{r.choice(V6)}]"
-            self.lines.append(f"bind({name}, {addr}:{r.choice(PORTS)})")
+            v4, v6 = (V4_ROUTABLE, V6_ROUTABLE) if self.connections else (V4, V6)
+            addr = r.choice(v4) if fam == "AF_INET" else f"[{r.choice(v6)}]"
+            port = r.choice(PORTS)
+            self.bound.setdefault(name, port)  # the first bind() is the one that can succeed
+            self.lines.append(f"bind({name}, {addr}:{port})")
         elif what < 0.88:
             self.lines.append(f"listen({name}, 8)")
         elif what < 0.95:
@@ -85,6 +102,27 @@ class Sequence:
             del self.families[name]
         else:
             self.lines.append(f"getsockname({name})")
+
+    def connection_step(self, name: str, fam: str) -> None:
+        """connect() to a port other than the one the socket bound (no self-connect), accept(),
+        or read the TIME_WAIT count."""
+        r = self.rng
+        what = r.random()
+        if what < 0.5:
+            port = r.choice([p for p in TARGET_PORTS if p != self.bound.get(name)])
+            target = r.choice(TARGETS[fam])
+            if name in self.mapped:  # no IPv6 connect() after a v4-mapped one (parser rule)
+                target = "[::ffff:10.0.0.2]"
+            if "::ffff:" in target:
+                self.mapped.add(name)
+            self.lines.append(f"connect({name}, {target}:{port})")
+        elif what < 0.85:
+            new = f"s{self.made}"
+            self.made += 1
+            self.lines.append(f"{new} = accept({name})")
+            self.families[new] = fam
+        else:
+            self.lines.append("tw()")
 
 
 def sequences(count: int, seed: int) -> list[Scenario]:

@@ -331,17 +331,17 @@ class KernelExecutor:
 
     def do_listen(self, step: ListenStep) -> Outcome:
         s = self.socks[step.sock]
-        before = self._port(s) if s.fileno() >= 0 else None
         out = self._call(step.sock, s.listen, step.backlog)
         if out.value == "0" and self.linger:
             # the harness's teardown: children copy the listener's sk_flags and sk_lingertime
             # (sk_clone_lock), so their close() is an abort. A listener's own close() never
             # reads SO_LINGER (tcp_close takes the TCP_LISTEN branch first).
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-        if out.value == "0" and before == 0:
+        # the port now (getsockname's inet_sport can be stale, so "was 0" is no test for a search)
+        if out.value == "0":
             return Outcome("0", choice=self._port(s))
-        if out.value == "EADDRINUSE" and before == 0:
-            return Outcome(out.value, choice=0)  # the port search found none
+        if out.value == "EADDRINUSE":
+            return Outcome(out.value, choice=0)  # a port search, if any, found none
         return out
 
     def do_close(self, step: CloseStep) -> Outcome:
@@ -360,7 +360,6 @@ class KernelExecutor:
 
     def do_connect(self, step: ConnectStep) -> Outcome:
         s = self.socks[step.sock]
-        before = self._port(s) if s.fileno() >= 0 else None
         if s.fileno() >= 0:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, CONNECT_TIMEOUT)
         out = self._call(step.sock, s.connect, step.addr.sockaddr)
@@ -368,10 +367,10 @@ class KernelExecutor:
         if out.value == "0":
             local, remote = s.getsockname(), s.getpeername()
             self.clients[(peer_key(*local[:2]), peer_key(*remote[:2]))] = step.sock
-        if before == 0 and after:
-            return Outcome(out.value, choice=after)  # the ephemeral port the kernel picked
-        if before == 0 and out.value == "EADDRNOTAVAIL":
-            return Outcome(out.value, choice=0)  # the port search found none
+        if out.value == "EADDRNOTAVAIL":
+            return Outcome(out.value, choice=0)  # a port search, if any, found none
+        if after:  # the port the connection used (still inet_sport after a refusal)
+            return Outcome(out.value, choice=after)
         return out
 
     def do_accept(self, step: AcceptStep) -> Outcome:
@@ -385,7 +384,7 @@ class KernelExecutor:
                 s.setblocking(False)
                 child, addr = s.accept()
             except OSError as e:
-                placeholder = socket.socket(s.family if s.fileno() >= 0 else socket.AF_INET)
+                placeholder = socket.socket(s.family)
                 placeholder.close()  # the name exists, every use of it is EBADF
                 self.socks[step.name] = placeholder
                 self.uids[step.name] = self.uids[step.sock]

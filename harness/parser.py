@@ -81,6 +81,10 @@ class Parser:
         self.defined: set[str] = set()
         self.open: set[str] = set()
         self.families: dict[str, int] = {}
+        # what connect() cannot model: a socket bound to a device (routing by device) or to a
+        # loopback address (loopback sources and TIME_WAIT reuse on loopback depend on more)
+        self.unroutable: dict[str, str] = {}
+        self.mapped_connect: set[str] = set()
 
     def parse(self) -> Scenario:
         steps: list[Step] = []
@@ -264,6 +268,8 @@ class Parser:
         self.defined.add(name)
         self.open.add(name)
         self.families[name] = FAMILIES[fam.text]
+        self.unroutable.pop(name, None)
+        self.mapped_connect.discard(name)
         return SocketStep(ln.lineno, call, expect, name, FAMILIES[fam.text], uid)
 
     def _setsockopt(self, ln, call, expect, name, args, m) -> Step:
@@ -280,6 +286,8 @@ class Parser:
             if val.text != "none" and val.text not in devices:
                 raise ln.error(val.col, f"expected a device ({', '.join(devices)}) or none, got {val.text!r}")
             value = "" if val.text == "none" else val.text
+            if value:
+                self.unroutable[sock.text] = f"bound to device {value}"
         elif option.kind == "portrange":
             lo, dash, hi = val.text.partition("-")
             if not (lo.isdigit() and hi.isdigit() and dash) or int(lo) > 65535 or int(hi) > 65535:
@@ -317,6 +325,9 @@ class Parser:
                 raw_len = self._int(ln, a, "an address length")
                 if not -1 <= raw_len <= 1024:
                     raise ln.error(a.col, "expected a length -1..1024")
+        host = sa.host.ipv4_mapped or sa.host if isinstance(sa.host, ipaddress.IPv6Address) else sa.host
+        if host.is_loopback:
+            self.unroutable[ref] = f"bound to the loopback address {sa.host}"
         if raw_family is not None or raw_len is not None:
             # the sockaddr as bytes: its family field and length are the step's to choose
             return BindStep(ln.lineno, call, expect, ref, sa, RawSockAddr.of(sa, raw_family, raw_len))
@@ -365,6 +376,9 @@ class Parser:
         self._arity(ln, "connect", args, m, 2, "connect(c, 10.0.0.2:80)")
         sock, addr = args
         ref = self._sock_ref(ln, sock)
+        if ref in self.unroutable:
+            raise ln.error(sock.col, f"connect() of a socket {self.unroutable[ref]} is not modelled "
+                           "(its route and source are more than the local table)")
         try:
             sa = parse_sockaddr(addr.text)
         except (ValueError, ipaddress.AddressValueError) as e:
@@ -375,6 +389,12 @@ class Parser:
         host = sa.host
         if isinstance(host, ipaddress.IPv6Address) and host.ipv4_mapped is not None:
             host = host.ipv4_mapped
+            self.mapped_connect.add(ref)
+        elif isinstance(host, ipaddress.IPv6Address) and ref in self.mapped_connect:
+            # tcp_v6_connect switches icsk_af_ops to ipv6_mapped for a v4-mapped peer and
+            # restores them only if tcp_v4_connect fails at once, not after a RST
+            raise ln.error(addr.col, "connect() to an IPv6 address after a v4-mapped connect() on "
+                           "the same socket is not modelled (it keeps the ipv6_mapped operations)")
         if str(host) not in STANDARD.server_addresses:
             # loopback would make TIME_WAIT reuse depend on the clock (tcp_twsk_unique), and
             # other destinations leave the namespace

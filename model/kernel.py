@@ -218,6 +218,7 @@ class Kernel:
             # kept, the port is chosen later (listen or connect), inet_num stays 0
             if sk.rcv_saddr:
                 sk.userlocks |= SOCK_BINDADDR_LOCK
+            sk.sport = sk.num  # inet->inet_sport = htons(inet->inet_num), still 0
             return Outcome("0", "__inet_bind: IP_BIND_ADDRESS_NO_PORT: address only, no port yet")
         err, candidates, why = self._get_port(sk, snum, choice)
         if err:
@@ -227,6 +228,7 @@ class Kernel:
             sk.userlocks |= SOCK_BINDADDR_LOCK
         if snum:
             sk.userlocks |= SOCK_BINDPORT_LOCK
+        sk.sport = sk.num  # inet->inet_sport = htons(inet->inet_num)
         return Outcome("0", self._bound_reason(why, candidates), candidates=candidates,
                        random=_may_fail(candidates))
 
@@ -273,6 +275,7 @@ class Kernel:
             # __inet6_bind, as __inet_bind: the address now, the port later
             if kind != AddrType.ANY:
                 sk.userlocks |= SOCK_BINDADDR_LOCK
+            sk.sport = sk.num
             return Outcome("0", "__inet6_bind: IP_BIND_ADDRESS_NO_PORT: address only, no port yet")
         err, candidates, why = self._get_port(sk, snum, choice)
         if err:
@@ -283,6 +286,7 @@ class Kernel:
             sk.userlocks |= SOCK_BINDADDR_LOCK
         if snum:
             sk.userlocks |= SOCK_BINDPORT_LOCK
+        sk.sport = sk.num
         return Outcome("0", self._bound_reason(why, candidates), candidates=candidates,
                        random=_may_fail(candidates))
 
@@ -343,6 +347,7 @@ class Kernel:
             sk.state = TcpState.CLOSE
             return Outcome(hash_err, "__inet_hash: inet_reuseport_add_sock: sk is already in a "
                            "group with other members")
+        sk.sport = sk.num  # inet_csk_listen_start: inet->inet_sport = htons(inet->inet_num)
         reason = f"inet_csk_listen_start: {self._bound_reason(why, candidates)}"
         if sk.reuseport_cb is not None:
             group = sk.reuseport_cb
@@ -432,6 +437,9 @@ class Kernel:
         orphan in FIN_WAIT2 becomes a TIME_WAIT socket (tcp_close: tcp_fin_time <=
         TCP_TIMEWAIT_LEN -> tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)). The peer is CLOSE_WAIT."""
         peer = sk.peer
+        if peer is sk:  # connected to itself: its own FIN is the peer's (CLOSING -> TIME_WAIT)
+            self._time_wait(sk, TcpState.TIME_WAIT)
+            return "; connected to itself: simultaneous close, TIME_WAIT"
         tw = self._time_wait(sk, TcpState.FIN_WAIT2)
         if peer is not None:
             peer.state = TcpState.CLOSE_WAIT
@@ -486,7 +494,8 @@ class Kernel:
         hashed into ehash (inet_ehash_nolisten), counting in inuse as the listener's family."""
         child = Sock(name=f"{listener.name}<", family=listener.family, uid=listener.uid,
                      reuse=listener.reuse, reuseport=listener.reuseport, ipv6only=listener.ipv6only,
-                     state=TcpState.ESTABLISHED, num=listener.num, bound_dev_if=listener.bound_dev_if,
+                     state=TcpState.ESTABLISHED, num=listener.num, sport=listener.num,
+                     bound_dev_if=listener.bound_dev_if,
                      daddr=remote, dport=rport, peer=peer, parent=listener,
                      ts_recent_stamp=bool(self.sysctls.tcp_timestamps), injected=peer is None)
         if isinstance(local, ipaddress.IPv4Address):
@@ -533,13 +542,30 @@ class Kernel:
         # the local table's
         if isinstance(daddr, ipaddress.IPv4Address):
             saddr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(sk.rcv_saddr)
-            unbound = not sk.rcv_saddr
+            rtype = self.host.inet_addr_type(saddr)
+            # __inet_bind keeps inet_saddr 0 for a multicast or broadcast address ("use device")
+            unbound = not sk.rcv_saddr or (
+                sk.family == AF_INET and rtype in (RouteType.MULTICAST, RouteType.BROADCAST))
+            if not unbound:
+                # ip_route_connect -> __ip_route_output_key: the source must be usable and local
+                # (__ip_dev_find; FLOWI_FLAG_ANYSRC only with IP_TRANSPARENT)
+                if saddr.is_multicast or int(saddr) == 0xFFFFFFFF:
+                    return Outcome("EINVAL", f"{fn}: __ip_route_output_key: source {saddr} is "
+                                   "multicast or limited broadcast")
+                if rtype != RouteType.LOCAL:
+                    return Outcome("ENETUNREACH", f"{fn}: __ip_route_output_key: source {saddr} "
+                                   "is not a local address (__ip_dev_find)")
         else:
             saddr = sk.v6_rcv_saddr
             unbound = saddr == IN6ADDR_ANY
+            if ipv6_addr_type(saddr) == AddrType.MAPPED:
+                # ip6_dst_lookup_tail: a v4-mapped source cannot reach an IPv6 destination
+                return Outcome("EAFNOSUPPORT", "tcp_v6_connect: ip6_dst_lookup_tail: v4-mapped "
+                               f"source {saddr} for IPv6 destination {daddr}")
         if unbound:
             saddr = self.host.local_route_src(daddr)
             self._update_saddr(sk, saddr)  # inet_bhash2_update_saddr
+        lost = isinstance(saddr, ipaddress.IPv6Address) and not self.host.ipv6_chk_addr(saddr)
         sk.daddr, sk.dport = daddr, addr.port
         sk.state = TcpState.SYN_SENT
         candidates = None
@@ -568,8 +594,14 @@ class Kernel:
             self._hash_connect_bind(sk, port)
             sk.autobound = self._is_random(candidates)
             how = f"picked port {port} from {candidates.describe()}"
+        sk.sport = sk.num  # __inet_check_established / __inet_hash_connect set inet_sport
         self.ehash[key_of(sk)] = sk
         self.listens.inuse[sk.family] += 1
+        if lost:
+            # IPv6 routes a non-local (IP_FREEBIND) source; the answer goes to that address,
+            # which is not this host's: connect() waits until the harness's timeout
+            return Outcome("EINPROGRESS", f"{fn}: {how}; the answer to non-local source {saddr} "
+                           "never comes back", candidates=candidates, random=_may_fail(candidates))
         return self._deliver_syn(sk, saddr, daddr, addr.port, f"{fn}: {how}", candidates)
 
     def _update_saddr(self, sk: Sock, saddr: object) -> None:
@@ -617,6 +649,18 @@ class Kernel:
         if self.profile.connect_bind_reset:
             sk.userlocks |= SOCK_CONNECT_BIND
 
+    def _disconnect(self, sk: Sock) -> None:
+        """__inet_stream_connect's sock_error label -> tcp_disconnect: the peer is forgotten and
+        the source address reset unless bind() locked it (inet_bhash2_reset_saddr); inet_sport
+        is left as it was."""
+        sk.daddr, sk.dport = None, 0
+        sk.peer = None
+        if not sk.userlocks & SOCK_BINDADDR_LOCK:
+            if sk.bind_hash is not None:
+                self._update_saddr(sk, None)
+            else:
+                self._set_saddr(sk, None)
+
     def _connect_failed(self, sk: Sock, err: str, reason: str) -> Outcome:
         """tcp_v4_connect's failure label: tcp_set_state(TCP_CLOSE) (the port goes unless
         bind() locked it) and inet_bhash2_reset_saddr (unless bind() locked the address)."""
@@ -638,6 +682,13 @@ class Kernel:
         lookup; no listener: RST (ECONNREFUSED); a full accept queue drops the SYN and the
         harness's connect timeout ends the wait (EINPROGRESS)."""
         server_key = conn_key(daddr, dport, saddr, sk.num)
+        if server_key == key_of(sk):
+            # the SYN meets the socket itself in SYN_SENT: a simultaneous open with itself
+            # (tcp_rcv_synsent_state_process: SYN without ACK -> SYN_RECV -> ESTABLISHED)
+            sk.state, sk.connected, sk.peer = TcpState.ESTABLISHED, True, sk
+            sk.ts_recent_stamp = bool(self.sysctls.tcp_timestamps)
+            return Outcome("0", f"{how}; the 4-tuple is its own: connected to itself "
+                           "(simultaneous open)", candidates=candidates, random=_may_fail(candidates))
         tw = self.ehash.get(server_key)
         if tw is not None and tw.state == TcpState.TIME_WAIT:
             self._tw_kill(tw)
@@ -649,8 +700,9 @@ class Kernel:
             listener = self._rng.choice(found.one_of)
         if listener is None:
             self._tcp_done(sk)
-            return Outcome("ECONNREFUSED", f"{how}; {found.reason}: RST", candidates=candidates,
-                           random=_may_fail(candidates))
+            self._disconnect(sk)
+            return Outcome("ECONNREFUSED", f"{how}; {found.reason}: RST; tcp_disconnect",
+                           candidates=candidates, random=_may_fail(candidates))
         if len(listener.accept_queue) > listener.max_ack_backlog:  # sk_acceptq_is_full
             return Outcome("EINPROGRESS", f"{how}; {listener.name}'s accept queue is full: SYN "
                            "dropped (tcp_conn_request); connect() waits", candidates=candidates,
@@ -693,7 +745,8 @@ class Kernel:
         sk = self._sock(fd)
         if sk is None:
             return self._ebadf(fd)
-        return Outcome(sk.local_text(), f"inet_getname: {sk.name}", random=sk.autobound)
+        # inet_getname / inet6_getname: the address and inet_sport
+        return Outcome(sk.local_text(sk.sport), f"inet_getname: {sk.name}", random=sk.autobound)
 
     def inuse(self, family: int = AF_INET) -> Outcome:
         """sock_prot_inuse_get(net, &tcp_prot or &tcpv6_prot): listeners plus established

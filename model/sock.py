@@ -80,6 +80,7 @@ class Sock:
     ipv6only: bool = False  # sk_ipv6only (AF_INET6 only; from net.ipv6.bindv6only at socket())
     state: TcpState = TcpState.CLOSE
     num: int = 0  # inet_num: the bound local port
+    sport: int = 0  # inet_sport: what getsockname shows; not cleared when the port is released
     rcv_saddr: int = 0  # inet_rcv_saddr, as an integer
     v6_rcv_saddr: ipaddress.IPv6Address = IN6ADDR_ANY  # sk_v6_rcv_saddr (AF_INET6)
     bound_dev_if: int = 0  # sk_bound_dev_if
@@ -127,10 +128,11 @@ class Sock:
             return self.v6_rcv_saddr.ipv4_mapped or self.v6_rcv_saddr
         return ipaddress.IPv4Address(self.rcv_saddr)
 
-    def local_text(self) -> str:
+    def local_text(self, port: int | None = None) -> str:
+        port = self.num if port is None else port
         if self.family == socket.AF_INET6:
-            return f"[{socket.inet_ntop(socket.AF_INET6, self.v6_rcv_saddr.packed)}]:{self.num}"
-        return f"{ipaddress.IPv4Address(self.rcv_saddr)}:{self.num}"
+            return f"[{socket.inet_ntop(socket.AF_INET6, self.v6_rcv_saddr.packed)}]:{port}"
+        return f"{ipaddress.IPv4Address(self.rcv_saddr)}:{port}"
 
     def describe(self) -> str:
         """'a (10.0.0.1:8080 LISTEN uid 0 SO_REUSEPORT)' for reasons."""
