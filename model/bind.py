@@ -130,13 +130,15 @@ class BindTables:
     """The namespace's bhash and bhash2 tables (struct inet_hashinfo, bind half)."""
 
     bhash: dict[tuple[int, int], BindBucket] = field(default_factory=dict)
-    bhash2: dict[tuple[int, int, ipaddress.IPv6Address, int], Bind2Bucket] = field(default_factory=dict)
+    bhash2: dict[tuple[int, int, int, int], Bind2Bucket] = field(default_factory=dict)
     rules: BindRules = field(default_factory=BindRules)
 
-    def _key2(self, port: int, l3mdev: int, sk: Sock) -> tuple[int, int, ipaddress.IPv6Address, int]:
-        """inet_bind2_bucket_addr_match: the address (AF_INET as ::ffff:a.b.c.d); the family
-        too where AF_INET and v4-mapped AF_INET6 buckets stay apart (v4_misses_v4mapped_addr)."""
-        return port, l3mdev, sk.bind2_addr, sk.family if self.rules.v4_misses_v4mapped_addr else 0
+    def _key2(self, port: int, l3mdev: int, sk: Sock) -> tuple[int, int, int, int]:
+        """inet_bind2_bucket_addr_match: the address (AF_INET as ::ffff:a.b.c.d, as an integer);
+        the family too where AF_INET and v4-mapped AF_INET6 buckets stay apart
+        (v4_misses_v4mapped_addr)."""
+        addr = (0xFFFF << 32 | sk.rcv_saddr) if sk.family == socket.AF_INET else int(sk.v6_rcv_saddr)
+        return port, l3mdev, addr, sk.family if self.rules.v4_misses_v4mapped_addr else 0
 
     def bucket(self, port: int, l3mdev: int) -> BindBucket | None:
         """inet_bind_bucket_for_each + inet_bind_bucket_match on the port's chain."""
@@ -177,7 +179,7 @@ class BindTables:
         again (fastreuse = fastreuseport = -1), so connect() may share the port once more."""
         if tb2 is not None and not tb2.owners:
             fam = tb2.family if self.rules.v4_misses_v4mapped_addr else 0
-            self.bhash2.pop((tb2.port, tb2.l3mdev, tb2.addr, fam), None)
+            self.bhash2.pop((tb2.port, tb2.l3mdev, int(tb2.addr), fam), None)
             if tb2 in self._tb_of(tb2).bhash2:
                 self._tb_of(tb2).bhash2.remove(tb2)
         if tb is None:

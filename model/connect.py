@@ -20,7 +20,9 @@ from model.sock import Sock, TcpState
 from model.sysctl import Sysctls
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
-ConnKey = tuple[IPAddr, int, IPAddr, int]  # local address, local port, remote address, port
+# IP version, local address, local port, remote address, remote port (addresses as integers:
+# cheap to hash, and the model looks one up per SYN)
+ConnKey = tuple[int, int, int, int, int]
 LOOPBACK_IFINDEX = 1
 
 
@@ -31,11 +33,13 @@ def conn_key(local: IPAddr, lport: int, remote: IPAddr, rport: int) -> ConnKey:
         local = local.ipv4_mapped
     if isinstance(remote, ipaddress.IPv6Address) and remote.ipv4_mapped is not None:
         remote = remote.ipv4_mapped
-    return local, lport, remote, rport
+    return local.version, int(local), lport, int(remote), rport
 
 
 def key_of(sk: Sock) -> ConnKey:
-    """The 4-tuple a connected (or TIME_WAIT) socket is hashed under."""
+    """The 4-tuple a connected (or TIME_WAIT) socket is hashed under (kept once hashed)."""
+    if sk.ehash_key is not None:
+        return sk.ehash_key
     assert sk.daddr is not None
     return conn_key(sk.local_ip(), sk.num, sk.daddr, sk.dport)
 

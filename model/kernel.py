@@ -398,9 +398,11 @@ class Kernel:
 
     def _unhash_conn(self, sk: Sock) -> None:
         """inet_unhash of a connection: out of ehash and the inuse count."""
-        if self.ehash.get(key_of(sk)) is sk:
-            del self.ehash[key_of(sk)]
+        key = sk.ehash_key
+        if key is not None and self.ehash.get(key) is sk:
+            del self.ehash[key]
             self.listens.inuse[sk.family] -= 1
+        sk.ehash_key = None
 
     def _tcp_done(self, sk: Sock) -> None:
         """tcp_done -> tcp_set_state(TCP_CLOSE): unhashed, and the port released unless bind()
@@ -469,6 +471,7 @@ class Kernel:
         key = key_of(sk)
         self._unhash_conn(sk)
         self.ehash[key] = tw
+        tw.ehash_key = key
         self.tw_count += 1
         tb, tb2 = sk.bind_hash, sk.bind2_hash
         assert tb is not None and tb2 is not None
@@ -482,12 +485,13 @@ class Kernel:
         """inet_twsk_kill: out of ehash and of its bind buckets (inet_twsk_bind_unhash)."""
         if self.ehash.get(key_of(tw)) is tw:
             del self.ehash[key_of(tw)]
+        tw.ehash_key = None
         self.tw_count -= 1
         self.binds.put_port(tw, self.profile.connect_bind_reset)
         tw.state = TcpState.CLOSE
 
     def _new_child(self, listener: Sock, local: object, remote: object, rport: int,
-                   peer: Sock | None) -> Sock:
+                   peer: Sock | None, key: ConnKey | None = None) -> Sock:
         """tcp_v4_syn_recv_sock / tcp_v6_syn_recv_sock: the child is a clone of the listener
         (sk_clone_lock: flags, uid, device) with the connection's addresses; it inherits the
         listener's port into the bind2 bucket of its own address (__inet_inherit_port) and is
@@ -508,7 +512,8 @@ class Kernel:
         assert tb is not None
         tb2 = self.binds.bucket2(tb.port, tb.l3mdev, child) or self.binds.create2(tb, child)
         self.binds.bind_hash(child, tb, tb2, tb.port)
-        self.ehash[key_of(child)] = child
+        child.ehash_key = key or key_of(child)
+        self.ehash[child.ehash_key] = child
         self.listens.inuse[listener.family] += 1
         listener.accept_queue.append(child)
         return child
@@ -595,7 +600,8 @@ class Kernel:
             sk.autobound = self._is_random(candidates)
             how = f"picked port {port} from {candidates.describe()}"
         sk.sport = sk.num  # __inet_check_established / __inet_hash_connect set inet_sport
-        self.ehash[key_of(sk)] = sk
+        sk.ehash_key = key_of(sk)
+        self.ehash[sk.ehash_key] = sk
         self.listens.inuse[sk.family] += 1
         if lost:
             # IPv6 routes a non-local (IP_FREEBIND) source; the answer goes to that address,
@@ -796,8 +802,7 @@ class Kernel:
         if len(sk.accept_queue) > sk.max_ack_backlog:  # sk_acceptq_is_full
             return Outcome("DROP", f"{reason}; tcp_conn_request: {sk.name}'s accept queue is "
                            f"full ({len(sk.accept_queue)} > backlog {sk.max_ack_backlog})")
-        self._new_child(sk, syn.dst if syn.family == AF_INET6 or sk.family == AF_INET
-                        else syn.dst, syn.src, syn.sport, None)
+        self._new_child(sk, syn.dst, syn.src, syn.sport, None, key)
         self.injected += 1
         # A pick by hash depends on the namespace's secret: exact against this kernel, but no
         # value to record for another namespace (random=True keeps it out of expectations).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass, field
@@ -63,8 +64,9 @@ def ipv6_addr_type(addr: ipaddress.IPv6Address) -> AddrType:
     return AddrType.UNICAST
 
 
+@functools.lru_cache(maxsize=4096)
 def v4mapped(v4: int) -> ipaddress.IPv6Address:
-    """ipv6_addr_set_v4mapped: ::ffff:a.b.c.d."""
+    """ipv6_addr_set_v4mapped: ::ffff:a.b.c.d (cached: a child per SYN asks for its address)."""
     return ipaddress.IPv6Address((0xFFFF << 32) | v4)
 
 
@@ -102,6 +104,7 @@ class Sock:
     tw_substate: TcpState | None = None  # a TIME_WAIT socket's FIN_WAIT2 or TIME_WAIT
     ts_recent_stamp: bool = False  # tp->rx_opt.ts_recent_stamp != 0 (timestamps were seen)
     injected: bool = False  # a child of an injected SYN (its client is not a socket here)
+    ehash_key: tuple | None = field(default=None, repr=False)  # the 4-tuple while in ehash
     bind_hash: BindBucket | None = field(default=None, repr=False)  # icsk_bind_hash
     bind2_hash: Bind2Bucket | None = field(default=None, repr=False)  # icsk_bind2_hash
     reuseport_cb: ReuseportGroup | None = field(default=None, repr=False)  # sk_reuseport_cb
