@@ -64,6 +64,25 @@ def test_parses_directives_and_steps():
         ("inuse(udp)\n", 1, 7, "expected tcp"),
         ("# nothing\n", 1, 1, "at least one step"),
         ("a = bind(b, 1.2.3.4:5)\n", 1, 1, "only socket() and accept() assign a name"),
+        ("a = socket(AF_INET, SOCK_STREAM)\naccept(a)\n", 2, 1, "accept() needs a name"),
+        ("a = socket(AF_INET, SOCK_STREAM)\ns = accept(a) = nobody\n", 2, 17, "connecting socket"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nconnect(a, 192.0.2.1:80)\n", 2, 12, "address of tun0/tun1"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nconnect(a, 127.0.0.1:80)\n", 2, 12, "address of tun0/tun1"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nconnect(a, 10.0.0.2:0)\n", 2, 12, "port 1-65535"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nconnect(a, 10.0.0.2:80) = YES\n", 2, 27, "errno name"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nsetsockopt(a, SO_BINDTODEVICE, tun0)\n"
+         "connect(a, 10.0.0.2:80)\n", 3, 9, "bound to device tun0 is not modelled"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nbind(a, 127.0.0.1:0)\nconnect(a, 10.0.0.2:80)\n",
+         3, 9, "loopback address 127.0.0.1 is not modelled"),
+        ("a = socket(AF_INET6, SOCK_STREAM)\nconnect(a, [::ffff:10.0.0.2]:80)\n"
+         "connect(a, [fd00::2]:80)\n", 3, 12, "after a v4-mapped connect()"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nconnect(a, 10.0.0.2:80)\n"
+         "syn(198.18.0.1:1 > 10.0.0.1:80)\n", 3, 1, "syn() cannot share a scenario with connect()"),
+        ("tw(1)\n", 1, 1, "tw() takes 0 argument(s)"),
+        ("tw() = many\n", 1, 8, "a count"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nsetsockopt(a, IP_LOCAL_PORT_RANGE, 5)\n", 2, 36, "LOW-HIGH"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nbind(a, 10.0.0.1:80, family=AF_BLUE)\n", 2, 22, "AF_UNSPEC"),
+        ("a = socket(AF_INET, SOCK_STREAM)\nbind(a, 10.0.0.1:80, len=5000)\n", 2, 22, "-1..1024"),
     ],
 )
 def test_errors_name_file_line_column(text, line, col, words):
