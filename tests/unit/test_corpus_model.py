@@ -34,3 +34,19 @@ def test_model_meets_recorded_expectations(path):
     sc = parse_file(path)
     res = compare(sc, ModelExecutor(LINUX_6_18).run(sc), None)
     assert res.agreed, "\n".join(f"line {s.step.line}: {s.problems}" for s in res.divergent)
+
+
+def test_every_eaddrinuse_names_the_socket_it_conflicts_with():
+    """`explain` answers "why EADDRINUSE?" with the conflicting socket, or with the port search
+    that found no port at all."""
+    seen = 0
+    for f in FILES:
+        sc = parse_file(f)
+        for s, o in zip(sc.steps, ModelExecutor(LINUX_6_18).run(sc), strict=True):
+            if o.value != "EADDRINUSE":
+                continue
+            seen += 1
+            names = {t.name for t in sc.steps if hasattr(t, "name")}
+            named = any(f"conflicts with {n} (" in o.reason for n in names)
+            assert named or "no free port" in o.reason, f"{f}:{s.line}: {o.reason}"
+    assert seen > 300
