@@ -81,6 +81,8 @@ class Kernel:
         self.injected = 0  # children of injected SYNs not yet swept
         self.tw_count = 0  # tcp_death_row.tw_refcount - 1: what sockstat calls "tw"
         self.random_picks = 0  # port searches with more than one possible result so far
+        self.search_random = False  # the last port search's port depends on chance
+        self.search_may_fail = False  # ... and whether it found one at all
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -107,24 +109,27 @@ class Kernel:
             candidates = finder.candidates(s, self.profile)
             return self._pick(candidates, choice)
 
+        self.search_random = self.search_may_fail = False
         res = inet_csk_get_port(self.binds, sk, snum, find_open_port)
         if res.error:
             return (Outcome(res.error, res.reason, candidates=candidates,
-                            random=bool(candidates and candidates.may_fail)), candidates, res.reason)
+                            random=self.search_may_fail), candidates, res.reason)
         if not snum:
-            sk.autobound = self._is_random(candidates)
+            sk.autobound = self.search_random
         return None, candidates, res.reason
-
-    def _is_random(self, candidates: PortChoice | None) -> bool:
-        """Whether a picked port may differ from run to run: several possible results now, or
-        any earlier random pick (which shaped what was free for this one)."""
-        if candidates is not None and (len(candidates.ports) > 1 or candidates.may_fail):
-            self.random_picks += 1
-        return self.random_picks > 0
 
     def _pick(self, candidates: PortChoice | None, choice: int | None) -> int | None:
         """The port a search returns: the kernel's pick when it could have made it (choice 0:
-        it found none), else a seeded one; None when no port is found."""
+        it found none), else a seeded one; None when no port is found.
+
+        Sets search_may_fail (whether the call succeeds is chance: some offsets find no port)
+        and search_random (the port may differ from run to run, because this search has several
+        possible results or an earlier one had and shaped what was free). Such values are
+        compared with the kernel's, never recorded as expectations."""
+        if candidates is not None and (len(candidates.ports) > 1 or candidates.may_fail):
+            self.random_picks += 1
+        self.search_random = self.random_picks > 0
+        self.search_may_fail = candidates is not None and candidates.may_fail
         if candidates is None:
             return None
         if choice == 0 and candidates.may_fail:
@@ -230,7 +235,7 @@ class Kernel:
             sk.userlocks |= SOCK_BINDPORT_LOCK
         sk.sport = sk.num  # inet->inet_sport = htons(inet->inet_num)
         return Outcome("0", self._bound_reason(why, candidates), candidates=candidates,
-                       random=_may_fail(candidates))
+                       random=self.search_may_fail)
 
     def _bind6(self, sk: Sock, addr: SockAddr, choice: int | None) -> Outcome:
         """inet6_bind -> __inet6_bind, checks in the kernel's order (EACCES before EINVAL)."""
@@ -288,7 +293,7 @@ class Kernel:
             sk.userlocks |= SOCK_BINDPORT_LOCK
         sk.sport = sk.num
         return Outcome("0", self._bound_reason(why, candidates), candidates=candidates,
-                       random=_may_fail(candidates))
+                       random=self.search_may_fail)
 
     def _addr_valid_or_nonlocal(self, sk: Sock, addr: ipaddress.IPv4Address, fn: str) -> Outcome | None:
         """inet_addr_valid_or_nonlocal: nonlocal bind allowed, INADDR_ANY, or an address whose
@@ -352,7 +357,7 @@ class Kernel:
         if sk.reuseport_cb is not None:
             group = sk.reuseport_cb
             reason += f"; reuseport group slot {group.socks.index(sk)} of {group.num_socks}"
-        return Outcome("0", reason, candidates=candidates, random=_may_fail(candidates))
+        return Outcome("0", reason, candidates=candidates, random=self.search_may_fail)
 
     def close(self, fd: int) -> Outcome:
         """close(): tcp_close. A listener resets its queued children (inet_csk_listen_stop) and
@@ -521,6 +526,7 @@ class Kernel:
     def connect(self, fd: int, addr: SockAddr, choice: int | None = None) -> Outcome:
         """connect(): __inet_stream_connect -> tcp_v4_connect / tcp_v6_connect; the SYN then
         meets the destination's listener through loopback (tcp_v4_rcv), which answers at once."""
+        self.search_random = self.search_may_fail = False
         sk = self._sock(fd)
         if sk is None:
             return self._ebadf(fd)
@@ -595,9 +601,9 @@ class Kernel:
                                            "no usable port in range" + (
                                                f" from this offset; {candidates.describe()}"
                                                if candidates else ""))
-                return Outcome(out.value, out.reason, candidates=candidates, random=candidates is not None)
+                return Outcome(out.value, out.reason, candidates=candidates, random=self.search_may_fail)
             self._hash_connect_bind(sk, port)
-            sk.autobound = self._is_random(candidates)
+            sk.autobound = self.search_random
             how = f"picked port {port} from {candidates.describe()}"
         sk.sport = sk.num  # __inet_check_established / __inet_hash_connect set inet_sport
         sk.ehash_key = key_of(sk)
@@ -607,7 +613,7 @@ class Kernel:
             # IPv6 routes a non-local (IP_FREEBIND) source; the answer goes to that address,
             # which is not this host's: connect() waits until the harness's timeout
             return Outcome("EINPROGRESS", f"{fn}: {how}; the answer to non-local source {saddr} "
-                           "never comes back", candidates=candidates, random=_may_fail(candidates))
+                           "never comes back", candidates=candidates, random=self.search_may_fail)
         return self._deliver_syn(sk, saddr, daddr, addr.port, f"{fn}: {how}", candidates)
 
     def _update_saddr(self, sk: Sock, saddr: object) -> None:
@@ -694,7 +700,7 @@ class Kernel:
             sk.state, sk.connected, sk.peer = TcpState.ESTABLISHED, True, sk
             sk.ts_recent_stamp = bool(self.sysctls.tcp_timestamps)
             return Outcome("0", f"{how}; the 4-tuple is its own: connected to itself "
-                           "(simultaneous open)", candidates=candidates, random=_may_fail(candidates))
+                           "(simultaneous open)", candidates=candidates, random=self.search_may_fail)
         tw = self.ehash.get(server_key)
         if tw is not None and tw.state == TcpState.TIME_WAIT:
             self._tw_kill(tw)
@@ -708,18 +714,18 @@ class Kernel:
             self._tcp_done(sk)
             self._disconnect(sk)
             return Outcome("ECONNREFUSED", f"{how}; {found.reason}: RST; tcp_disconnect",
-                           candidates=candidates, random=_may_fail(candidates))
+                           candidates=candidates, random=self.search_may_fail)
         if len(listener.accept_queue) > listener.max_ack_backlog:  # sk_acceptq_is_full
             return Outcome("EINPROGRESS", f"{how}; {listener.name}'s accept queue is full: SYN "
                            "dropped (tcp_conn_request); connect() waits", candidates=candidates,
-                           random=_may_fail(candidates))
+                           random=self.search_may_fail)
         self._new_child(listener, daddr, saddr, sk.num, sk)
         sk.state = TcpState.ESTABLISHED
         sk.connected = True
         sk.ts_recent_stamp = bool(self.sysctls.tcp_timestamps)
         sk.peer = listener.accept_queue[-1]
         return Outcome("0", f"{how}; {found.reason}: queued on {listener.name}",
-                       candidates=candidates, random=_may_fail(candidates))
+                       candidates=candidates, random=self.search_may_fail)
 
     def accept(self, fd: int, name: str) -> tuple[int | None, Outcome]:
         """accept(), non-blocking: inet_csk_accept takes the oldest child (EINVAL when not
@@ -838,8 +844,3 @@ class Kernel:
         if candidates is not None:
             return f"{why}, from {candidates.describe()}"
         return why
-
-
-def _may_fail(candidates: PortChoice | None) -> bool:
-    """A port search that could also have found nothing: the step's value is the kernel's."""
-    return candidates is not None and candidates.may_fail
