@@ -3,7 +3,7 @@ windows of 6.1-6.8 apart (commits d9ba99342855, aa99e5f87bd5, c48ef9c4aed3, d91e
 ea111449501e, 5e07e672412b; see model/bind.py BindRules), each with and without listen() after
 every bind. Expectations are recorded from the host kernel; under a regression profile
 (`sockharness run --backend model --profile 6.5-bhash2 ...`) the model departs from them where
-that kernel did. Run: python tests/scenarios/bhash2.py
+that kernel did. Run: python tests/scenarios/generate.py bhash2
 """
 
 from __future__ import annotations
@@ -50,12 +50,3 @@ def cases() -> list[tuple[str, str]]:
     return [(f"{name}{'-listen' if listen else ''}", scenario(name, listen))
             for name, listen in itertools.product(SEQUENCES, (False, True))]
 
-
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for name, text in cases():
-        (OUT / f"{name}.scn").write_text(text)
-
-
-if __name__ == "__main__":
-    main()

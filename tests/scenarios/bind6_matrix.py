@@ -2,7 +2,8 @@
 one on the same port — wildcard, specific and v4-mapped addresses, IPV6_V6ONLY and
 net.ipv6.bindv6only, the reuse flags, bound devices, the second bind before or after the first
 listens — then listen both, send an IPv4 and an IPv6 SYN, close, rebind. Expectations are
-recorded from the kernel (`sockharness record`). Run: python tests/scenarios/bind6_matrix.py
+recorded from the kernel (`sockharness record`).
+Run: python tests/scenarios/generate.py bind6_matrix
 """
 
 from __future__ import annotations
@@ -68,12 +69,3 @@ def cases() -> list[tuple[str, str]]:
         out.append((name, scenario(pair, "default", "none", order, devs)))
     return out
 
-
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for name, text in cases():
-        (OUT / f"{name}.scn").write_text(text)
-
-
-if __name__ == "__main__":
-    main()

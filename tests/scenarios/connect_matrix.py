@@ -3,7 +3,7 @@
 parity passes; IP_LOCAL_PORT_RANGE (one pass, step 1); reserved ports; ports bind() holds;
 one port shared by connections to different destinations; exhaustion (EADDRNOTAVAIL); and
 IP_BIND_ADDRESS_NO_PORT. Expectations are recorded from the kernel.
-Run: python tests/scenarios/connect_matrix.py
+Run: python tests/scenarios/generate.py connect_matrix
 """
 
 from __future__ import annotations
@@ -130,12 +130,3 @@ def cases() -> list[tuple[str, str]]:
     out += [(f"release-{size}", release(size)) for size in (1, 2)]
     return out
 
-
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for name, text in cases():
-        (OUT / f"{name}.scn").write_text(text)
-
-
-if __name__ == "__main__":
-    main()

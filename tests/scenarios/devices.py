@@ -1,7 +1,7 @@
 """Generates tests/scenarios/devices/: SO_BINDTODEVICE (tun0, tun1, none) on two sockets of one
 port, set before or after the first socket's bind, with and without SO_REUSEADDR; then listen,
 close and rebind. Expectations are recorded from the kernel (`sockharness record`).
-Run: python tests/scenarios/devices.py
+Run: python tests/scenarios/generate.py devices
 """
 
 from __future__ import annotations
@@ -51,12 +51,3 @@ def cases() -> list[tuple[str, str]]:
             for first, second, flags, addrs in itertools.product(FIRST, SECOND, FLAGS, ADDRS)
             if not (addrs == "any-spec" and flags == "addr")]
 
-
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for name, text in cases():
-        (OUT / f"{name}.scn").write_text(text)
-
-
-if __name__ == "__main__":
-    main()

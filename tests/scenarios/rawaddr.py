@@ -1,7 +1,7 @@
 """Generates tests/scenarios/rawaddr/: bind() with a sockaddr whose family or length does not
 fit the socket: EINVAL for short (or over-long) lengths, EAFNOSUPPORT for another family, and
 the AF_UNSPEC + INADDR_ANY compatibility case. Expectations are recorded from the kernel.
-Run: python tests/scenarios/rawaddr.py
+Run: python tests/scenarios/generate.py rawaddr
 """
 
 from __future__ import annotations
@@ -52,12 +52,3 @@ def scenario(name: str) -> str:
 def cases() -> list[tuple[str, str]]:
     return [(name, scenario(name)) for name in CASES]
 
-
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for name, text in cases():
-        (OUT / f"{name}.scn").write_text(text)
-
-
-if __name__ == "__main__":
-    main()

@@ -4,7 +4,7 @@ port (same address or the wildcard) with each combination of reuse flags and uid
 flags the TIME_WAIT socket inherited, listens, and the counts are read (inuse, tw). Also the
 reconnect cases: a bound port takes over its own TIME_WAIT (tcp_twsk_unique with a recent
 timestamp), and connect() on an unbound socket skips a TIME_WAIT 4-tuple. Expectations are
-recorded from the kernel. Run: python tests/scenarios/timewait.py
+recorded from the kernel. Run: python tests/scenarios/generate.py timewait
 """
 
 from __future__ import annotations
@@ -109,12 +109,3 @@ def cases() -> list[tuple[str, str]]:
     out += [(f"scan-{size}", scan(size)) for size in (1, 2)]
     return out
 
-
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for name, text in cases():
-        (OUT / f"{name}.scn").write_text(text)
-
-
-if __name__ == "__main__":
-    main()

@@ -51,12 +51,21 @@ CASE_GENERATORS = {"bind6_matrix": 140, "devices": 40, "rawaddr": 20, "connect_m
                    "timewait": 60, "bhash2": 26}
 
 
+def _generate():
+    spec = importlib.util.spec_from_file_location("scenario_generate", HERE / "generate.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["scenario_generate"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_every_generator_is_checked():
+    assert set(_generate().GENERATORS) == set(CASE_GENERATORS)
+
+
 @pytest.mark.parametrize("generator", sorted(CASE_GENERATORS))
 def test_committed_files_match_generator(generator):
-    spec = importlib.util.spec_from_file_location(f"scenario_{generator}", HERE / f"{generator}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[f"scenario_{generator}"] = mod
-    spec.loader.exec_module(mod)
+    mod = _generate().load(generator)
     cases = mod.cases()
     assert len(list(mod.OUT.glob("*.scn"))) == len(cases) >= CASE_GENERATORS[generator]
     for name, text in cases:
