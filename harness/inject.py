@@ -314,6 +314,25 @@ class TunInjector:
         """Send each SYN and report SYNACK, RST or DROP; nothing is ACKed."""
         return self._run(flows, wait, complete=False)
 
+    def ack(self, result: Result) -> str:
+        """Write the ACK completing a syn_only flow; RST_KIND if the kernel answers it with a
+        RST at once (it handles the ACK before write() returns), else SYNACK_ACKED."""
+        assert result.server_isn is not None
+        flow, fd = result.flow, self._fd(result.flow.src)
+        os.write(fd, self._ack(flow, (result.isn + 1) & _M32, (result.server_isn + 1) & _M32))
+        want = _reply_key(flow)
+        answer = SYNACK_ACKED
+        while True:
+            try:
+                packet = os.read(fd, _READ_SIZE)
+            except BlockingIOError:
+                return answer
+            peeked = self._peek(packet)
+            if peeked is not None and peeked[0] == want and peeked[1] & RST:
+                answer = RST_KIND
+            else:
+                self.strays += 1
+
     def reset(self, results: Sequence[Result]) -> None:
         """Abort, with a RST, every flow that got a SYN-ACK (request or established child)."""
         for r in results:

@@ -19,10 +19,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from harness.calibrate import Observation
-from harness.inject import DROP, RST_KIND, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
+from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
 from harness.scenario import (
     KEEPS_QUEUES,
     AcceptStep,
+    AckStep,
     BindStep,
     CloseStep,
     ConnectStep,
@@ -34,6 +35,7 @@ from harness.scenario import (
     SetsockoptStep,
     SocketStep,
     Step,
+    SynOnlyStep,
     SynStep,
     TwStep,
 )
@@ -53,6 +55,7 @@ LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST, 
 # accept queue) ends the blocking connect with EINPROGRESS after this long
 CONNECT_TIMEOUT = struct.pack("ll", 1, 0)
 TCP_LISTEN_STATE = 1 << 10  # TCPF_LISTEN for sock_diag
+TCP_SYN_RECV_STATE = 1 << 3  # TCPF_SYN_RECV: request sockets are dumped in this state
 REPLY_OUTCOMES = {RST_KIND: Outcome("RST"), DROP: Outcome("DROP")}
 NO_CHILD = Outcome("NO_CHILD")  # the handshake completed, yet no listener held the connection
 
@@ -105,6 +108,20 @@ def settle_orphans(timeout: float = 1.0) -> None:
         time.sleep(0.0005)
 
 
+def request_sockets() -> set[tuple[tuple[str, int], tuple[str, int]]]:
+    """(client, server) of every request socket in the namespace (sock_diag, SYN_RECV)."""
+    from pyroute2 import DiagSocket
+
+    out = set()
+    with DiagSocket() as ds:
+        ds.bind()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in ds.get_sock_stats(family=family, states=TCP_SYN_RECV_STATE):
+                out.add((peer_key(msg["idiag_dst"], msg["idiag_dport"]),
+                         peer_key(msg["idiag_src"], msg["idiag_sport"])))
+    return out
+
+
 def listener_queues() -> dict[int, int]:
     """Accept-queue length of every listener in the namespace, by inode (sock_diag rqueue)."""
     from pyroute2 import DiagSocket
@@ -148,9 +165,10 @@ class Job:
     @classmethod
     def of(cls, scenario: Scenario) -> Job:
         steps = tuple(
-            Flow(s.src.text, s.src.port, s.dst.text, s.dst.port, s.payload) if isinstance(s, SynStep) else s
+            Flow(s.src.text, s.src.port, s.dst.text, s.dst.port, s.payload) if type(s) is SynStep else s
             for s in scenario.steps)
-        return cls(scenario.sysctls, scenario.cpu, steps, any(isinstance(s, Flow) for s in steps))
+        injects = any(isinstance(s, Flow | SynOnlyStep | AckStep) for s in steps)
+        return cls(scenario.sysctls, scenario.cpu, steps, injects)
 
 
 class KernelExecutor:
@@ -163,13 +181,16 @@ class KernelExecutor:
         self.pending: dict[tuple[str, int], tuple[int, Result]] = {}  # peer -> (step index, handshake)
         self.outcomes: list[Outcome | None] = []  # None: a handshake whose child is not swept yet
         self.linger = True
-        self.clients: dict[tuple[str, int], str] = {}  # a connect()ed socket's address -> name
+        self.clients: dict[tuple, str] = {}  # a connect()ed socket's (local, remote) -> name
+        self.half_open: dict[tuple[str, int, str, int], Result] = {}  # syn_only flows
+        self.defaults: dict[int, Outcome] = {}  # unresolved pending steps' outcome (ack: DROP)
 
     def run(self, job: Job) -> list[Outcome]:
         pin_to_cpu(job.cpu)
         self.outcomes = []
         self.linger = job.injects
         self.clients.clear()
+        self.defaults.clear()
         steps = job.steps
         try:
             i = 0
@@ -186,13 +207,16 @@ class KernelExecutor:
                 self.outcomes.append(self.step(steps[i]))
                 i += 1
             self.sweep()
-            return [o or NO_CHILD for o in self.outcomes]
+            return [o or self.defaults.get(i, NO_CHILD) for i, o in enumerate(self.outcomes)]
         finally:
             self.close_all()
 
     def close_all(self) -> None:
         """End the scenario: every socket closed; connections are aborted (SO_LINGER {1, 0})
-        and the TIME_WAIT sockets the scenario made are destroyed, so the namespace is clean."""
+        and the TIME_WAIT sockets the scenario made are destroyed, so the namespace is clean;
+        handshakes left open are reset (their request sockets go)."""
+        self.injector.reset(list(self.half_open.values()))
+        self.half_open.clear()
         for s in self.socks.values():
             if not self.linger and s.fileno() >= 0:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
@@ -264,6 +288,35 @@ class KernelExecutor:
             finally:
                 s.setblocking(True)
         return found
+
+    def do_syn_only(self, step: SynOnlyStep) -> Outcome:
+        """A SYN only. A SYN-ACK is a cookie when no request socket holds the flow: sock_diag
+        lists request sockets (as SYN_RECV), and a cookie SYN-ACK leaves none
+        (tcp_conn_request: inet_reqsk_alloc(..., !want_cookie) is never hashed)."""
+        flow = Flow(step.src.text, step.src.port, step.dst.text, step.dst.port, step.payload)
+        # the kernel answers a SYN inside write(); the wait only bounds a missing answer
+        result = self.injector.syn_only([flow], wait=0.05)[0]
+        key = (flow.src, flow.sport, flow.dst, flow.dport)
+        self.half_open[key] = result
+        if result.kind != SYNACK:
+            return REPLY_OUTCOMES.get(result.kind) or Outcome(result.kind)
+        held = (peer_key(flow.src, flow.sport), peer_key(flow.dst, flow.dport))
+        return Outcome("SYNACK" if held in request_sockets() else "COOKIE")
+
+    def do_ack(self, step: AckStep) -> Outcome:
+        """The ACK of a syn_only flow (none if no SYN-ACK came): RST if the kernel resets it at
+        once; otherwise the listener whose queue gets the child, found by the sweep or an
+        accept(), or DROP when none does."""
+        key = (step.src.text, step.src.port, step.dst.text, step.dst.port)
+        result = self.half_open.get(key)
+        if result is None or result.server_isn is None:
+            return Outcome("DROP")
+        if self.injector.ack(result) == RST_KIND:
+            del self.half_open[key]
+            return Outcome("RST")
+        self.pending[(result.flow.src, result.flow.sport)] = (len(self.outcomes), result)
+        self.defaults[len(self.outcomes)] = Outcome("DROP")
+        return None  # type: ignore[return-value]  # settled by the sweep
 
     def do_queue(self, step: QueueStep) -> Outcome:
         s = self.socks[step.sock]
@@ -395,8 +448,14 @@ class KernelExecutor:
         child.setblocking(True)
         self.socks[step.name] = child
         self.uids[step.name] = self.uids[step.sock]
-        key = (peer_key(addr[0], addr[1]), peer_key(*child.getsockname()[:2]))
-        return Outcome(self.clients.get(key, f"{addr[0]}:{addr[1]}"))
+        peer = peer_key(addr[0], addr[1])
+        hit = self.pending.pop(peer, None)
+        if hit is not None:  # an injected handshake's child: its step learns the listener now
+            self.outcomes[hit[0]] = self._listener_outcome(step.sock)
+        name = self.clients.get((peer, peer_key(*child.getsockname()[:2])))
+        if name is None:  # an injected client: its address
+            name = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        return Outcome(name)
 
     def do_tw(self, step: TwStep) -> Outcome:
         return Outcome(str(read_sockstat()["TCP"]["tw"]))

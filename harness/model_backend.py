@@ -8,6 +8,7 @@ import socket
 from harness.scenario import (
     KEEPS_QUEUES,
     AcceptStep,
+    AckStep,
     BindStep,
     CloseStep,
     ConnectStep,
@@ -19,6 +20,7 @@ from harness.scenario import (
     SetsockoptStep,
     SocketStep,
     Step,
+    SynOnlyStep,
     SynStep,
     TwStep,
 )
@@ -94,6 +96,10 @@ class ModelExecutor:
             return k.getsockname(self.fds[step.sock])
         if isinstance(step, InuseStep):
             return k.inuse(socket.AF_INET6 if step.proto == "tcp6" else socket.AF_INET)
+        if isinstance(step, SynOnlyStep):
+            return k.syn_only(syn_of(step, self.cpu), choice=choice if isinstance(choice, str) else None)
+        if isinstance(step, AckStep):
+            return k.ack(syn_of(step, self.cpu), choice=choice if isinstance(choice, str) else None)
         if isinstance(step, SynStep):
             return k.syn(syn_of(step, self.cpu), choice=choice if isinstance(choice, str) else None)
         if isinstance(step, QueueStep):

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.scenario import (
+    INJECTED_VERBS,
     LOCAL_CONNECTION_VERBS,
     AcceptStep,
+    AckStep,
     BindStep,
     CloseStep,
     ConnectStep,
@@ -24,6 +26,7 @@ from harness.scenario import (
     SetsockoptStep,
     SocketStep,
     Step,
+    SynOnlyStep,
     SynStep,
     TwStep,
 )
@@ -36,7 +39,8 @@ from netns.topology import STANDARD
 ERRNO_NAMES = frozenset(errno.errorcode.values())
 FAMILIES = {"AF_INET": int(socket.AF_INET), "AF_INET6": int(socket.AF_INET6)}
 VERBS = ("socket", "setsockopt", "bind", "listen", "close", "getsockname", "inuse", "syn", "queue",
-         "connect", "accept", "tw")
+         "connect", "accept", "tw", "syn_only", "ack")
+SYN_ONLY_RESULTS = ("SYNACK", "COOKIE", "RST", "DROP")
 NAMING_VERBS = ("socket", "accept")
 SYN_RESULTS = ("RST", "DROP")
 
@@ -85,6 +89,7 @@ class Parser:
         # loopback address (loopback sources and TIME_WAIT reuse on loopback depend on more)
         self.unroutable: dict[str, str] = {}
         self.mapped_connect: set[str] = set()
+        self.half_open: set[tuple] = set()  # flows a syn_only() opened
 
     def parse(self) -> Scenario:
         steps: list[Step] = []
@@ -112,11 +117,11 @@ class Parser:
         if not steps:
             raise ScenarioError(self.path, max(len(self.lines), 1), 1, "expected at least one step")
         local = next((s for s in steps if s.verb in LOCAL_CONNECTION_VERBS), None)
-        syn = next((s for s in steps if s.verb == "syn"), None)
+        syn = next((s for s in steps if s.verb in INJECTED_VERBS), None)
         if local and syn:
             later = max(local, syn, key=lambda s: s.line)
             raise ScenarioError(self.path, later.line, 1, f"{later.verb}() cannot share a scenario "
-                                "with " + ("syn()" if later is local else f"{local.verb}()") +
+                                "with " + (f"{syn.verb}()" if later is local else f"{local.verb}()") +
                                 ": the sweep between SYN batches resets every queued connection")
         return Scenario(
             path=self.path, steps=tuple(steps), sysctls=tuple(sysctls.items()),
@@ -202,11 +207,19 @@ class Parser:
     def _check_expect(self, ln: _Line, verb: str, expect: str, col: int) -> None:
         if verb == "accept":
             if expect not in ERRNO_NAMES and expect not in self.defined:
-                raise ln.error(col, f"expected the name of the connecting socket or an errno name, got {expect!r}")
+                try:
+                    parse_sockaddr(expect)  # an injected client: address:port
+                except ValueError:
+                    raise ln.error(col, "expected the name of the connecting socket, a client's "
+                                   f"address:port or an errno name, got {expect!r}") from None
             return
-        if verb == "syn":
+        if verb in ("syn", "ack"):
             if expect not in SYN_RESULTS and expect not in self.defined:
                 raise ln.error(col, f"expected the name of a socket, RST or DROP, got {expect!r}")
+            return
+        if verb == "syn_only":
+            if expect not in SYN_ONLY_RESULTS:
+                raise ln.error(col, f"expected {', '.join(SYN_ONLY_RESULTS)}, got {expect!r}")
             return
         if expect in ERRNO_NAMES:
             if verb == "inuse":
@@ -420,9 +433,20 @@ class Parser:
         self._arity(ln, "tw", args, m, 0, "tw()")
         return TwStep(ln.lineno, call, expect)
 
-    def _syn(self, ln, call, expect, name, args, m) -> Step:
+    def _syn_only(self, ln, call, expect, name, args, m) -> Step:
+        s = self._syn(ln, call, expect, name, args, m, "syn_only")
+        self.half_open.add((s.src, s.dst))
+        return SynOnlyStep(s.line, s.call, s.expect, s.src, s.dst, s.payload)
+
+    def _ack(self, ln, call, expect, name, args, m) -> Step:
+        s = self._syn(ln, call, expect, name, args, m, "ack")
+        if (s.src, s.dst) not in self.half_open:
+            raise ln.error(args[0].col, "ack() completes a handshake: send its syn_only() first")
+        return AckStep(s.line, s.call, s.expect, s.src, s.dst, s.payload)
+
+    def _syn(self, ln, call, expect, name, args, m, verb: str = "syn") -> SynStep:
         self._no_keywords(ln, args, ("payload",))
-        self._arity(ln, "syn", args, m, 1, "syn(198.18.0.7:40001 > 10.0.0.1:8080[, payload=N])")
+        self._arity(ln, verb, args, m, 1, f"{verb}(198.18.0.7:40001 > 10.0.0.1:8080[, payload=N])")
         flow = args[0]
         src_text, gt, dst_text = flow.text.partition(">")
         if not gt:

@@ -75,6 +75,25 @@ class SynStep(Step):
 
 
 @dataclass(frozen=True)
+class SynOnlyStep(SynStep):
+    """A SYN and no ACK: SYNACK (a request socket), COOKIE, RST or DROP."""
+
+    @property
+    def verb(self) -> str:
+        return "syn_only"
+
+
+@dataclass(frozen=True)
+class AckStep(SynStep):
+    """The ACK completing what a syn_only step left open; the value is the listener that got
+    the connection, RST or DROP."""
+
+    @property
+    def verb(self) -> str:
+        return "ack"
+
+
+@dataclass(frozen=True)
 class QueueStep(Step):
     sock: str
 
@@ -102,10 +121,11 @@ class TwStep(Step):
 
 # Steps that leave the accept queues alone: handshakes pile up until any other step, when
 # both backends sweep (accept, identify, reset every queued child).
-KEEPS_QUEUES = frozenset({"syn", "queue", "inuse", "tw"})
-# Verbs of connections made inside the namespace; a scenario uses these or syn(), not both
-# (the sweep between syn batches accepts and resets every queued child).
-LOCAL_CONNECTION_VERBS = frozenset({"connect", "accept"})
+KEEPS_QUEUES = frozenset({"syn", "syn_only", "ack", "accept", "queue", "inuse", "tw"})
+# Verbs of connections made inside the namespace, and of injected ones; a scenario uses one
+# kind (the sweep between syn batches accepts and resets every queued child).
+LOCAL_CONNECTION_VERBS = frozenset({"connect"})
+INJECTED_VERBS = frozenset({"syn", "syn_only", "ack"})
 
 
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, ">": operator.gt,

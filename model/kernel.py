@@ -37,6 +37,7 @@ from model.listen import ListenTables
 from model.lookup import Lookup, Syn
 from model.outcome import Outcome, PortChoice
 from model.profiles import Profile
+from model.queues import SynFate, sk_acceptq_is_full, tcp_conn_request
 from model.sock import (
     IN6ADDR_ANY,
     LOOPBACK4_IPV6,
@@ -79,6 +80,7 @@ class Kernel:
         # ehash: connected, child and TIME_WAIT sockets by their 4-tuple (inet_match)
         self.ehash: dict[ConnKey, Sock] = {}
         self.injected = 0  # children of injected SYNs not yet swept
+        self.half_open: dict[ConnKey, str] = {}  # what each syn_only got (SYNACK, COOKIE, ...)
         self.tw_count = 0  # tcp_death_row.tw_refcount - 1: what sockstat calls "tw"
         self.random_picks = 0  # port searches with more than one possible result so far
         self.search_random = False  # the last port search's port depends on chance
@@ -375,6 +377,10 @@ class Kernel:
             for child in kids:
                 self._listen_stop_child(child)
             sk.accept_queue.clear()
+            for req in list(sk.syn_queue):
+                # request sockets stay in ehash until their timer, but a packet that finds one
+                # of a closed listener drops it and looks up again (tcp_v4_rcv): gone for us
+                self._drop_req(req)
             self.listens.inet_unhash(sk)
             what = f"; reset {len(kids)} queued connection(s)" if kids else ""
         elif sk.state == TcpState.ESTABLISHED:
@@ -739,11 +745,13 @@ class Kernel:
             return None, Outcome("EAGAIN", f"inet_csk_accept: {sk.name}'s queue is empty")
         child = sk.accept_queue.pop(0)
         child.parent = None
+        if child.injected:
+            self.injected -= 1
         child.name = name
         child.connected = True  # inet_accept: newsock->state = SS_CONNECTED
         self.socks.append(child)
         peer = child.peer
-        who = peer.name if peer is not None else "?"
+        who = peer.name if peer is not None else _peer_text(child)
         return len(self.socks) - 1, Outcome(who, f"inet_csk_accept: {sk.name}'s oldest child, "
                                             f"from {who} ({child.state.value})")
 
@@ -778,20 +786,20 @@ class Kernel:
                        f"inet_sk_diag_fill: {sk.name} holds {len(sk.accept_queue)} of "
                        f"{sk.max_ack_backlog} + 1")
 
-    def syn(self, syn: Syn, choice: str | None = None) -> Outcome:
-        """A SYN, and the ACK completing its handshake: tcp_v4_rcv / tcp_v6_rcv look the
-        listener up; tcp_conn_request drops the SYN when its accept queue is full."""
+    def _syn_listener(self, syn: Syn, key: ConnKey, choice: str | None
+                      ) -> tuple[Sock | None, str, tuple[Sock, ...], bool, Outcome | None]:
+        """tcp_v4_rcv / tcp_v6_rcv up to the listener: an established socket of the tuple first
+        (a SYN on it gets a challenge ACK: DROP), then the listener lookup, following the
+        kernel's pick where the model can only name the group."""
         if not self.host.is_local(syn.dst):
-            return Outcome("DROP", f"ip_route_input: {syn.dst} is not a local address")
-        key = conn_key(syn.dst, syn.dport, syn.src, syn.sport)
+            return None, "", (), False, Outcome("DROP", f"ip_route_input: {syn.dst} is not a local address")
         owner = self.ehash.get(key)
-        if owner is not None:
-            # tcp_v4_rcv looks up established sockets first (__inet_lookup_established); a SYN
-            # on one gets a challenge ACK (tcp_validate_incoming), not a SYN-ACK
+        if owner is not None and owner.state != TcpState.SYN_RECV:
+            # __inet_lookup_established; tcp_validate_incoming answers a SYN with a challenge ACK
             where = f"queued on {owner.parent.name}" if owner.parent else owner.state.value
-            return Outcome("DROP", f"__inet_lookup_established: {syn.src}:{syn.sport} > "
-                           f"{syn.dst}:{syn.dport} is a connection {where}; "
-                           "tcp_validate_incoming answers a SYN with a challenge ACK")
+            return None, "", (), False, Outcome(
+                "DROP", f"__inet_lookup_established: {syn.src}:{syn.sport} > {syn.dst}:{syn.dport} "
+                f"is a connection {where}; tcp_validate_incoming answers a SYN with a challenge ACK")
         found = self.lookup.listener(syn)
         sk, reason, one_of = found.sk, found.reason, found.one_of
         if one_of:
@@ -804,10 +812,29 @@ class Kernel:
                 sk = names[choice] if choice in names else self._rng.choice(one_of)
                 self._seen[seen_key] = sk
         if sk is None:
-            return Outcome("RST", f"{reason}: tcp_v4_send_reset")
-        if len(sk.accept_queue) > sk.max_ack_backlog:  # sk_acceptq_is_full
-            return Outcome("DROP", f"{reason}; tcp_conn_request: {sk.name}'s accept queue is "
-                           f"full ({len(sk.accept_queue)} > backlog {sk.max_ack_backlog})")
+            return None, reason, one_of, found.hashed, Outcome("RST", f"{reason}: tcp_v4_send_reset")
+        return sk, reason, one_of, found.hashed, None
+
+    def _conn_request(self, sk: Sock, reason: str) -> tuple[SynFate | None, str]:
+        try:
+            d = tcp_conn_request(sk, self.sysctls)
+        except ValueError as e:
+            return None, f"{reason}; {e}"
+        return d.fate, f"{reason}; {d.reason}"
+
+    def syn(self, syn: Syn, choice: str | None = None) -> Outcome:
+        """A SYN, and the ACK completing its handshake: the listener's tcp_conn_request makes a
+        request socket or a cookie (or drops the SYN); the ACK then makes the child."""
+        key = conn_key(syn.dst, syn.dport, syn.src, syn.sport)
+        sk, reason, one_of, hashed, early = self._syn_listener(syn, key, choice)
+        if early is not None:
+            return early
+        assert sk is not None
+        fate, reason = self._conn_request(sk, reason)
+        if fate is None:
+            return Outcome("UNKNOWN", reason)
+        if fate == SynFate.DROP:
+            return Outcome("DROP", reason)
         self._new_child(sk, syn.dst, syn.src, syn.sport, None, key)
         self.injected += 1
         # A pick by hash depends on the namespace's secret: exact against this kernel, but no
@@ -815,7 +842,79 @@ class Kernel:
         # Where the model could only name the group (one_of), the check is by property: a
         # member of the group, and for a tuple seen before, the same socket.
         return Outcome(sk.name, reason, one_of=tuple(s.name for s in one_of),
-                       random=bool(one_of) or found.hashed)
+                       random=bool(one_of) or hashed)
+
+    def syn_only(self, syn: Syn, choice: str | None = None) -> Outcome:
+        """A SYN and nothing more: SYNACK (a request socket waits in the SYN queue), COOKIE (a
+        SYN cookie, no request socket), RST or DROP."""
+        key = conn_key(syn.dst, syn.dport, syn.src, syn.sport)
+        sk, reason, one_of, hashed, early = self._syn_listener(syn, key, choice)
+        if early is not None:
+            self.half_open[key] = early.value
+            return early
+        assert sk is not None
+        fate, reason = self._conn_request(sk, reason)
+        if fate is None:
+            return Outcome("UNKNOWN", reason)
+        self.half_open[key] = fate.value
+        if fate == SynFate.REQUEST:
+            req = Sock(name=f"{sk.name}~req", family=sk.family, state=TcpState.SYN_RECV, parent=sk,
+                       num=sk.num, daddr=syn.src, dport=syn.sport, ehash_key=key)
+            sk.syn_queue.append(req)
+            self.ehash[key] = req  # inet_ehash_insert (reqsk_queue_hash_req)
+        return Outcome(fate.value, f"{reason} on {sk.name}", random=bool(one_of) and fate != SynFate.DROP)
+
+    def ack(self, syn: Syn, choice: str | None = None) -> Outcome:
+        """The ACK completing a handshake syn_only left open: a request socket's child
+        (tcp_check_req -> tcp_v4_syn_recv_sock), or a cookie's (cookie_v4_check ->
+        tcp_get_cookie_sock); a full accept queue drops it (or, for a request socket with
+        tcp_abort_on_overflow, resets it)."""
+        key = conn_key(syn.dst, syn.dport, syn.src, syn.sport)
+        sent = self.half_open.get(key)
+        if sent not in (SynFate.REQUEST.value, SynFate.COOKIE.value):
+            return Outcome("DROP", "no SYN-ACK came back for this tuple: the harness sends no ACK")
+        req = self.ehash.get(key)
+        if req is not None and req.state == TcpState.SYN_RECV:
+            listener = req.parent
+            assert listener is not None
+            if listener.state == TcpState.LISTEN and not listener.fd_closed:
+                if sk_acceptq_is_full(listener):
+                    if self.sysctls.tcp_abort_on_overflow:  # listen_overflow -> embryonic_reset
+                        self._drop_req(req)
+                        del self.half_open[key]
+                        return Outcome("RST", f"tcp_check_req: {listener.name}'s accept queue is full "
+                                       "and tcp_abort_on_overflow=1: the request is reset")
+                    return Outcome("DROP", f"tcp_check_req: {listener.name}'s accept queue is full: "
+                                   "the ACK is dropped (inet_rsk(req)->acked = 1)")
+                self._drop_req(req)
+                del self.half_open[key]
+                self._new_child(listener, syn.dst, syn.src, syn.sport, None, key)
+                self.injected += 1
+                return Outcome(listener.name, f"tcp_check_req -> tcp_v4_syn_recv_sock: a child "
+                               f"queued on {listener.name}")
+            self._drop_req(req)  # tcp_v4_rcv: the listener is gone: drop the request, look up
+        sk, reason, one_of, hashed, early = self._syn_listener(syn, key, choice)
+        if early is not None:
+            return early
+        assert sk is not None
+        # cookie_v4_check: no cookies now, or no cookie was sent: the listener answers a RST
+        if not self.sysctls.tcp_syncookies or sent != SynFate.COOKIE.value:
+            return Outcome("RST", f"{reason}; cookie_v4_check: no valid cookie: tcp_v4_send_reset")
+        if sk_acceptq_is_full(sk):
+            return Outcome("DROP", f"{reason}; cookie_v4_check -> tcp_v4_syn_recv_sock: the accept "
+                           "queue is full: dropped")
+        del self.half_open[key]
+        self._new_child(sk, syn.dst, syn.src, syn.sport, None, key)
+        self.injected += 1
+        return Outcome(sk.name, f"{reason}; cookie_v4_check: the cookie makes a child on {sk.name}",
+                       one_of=tuple(s.name for s in one_of), random=bool(one_of) or hashed)
+
+    def _drop_req(self, req: Sock) -> None:
+        """inet_csk_reqsk_queue_drop: out of the SYN queue and ehash."""
+        if req.parent is not None and req in req.parent.syn_queue:
+            req.parent.syn_queue.remove(req)
+        if req.ehash_key is not None and self.ehash.get(req.ehash_key) is req:
+            del self.ehash[req.ehash_key]
 
     def sweep(self) -> int:
         """accept() every child of an injected SYN and abort it (SO_LINGER {1, 0}: a RST, no
@@ -844,3 +943,11 @@ class Kernel:
         if candidates is not None:
             return f"{why}, from {candidates.describe()}"
         return why
+
+
+def _peer_text(sk: Sock) -> str:
+    """An injected client as accept() reports it: address:port ([v6]:port)."""
+    assert sk.daddr is not None
+    if isinstance(sk.daddr, ipaddress.IPv6Address):
+        return f"[{sk.daddr}]:{sk.dport}"
+    return f"{sk.daddr}:{sk.dport}"

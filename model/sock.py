@@ -20,6 +20,7 @@ class TcpState(enum.Enum):
     CLOSE = "CLOSE"
     LISTEN = "LISTEN"
     SYN_SENT = "SYN_SENT"
+    SYN_RECV = "SYN_RECV"  # a request socket (TCP_NEW_SYN_RECV)
     ESTABLISHED = "ESTABLISHED"
     CLOSE_WAIT = "CLOSE_WAIT"
     FIN_WAIT2 = "FIN_WAIT2"  # only as a TIME_WAIT socket's tw_substate
@@ -92,6 +93,7 @@ class Sock:
     userlocks: int = 0
     max_ack_backlog: int = 0
     accept_queue: list = field(default_factory=list, repr=False)  # children not yet accepted
+    syn_queue: list = field(default_factory=list, repr=False)  # request sockets (SYN_RECV)
     autobound: bool = False  # the port was one of several the kernel could pick at random
     local_port_range: int = 0  # IP_LOCAL_PORT_RANGE: hi << 16 | lo, 0 when unset
     # a connection: the peer address (v4-mapped held as IPv4) and port, and the socket at the
@@ -124,6 +126,11 @@ class Sock:
     def bind2_addr(self) -> ipaddress.IPv6Address:
         """The address a bhash2 bucket holds (inet_bind2_bucket_init): v4 as ::ffff:a.b.c.d."""
         return self.v6_rcv_saddr if self.family == socket.AF_INET6 else v4mapped(self.rcv_saddr)
+
+    @property
+    def syn_qlen(self) -> int:
+        """inet_csk_reqsk_queue_len: the listener's request sockets."""
+        return len(self.syn_queue)
 
     def local_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         """The local address as a connection key holds it: v4-mapped as IPv4."""

@@ -15,6 +15,9 @@ KEYS: dict[str, str] = {
     "net.ipv6.bindv6only": "bindv6only",
     "net.ipv6.ip_nonlocal_bind": "ipv6_nonlocal_bind",
     "net.ipv4.tcp_timestamps": "tcp_timestamps",
+    "net.ipv4.tcp_syncookies": "tcp_syncookies",
+    "net.ipv4.tcp_abort_on_overflow": "tcp_abort_on_overflow",
+    "net.ipv4.tcp_max_syn_backlog": "tcp_max_syn_backlog",
 }
 
 
@@ -32,6 +35,11 @@ class Sysctls:
     ipv6_nonlocal_bind: int = 0
     tcp_timestamps: int = 1
     tcp_tw_reuse: int = 2  # not settable by scenarios: 1 and loopback make reuse clock-dependent
+    tcp_syncookies: int = 1
+    tcp_abort_on_overflow: int = 0
+    # tcp_sk_init: max(128, ehash entries / 128), which depends on the machine's memory: None
+    # until a scenario sets it (the model then knows only that it is at least 128)
+    tcp_max_syn_backlog: int | None = None
 
     def with_setting(self, key: str, text: str) -> Sysctls:
         """A copy with one sysctl set from its /proc/sys text; ValueError if malformed."""

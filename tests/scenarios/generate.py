@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 HERE = Path(__file__).parent
-GENERATORS = ("bind6_matrix", "devices", "rawaddr", "connect_matrix", "timewait", "bhash2")
+GENERATORS = ("bind6_matrix", "devices", "rawaddr", "connect_matrix", "timewait", "bhash2", "queues")
 
 
 def load(name: str) -> ModuleType:

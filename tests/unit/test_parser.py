@@ -79,6 +79,10 @@ def test_parses_directives_and_steps():
         ("a = socket(AF_INET, SOCK_STREAM)\nconnect(a, 10.0.0.2:80)\n"
          "syn(198.18.0.1:1 > 10.0.0.1:80)\n", 3, 1, "syn() cannot share a scenario with connect()"),
         ("tw(1)\n", 1, 1, "tw() takes 0 argument(s)"),
+        ("ack(198.18.0.1:1 > 10.0.0.1:80)\n", 1, 5, "send its syn_only() first"),
+        ("syn_only(198.18.0.1:1 > 10.0.0.1:80) = YES\n", 1, 40, "SYNACK, COOKIE, RST, DROP"),
+        ("syn_only(198.18.0.1:1 > 10.0.0.1:80)\nack(198.18.0.1:1 > 10.0.0.1:80) = SYNACK\n", 2, 35,
+         "a socket, RST or DROP"),
         ("tw() = many\n", 1, 8, "a count"),
         ("a = socket(AF_INET, SOCK_STREAM)\nsetsockopt(a, IP_LOCAL_PORT_RANGE, 5)\n", 2, 36, "LOW-HIGH"),
         ("a = socket(AF_INET, SOCK_STREAM)\nbind(a, 10.0.0.1:80, family=AF_BLUE)\n", 2, 22, "AF_UNSPEC"),
