@@ -62,7 +62,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if pool and pool.reaped:
             print(f"reaped {len(pool.reaped)} namespace(s) left by a killed run: {', '.join(pool.reaped)}")
         runner = Runner(profile, backend, args.seed, pool)
-        results = runner.run(scenarios, _progress(args.quiet))
+        results = []
+        for k in range(args.repeat):
+            if args.repeat > 1:
+                print(f"run {k + 1} of {args.repeat}", flush=True)
+            results += runner.run(scenarios, _progress(args.quiet))
         texts = [divergence_text(r, minimize(r, runner.run_one) if args.minimize else None)
                  for r in results if not r.skipped and not r.agreed]
     finally:
@@ -91,6 +95,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: no step ran on the kernel", file=sys.stderr)
         return EXIT_DIVERGED
     return EXIT_DIVERGED if t.diverged or runner.hash_problem else EXIT_OK
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a count >= 1, got {text!r}")
+    return int(text)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -174,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-minimize", dest="minimize", action="store_false",
                      help="print the scenario cut at the divergence instead of shrinking it")
     run.add_argument("-q", "--quiet", action="store_true", help="print only divergent scenarios (and a progress line every 50)")
+    run.add_argument("--repeat", type=_positive, default=1, metavar="N",
+                     help="run everything N times (a flakiness check); the summary counts all runs")
     run.set_defaults(func=cmd_run)
     rec = sub.add_parser("record", help="write the kernel's outcomes into files as '= …'")
     rec.add_argument("files", nargs="+", metavar="FILE")

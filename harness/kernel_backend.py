@@ -33,6 +33,7 @@ from harness.scenario import (
     QueueStep,
     Scenario,
     SetsockoptStep,
+    ShutdownStep,
     SocketStep,
     Step,
     SynOnlyStep,
@@ -311,12 +312,20 @@ class KernelExecutor:
         result = self.half_open.get(key)
         if result is None or result.server_isn is None:
             return Outcome("DROP")
+        before = listener_queues()
         if self.injector.ack(result) == RST_KIND:
             del self.half_open[key]
             return Outcome("RST")
-        self.pending[(result.flow.src, result.flow.sport)] = (len(self.outcomes), result)
-        self.defaults[len(self.outcomes)] = Outcome("DROP")
-        return None  # type: ignore[return-value]  # settled by the sweep
+        # the child (if any) is queued before write() returns: the listener whose accept queue
+        # grew by one got it
+        after = listener_queues()
+        grown = {ino for ino, n in after.items() if n > before.get(ino, 0)}
+        names = [name for name, s in self.socks.items()
+                 if s.fileno() >= 0 and os.fstat(s.fileno()).st_ino in grown]
+        if len(names) == 1:
+            del self.half_open[key]
+            return self._listener_outcome(names[0])
+        return Outcome("DROP" if not grown else f"AMBIGUOUS({','.join(sorted(names))})")
 
     def do_queue(self, step: QueueStep) -> Outcome:
         s = self.socks[step.sock]
@@ -456,6 +465,10 @@ class KernelExecutor:
         if name is None:  # an injected client: its address
             name = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
         return Outcome(name)
+
+    def do_shutdown(self, step: ShutdownStep) -> Outcome:
+        s = self.socks[step.sock]
+        return self._call(step.sock, s.shutdown, socket.SHUT_RDWR)
 
     def do_tw(self, step: TwStep) -> Outcome:
         return Outcome(str(read_sockstat()["TCP"]["tw"]))

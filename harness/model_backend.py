@@ -18,6 +18,7 @@ from harness.scenario import (
     QueueStep,
     Scenario,
     SetsockoptStep,
+    ShutdownStep,
     SocketStep,
     Step,
     SynOnlyStep,
@@ -112,6 +113,8 @@ class ModelExecutor:
             return out
         if isinstance(step, TwStep):
             return k.tw()
+        if isinstance(step, ShutdownStep):
+            return k.shutdown(self.fds[step.sock])
         raise TypeError(f"no model for {type(step).__name__}")
 
 

@@ -24,6 +24,7 @@ from harness.scenario import (
     QueueStep,
     Scenario,
     SetsockoptStep,
+    ShutdownStep,
     SocketStep,
     Step,
     SynOnlyStep,
@@ -39,7 +40,7 @@ from netns.topology import STANDARD
 ERRNO_NAMES = frozenset(errno.errorcode.values())
 FAMILIES = {"AF_INET": int(socket.AF_INET), "AF_INET6": int(socket.AF_INET6)}
 VERBS = ("socket", "setsockopt", "bind", "listen", "close", "getsockname", "inuse", "syn", "queue",
-         "connect", "accept", "tw", "syn_only", "ack")
+         "connect", "accept", "tw", "syn_only", "ack", "shutdown")
 SYN_ONLY_RESULTS = ("SYNACK", "COOKIE", "RST", "DROP")
 NAMING_VERBS = ("socket", "accept")
 SYN_RESULTS = ("RST", "DROP")
@@ -90,6 +91,7 @@ class Parser:
         self.unroutable: dict[str, str] = {}
         self.mapped_connect: set[str] = set()
         self.half_open: set[tuple] = set()  # flows a syn_only() opened
+        self.shut: set[str] = set()  # sockets shut down (listen() again would resurrect them)
 
     def parse(self) -> Scenario:
         steps: list[Step] = []
@@ -225,7 +227,7 @@ class Parser:
             if verb == "inuse":
                 raise ln.error(col, f"inuse() returns a count, not {expect}")
             return
-        if verb in ("socket", "setsockopt", "bind", "listen", "close", "connect"):
+        if verb in ("socket", "setsockopt", "bind", "listen", "close", "connect", "shutdown"):
             if expect != "0":
                 raise ln.error(col, f"expected 0 or an errno name (EADDRINUSE, EINVAL, …), got {expect!r}")
         elif verb in ("inuse", "queue", "tw"):
@@ -283,6 +285,7 @@ class Parser:
         self.families[name] = FAMILIES[fam.text]
         self.unroutable.pop(name, None)
         self.mapped_connect.discard(name)
+        self.shut.discard(name)
         return SocketStep(ln.lineno, call, expect, name, FAMILIES[fam.text], uid)
 
     def _setsockopt(self, ln, call, expect, name, args, m) -> Step:
@@ -355,6 +358,8 @@ class Parser:
         self._no_keywords(ln, args)
         self._arity(ln, "listen", args, m, 2, "listen(a, 16)")
         sock, backlog = args
+        if sock.text in self.shut:
+            raise ln.error(sock.col, "listen() after shutdown() is not modelled (reuseport_resurrect)")
         n = self._int(ln, backlog, "a backlog")
         if n < 0:
             raise ln.error(backlog.col, "expected a backlog >= 0")
@@ -427,6 +432,13 @@ class Parser:
         self.open.add(name)
         self.families[name] = self.families[ref]
         return AcceptStep(ln.lineno, call, expect, name, ref)
+
+    def _shutdown(self, ln, call, expect, name, args, m) -> Step:
+        self._no_keywords(ln, args)
+        self._arity(ln, "shutdown", args, m, 1, "shutdown(a)")
+        ref = self._sock_ref(ln, args[0])
+        self.shut.add(ref)
+        return ShutdownStep(ln.lineno, call, expect, ref)
 
     def _tw(self, ln, call, expect, name, args, m) -> Step:
         self._no_keywords(ln, args)

@@ -76,7 +76,8 @@ class Runner:
         """The namespace's calibrated hash secret, if the scenario sends SYNs to compare."""
         if not (self.backend.uses_kernel and self.backend.uses_model):
             return None
-        if not any(s.verb == "syn" for s in scenario.steps):
+        # the hash decides listeners for SYNs and connect()s, and where migrated connections go
+        if not any(s.verb in ("syn", "syn_only", "ack", "connect") for s in scenario.steps):
             return None
         assert self.pool is not None
         calibration = self.pool.hash_secret(self.profile.ehash_lport_outside)

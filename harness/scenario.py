@@ -99,6 +99,13 @@ class QueueStep(Step):
 
 
 @dataclass(frozen=True)
+class ShutdownStep(Step):
+    """shutdown(NAME): SHUT_RDWR; a listener stops listening and keeps its descriptor."""
+
+    sock: str
+
+
+@dataclass(frozen=True)
 class ConnectStep(Step):
     """connect() to an address of the namespace; the handshake runs over loopback."""
 

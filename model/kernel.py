@@ -38,6 +38,7 @@ from model.lookup import Lookup, Syn
 from model.outcome import Outcome, PortChoice
 from model.profiles import Profile
 from model.queues import SynFate, sk_acceptq_is_full, tcp_conn_request
+from model.reuseport import reuseport_detach_sock, reuseport_migrate_sock
 from model.sock import (
     IN6ADDR_ANY,
     LOOPBACK4_IPV6,
@@ -80,7 +81,12 @@ class Kernel:
         # ehash: connected, child and TIME_WAIT sockets by their 4-tuple (inet_match)
         self.ehash: dict[ConnKey, Sock] = {}
         self.injected = 0  # children of injected SYNs not yet swept
+        self.unswept = 0  # syn steps whose listener the harness learns only by a sweep
         self.half_open: dict[ConnKey, str] = {}  # what each syn_only got (SYNACK, COOKIE, ...)
+        # a listener or migration was picked by the namespace's hash (or guessed for it): what
+        # depends on the pick differs between namespaces, so it is compared with this kernel
+        # but never recorded as an expectation
+        self.hash_dependent = False
         self.tw_count = 0  # tcp_death_row.tw_refcount - 1: what sockstat calls "tw"
         self.random_picks = 0  # port searches with more than one possible result so far
         self.search_random = False  # the last port search's port depends on chance
@@ -373,25 +379,16 @@ class Kernel:
         port = sk.num
         what = ""
         if sk.state == TcpState.LISTEN:
-            kids = list(sk.accept_queue)
-            for child in kids:
-                self._listen_stop_child(child)
-            sk.accept_queue.clear()
-            for req in list(sk.syn_queue):
-                # request sockets stay in ehash until their timer, but a packet that finds one
-                # of a closed listener drops it and looks up again (tcp_v4_rcv): gone for us
-                self._drop_req(req)
-            self.listens.inet_unhash(sk)
-            what = f"; reset {len(kids)} queued connection(s)" if kids else ""
+            what = self._listen_stop(sk)
         elif sk.state == TcpState.ESTABLISHED:
             what = self._active_close(sk)
         elif sk.state == TcpState.CLOSE_WAIT:
             what = self._passive_close(sk)
         elif sk.state == TcpState.SYN_SENT:
             self._unhash_conn(sk)
-        if sk.reuseport_cb is not None:  # a group made by an attached program, never hashed
-            from model.reuseport import reuseport_detach_sock
-
+        if sk.reuseport_cb is not None and not sk.syn_queue:
+            # the group leaves with the socket (sk_destruct -> reuseport_detach_sock): at once,
+            # unless request sockets still hold the closed listener
             reuseport_detach_sock(sk)
         sk.state = TcpState.CLOSE
         if sk.bind_hash is not None:
@@ -399,6 +396,64 @@ class Kernel:
         sk.fd_closed = True
         released = f"released port {port}" if port else "was not bound"
         return Outcome("0", f"tcp_close: {sk.name} ({was.value}) {released}{what}")
+
+    def shutdown(self, fd: int) -> Outcome:
+        """shutdown(SHUT_RDWR): inet_shutdown. A listener is disconnected (tcp_disconnect ->
+        inet_csk_listen_stop) like a close but keeps its descriptor, and its port if bind()
+        chose it; an unconnected socket is ENOTCONN."""
+        sk = self._sock(fd)
+        if sk is None:
+            return self._ebadf(fd)
+        if sk.state == TcpState.CLOSE:
+            return Outcome("ENOTCONN", f"inet_shutdown: {sk.name} is not connected")
+        if sk.state != TcpState.LISTEN:
+            return Outcome("UNMODELLED", f"inet_shutdown of a {sk.state.value} socket is not modelled")
+        what = self._listen_stop(sk)
+        sk.state = TcpState.CLOSE
+        if sk.bind_hash is not None and not sk.userlocks & SOCK_BINDPORT_LOCK:
+            self._put_port(sk)  # tcp_set_state(TCP_CLOSE)
+        return Outcome("0", f"inet_shutdown -> tcp_disconnect: {sk.name} stops listening{what}")
+
+    def _listen_stop(self, sk: Sock) -> str:
+        """tcp_set_state(TCP_CLOSE) -> inet_unhash (reuseport_stop_listen_sock), then
+        inet_csk_listen_stop: each queued child migrates to another listener of the group
+        (reuseport_migrate_sock, with tcp_migrate_req) or is reset. Request sockets wait for
+        their ACK, which migrates them the same way or, without migration, finds none."""
+        migrate = bool(self.sysctls.tcp_migrate_req)
+        self.listens.inet_unhash(sk, migrate)
+        kids = list(sk.accept_queue)
+        sk.accept_queue.clear()
+        moved: dict[str, int] = {}
+        reset = 0
+        for child in kids:
+            nsk = self._migrate_target(sk, child.local_ip(), child.num, child.daddr, child.dport)
+            if nsk is not None:
+                nsk.accept_queue.append(child)  # inet_csk_reqsk_queue_add: no backlog check
+                child.parent = nsk
+                moved[nsk.name] = moved.get(nsk.name, 0) + 1
+            else:
+                self._listen_stop_child(child)
+                reset += 1
+        if not (migrate and sk.reuseport_cb is not None):
+            for req in list(sk.syn_queue):
+                # a packet that finds the request of a closed listener drops it and looks up
+                # again (tcp_v4_rcv): gone for the model at once
+                self._drop_req(req)
+        parts = [f"reset {reset} queued connection(s)"] if reset else []
+        parts += [f"migrated {n} to {name}" for name, n in moved.items()]
+        return ("; " + ", ".join(parts)) if parts else ""
+
+    def _migrate_target(self, sk: Sock, laddr, lport: int, faddr, fport: int) -> Sock | None:
+        """reuseport_migrate_sock for a connection of closed listener sk; None: no migration."""
+        migrate = bool(self.sysctls.tcp_migrate_req)
+        if sk.reuseport_cb is None or not migrate:
+            return None
+        h = self.lookup.ehash_of(laddr, lport, faddr, fport)
+        self.hash_dependent = True  # by the namespace's hash, or a guess for it
+        nsk, _ = reuseport_migrate_sock(sk, h, self.cpu, migrate, pick=self._rng.choice)
+        if nsk is None or nsk.state != TcpState.LISTEN:
+            return None
+        return nsk
 
     # -- connections -----------------------------------------------------------------------
 
@@ -742,7 +797,8 @@ class Kernel:
         if sk.state != TcpState.LISTEN:
             return None, Outcome("EINVAL", f"inet_csk_accept: {sk.name} is not listening")
         if not sk.accept_queue:
-            return None, Outcome("EAGAIN", f"inet_csk_accept: {sk.name}'s queue is empty")
+            return None, Outcome("EAGAIN", f"inet_csk_accept: {sk.name}'s queue is empty",
+                                 random=self.hash_dependent)
         child = sk.accept_queue.pop(0)
         child.parent = None
         if child.injected:
@@ -753,7 +809,8 @@ class Kernel:
         peer = child.peer
         who = peer.name if peer is not None else _peer_text(child)
         return len(self.socks) - 1, Outcome(who, f"inet_csk_accept: {sk.name}'s oldest child, "
-                                            f"from {who} ({child.state.value})")
+                                            f"from {who} ({child.state.value})",
+                                            random=self.hash_dependent)
 
     def tw(self) -> Outcome:
         """sockstat's TCP "tw": TIME_WAIT sockets of the namespace (tcp_death_row.tw_refcount - 1)."""
@@ -775,7 +832,8 @@ class Kernel:
         n = self.listens.inuse[family]
         proto = "TCP6" if family == AF_INET6 else "TCP"
         return Outcome(str(n), f"sock_prot_inuse_add: {proto}: {listeners} listening socket(s) "
-                       f"and {n - listeners} connected socket(s) in this namespace")
+                       f"and {n - listeners} connected socket(s) in this namespace",
+                       random=self.hash_dependent)
 
     def queue(self, fd: int) -> Outcome:
         """sk_ack_backlog of a listener, as sock_diag reports it (idiag_rqueue)."""
@@ -784,7 +842,7 @@ class Kernel:
             return self._ebadf(fd)
         return Outcome(str(len(sk.accept_queue)),
                        f"inet_sk_diag_fill: {sk.name} holds {len(sk.accept_queue)} of "
-                       f"{sk.max_ack_backlog} + 1")
+                       f"{sk.max_ack_backlog} + 1", random=self.hash_dependent)
 
     def _syn_listener(self, syn: Syn, key: ConnKey, choice: str | None
                       ) -> tuple[Sock | None, str, tuple[Sock, ...], bool, Outcome | None]:
@@ -813,6 +871,8 @@ class Kernel:
                 self._seen[seen_key] = sk
         if sk is None:
             return None, reason, one_of, found.hashed, Outcome("RST", f"{reason}: tcp_v4_send_reset")
+        if one_of or found.hashed:
+            self.hash_dependent = True
         return sk, reason, one_of, found.hashed, None
 
     def _conn_request(self, sk: Sock, reason: str) -> tuple[SynFate | None, str]:
@@ -837,6 +897,7 @@ class Kernel:
             return Outcome("DROP", reason)
         self._new_child(sk, syn.dst, syn.src, syn.sport, None, key)
         self.injected += 1
+        self.unswept += 1
         # A pick by hash depends on the namespace's secret: exact against this kernel, but no
         # value to record for another namespace (random=True keeps it out of expectations).
         # Where the model could only name the group (one_of), the check is by property: a
@@ -851,7 +912,7 @@ class Kernel:
         sk, reason, one_of, hashed, early = self._syn_listener(syn, key, choice)
         if early is not None:
             self.half_open[key] = early.value
-            return early
+            return Outcome(early.value, early.reason, random=self.hash_dependent)
         assert sk is not None
         fate, reason = self._conn_request(sk, reason)
         if fate is None:
@@ -862,7 +923,7 @@ class Kernel:
                        num=sk.num, daddr=syn.src, dport=syn.sport, ehash_key=key)
             sk.syn_queue.append(req)
             self.ehash[key] = req  # inet_ehash_insert (reqsk_queue_hash_req)
-        return Outcome(fate.value, f"{reason} on {sk.name}", random=bool(one_of) and fate != SynFate.DROP)
+        return Outcome(fate.value, f"{reason} on {sk.name}", random=self.hash_dependent)
 
     def ack(self, syn: Syn, choice: str | None = None) -> Outcome:
         """The ACK completing a handshake syn_only left open: a request socket's child
@@ -877,49 +938,67 @@ class Kernel:
         if req is not None and req.state == TcpState.SYN_RECV:
             listener = req.parent
             assert listener is not None
-            if listener.state == TcpState.LISTEN and not listener.fd_closed:
+            if listener.state != TcpState.LISTEN:
+                # tcp_v4_rcv: the request's listener is gone: reuseport_migrate_sock picks
+                # another by the request's hash (tcp_migrate_req), or the request is dropped
+                nsk = self._migrate_target(listener, syn.dst, syn.dport, syn.src, syn.sport)
+                if nsk is not None:
+                    self._drop_req(req)
+                    req.parent = nsk
+                    nsk.syn_queue.append(req)
+                    self.ehash[key] = req
+                    listener = nsk
+            if listener.state == TcpState.LISTEN:
                 if sk_acceptq_is_full(listener):
                     if self.sysctls.tcp_abort_on_overflow:  # listen_overflow -> embryonic_reset
                         self._drop_req(req)
                         del self.half_open[key]
                         return Outcome("RST", f"tcp_check_req: {listener.name}'s accept queue is full "
-                                       "and tcp_abort_on_overflow=1: the request is reset")
+                                       "and tcp_abort_on_overflow=1: the request is reset",
+                                       random=self.hash_dependent)
                     return Outcome("DROP", f"tcp_check_req: {listener.name}'s accept queue is full: "
-                                   "the ACK is dropped (inet_rsk(req)->acked = 1)")
+                                   "the ACK is dropped (inet_rsk(req)->acked = 1)", random=self.hash_dependent)
                 self._drop_req(req)
                 del self.half_open[key]
                 self._new_child(listener, syn.dst, syn.src, syn.sport, None, key)
                 self.injected += 1
                 return Outcome(listener.name, f"tcp_check_req -> tcp_v4_syn_recv_sock: a child "
-                               f"queued on {listener.name}")
+                               f"queued on {listener.name}", random=self.hash_dependent)
             self._drop_req(req)  # tcp_v4_rcv: the listener is gone: drop the request, look up
         sk, reason, one_of, hashed, early = self._syn_listener(syn, key, choice)
         if early is not None:
-            return early
+            return Outcome(early.value, early.reason, random=self.hash_dependent)
         assert sk is not None
         # cookie_v4_check: no cookies now, or no cookie was sent: the listener answers a RST
         if not self.sysctls.tcp_syncookies or sent != SynFate.COOKIE.value:
-            return Outcome("RST", f"{reason}; cookie_v4_check: no valid cookie: tcp_v4_send_reset")
+            return Outcome("RST", f"{reason}; cookie_v4_check: no valid cookie: tcp_v4_send_reset",
+                           random=self.hash_dependent)
         if sk_acceptq_is_full(sk):
             return Outcome("DROP", f"{reason}; cookie_v4_check -> tcp_v4_syn_recv_sock: the accept "
-                           "queue is full: dropped")
+                           "queue is full: dropped", random=self.hash_dependent)
         del self.half_open[key]
         self._new_child(sk, syn.dst, syn.src, syn.sport, None, key)
         self.injected += 1
         return Outcome(sk.name, f"{reason}; cookie_v4_check: the cookie makes a child on {sk.name}",
-                       one_of=tuple(s.name for s in one_of), random=bool(one_of) or hashed)
+                       one_of=tuple(s.name for s in one_of), random=bool(one_of) or hashed or self.hash_dependent)
 
     def _drop_req(self, req: Sock) -> None:
-        """inet_csk_reqsk_queue_drop: out of the SYN queue and ehash."""
-        if req.parent is not None and req in req.parent.syn_queue:
-            req.parent.syn_queue.remove(req)
+        """inet_csk_reqsk_queue_drop: out of the SYN queue and ehash; a closed listener whose
+        last request goes is freed, and leaves its group's closed section."""
+        parent = req.parent
+        if parent is not None and req in parent.syn_queue:
+            parent.syn_queue.remove(req)
+            if parent.fd_closed and not parent.syn_queue and parent.reuseport_cb is not None:
+                reuseport_detach_sock(parent)
         if req.ehash_key is not None and self.ehash.get(req.ehash_key) is req:
             del self.ehash[req.ehash_key]
 
     def sweep(self) -> int:
         """accept() every child of an injected SYN and abort it (SO_LINGER {1, 0}: a RST, no
-        TIME_WAIT), as the harness does between batches."""
-        if not self.injected:  # nothing queued: the common case, before every setup step
+        TIME_WAIT), as the harness does between batches, to learn where each syn step's
+        connection went; without such steps pending (ack steps are settled at once) it does
+        nothing, so queues survive close and shutdown."""
+        if not self.unswept:  # nothing to learn: the common case, before every setup step
             return 0
         n = 0
         for sk in self.socks:
@@ -936,6 +1015,7 @@ class Kernel:
                 self._put_port(child)
             sk.accept_queue[:] = kept
         self.injected = 0
+        self.unswept = 0
         return n
 
     @staticmethod

@@ -7,7 +7,7 @@ import socket
 from dataclasses import dataclass, field
 
 from model.bind import inet_rcv_saddr_equal
-from model.reuseport import reuseport_add_sock, reuseport_alloc, reuseport_detach_sock
+from model.reuseport import reuseport_add_sock, reuseport_alloc, reuseport_stop_listen_sock
 from model.sock import AddrType, Sock, ipv6_addr_type
 
 ChainKey = tuple[int, object]
@@ -56,14 +56,15 @@ class ListenTables:
         self.inuse[sk.family] += 1  # sock_prot_inuse_add(net, sk->sk_prot, 1)
         return None
 
-    def inet_unhash(self, sk: Sock) -> None:
-        """inet_unhash for a LISTEN socket: leave the group, the chain and `inuse`."""
+    def inet_unhash(self, sk: Sock, migrate: bool = False) -> None:
+        """inet_unhash for a LISTEN socket: leave the group (or, with tcp_migrate_req, move to
+        its closed section), the chain and `inuse`."""
         key = chain_key(sk)
         chain = self.lhash2.get(key, [])
         if sk not in chain:
             return
         if sk.reuseport_cb is not None:
-            reuseport_detach_sock(sk)  # reuseport_stop_listen_sock without migration
+            reuseport_stop_listen_sock(sk, migrate)
         chain.remove(sk)
         if not chain:
             del self.lhash2[key]

@@ -100,6 +100,14 @@ class Lookup:
                 return choice
         return Choice(None, f"{fn}: no listener on port {syn.dport} for {syn.dst}")
 
+    def ehash_of(self, laddr: object, lport: int, faddr: object, fport: int) -> int | None:
+        """sk_hash of a connection or request socket (inet_ehashfn of its 4-tuple); None when
+        it cannot be computed (IPv6: inet6_ehashfn's second secret; no calibrated secret)."""
+        if self.secret is None or not isinstance(laddr, ipaddress.IPv4Address):
+            return None
+        return inet_ehashfn_words(self.secret, ipv4_word_of(int(laddr)), lport,
+                                  ipv4_word_of(int(faddr)), fport, self.lport_outside)
+
     def _chain(self, syn: Syn, daddr: object) -> list[Sock]:
         if syn.family == socket.AF_INET:
             key = portaddr_key(socket.AF_INET, daddr, None)

@@ -17,13 +17,17 @@ class ReuseportGroup:
 
     bind_inany: bool
     socks: list[Sock] = field(default_factory=list)
-    num_closed_socks: int = 0
+    closed: list[Sock] = field(default_factory=list)  # the closed section (tcp_migrate_req)
     incoming_cpu: int = 0
     prog: Program | None = None
 
     @property
     def num_socks(self) -> int:
         return len(self.socks)
+
+    @property
+    def num_closed_socks(self) -> int:
+        return len(self.closed)
 
     def describe(self) -> str:
         """socks[] for reasons: whole when short, else its ends (reasons are made per SYN)."""
@@ -74,18 +78,57 @@ def reuseport_add_sock(sk: Sock, sk2: Sock, bind_inany: bool) -> str | None:
     return None
 
 
+def _detach_listening(sk: Sock, group: ReuseportGroup) -> None:
+    """__reuseport_detach_sock: the last listening socket moves into sk's slot."""
+    i = group.socks.index(sk)
+    last = group.socks.pop()
+    if last is not sk:
+        group.socks[i] = last
+    _put_incoming_cpu(sk, group)
+
+
 def reuseport_detach_sock(sk: Sock) -> None:
-    """reuseport_detach_sock -> __reuseport_detach_sock: the last socket moves into the slot."""
+    """reuseport_detach_sock: out of the closed section if there, else out of socks[]."""
     group = sk.reuseport_cb
     if group is None:
         return
     sk.reuseport_cb = None
-    if sk in group.socks:
-        i = group.socks.index(sk)
-        last = group.socks.pop()
-        if last is not sk:
-            group.socks[i] = last
-        _put_incoming_cpu(sk, group)
+    if sk in group.closed:
+        group.closed.remove(sk)  # __reuseport_detach_closed_sock
+    elif sk in group.socks:
+        _detach_listening(sk, group)
+
+
+def reuseport_stop_listen_sock(sk: Sock, migrate: bool) -> None:
+    """reuseport_stop_listen_sock: with net.ipv4.tcp_migrate_req, sk moves from the listening
+    section to the closed one (__reuseport_detach_sock + __reuseport_add_closed_sock) and keeps
+    its group, so its connections can be migrated; else it leaves the group at once."""
+    group = sk.reuseport_cb
+    if group is None:
+        return
+    if migrate and sk in group.socks:
+        _detach_listening(sk, group)
+        group.closed.append(sk)
+        return
+    reuseport_detach_sock(sk)
+
+
+def reuseport_migrate_sock(sk: Sock, hash_: int | None, cpu: int, migrate: bool,
+                           pick: object = None) -> tuple[Sock | None, str]:
+    """reuseport_migrate_sock without a BPF program: with tcp_migrate_req, a listener of sk's
+    group chosen by the migrating socket's hash (its sk_hash: the ehash of its 4-tuple); `pick`
+    chooses instead when the hash is unknown (the caller follows the kernel)."""
+    group = sk.reuseport_cb
+    if group is None:
+        return None, "no reuseport group"
+    if not group.num_socks:
+        return None, "no listener left in the group"
+    if not migrate:
+        return None, "tcp_migrate_req=0"
+    if hash_ is None:
+        return pick(group.socks), "one of the group (hash unknown)"  # type: ignore[operator]
+    chosen, how = reuseport_select_sock_by_hash(group, hash_, cpu)
+    return chosen, f"by hash: {how}"
 
 
 def reuseport_update_incoming_cpu(sk: Sock, val: int) -> None:

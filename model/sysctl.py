@@ -18,6 +18,7 @@ KEYS: dict[str, str] = {
     "net.ipv4.tcp_syncookies": "tcp_syncookies",
     "net.ipv4.tcp_abort_on_overflow": "tcp_abort_on_overflow",
     "net.ipv4.tcp_max_syn_backlog": "tcp_max_syn_backlog",
+    "net.ipv4.tcp_migrate_req": "tcp_migrate_req",
 }
 
 
@@ -40,6 +41,7 @@ class Sysctls:
     # tcp_sk_init: max(128, ehash entries / 128), which depends on the machine's memory: None
     # until a scenario sets it (the model then knows only that it is at least 128)
     tcp_max_syn_backlog: int | None = None
+    tcp_migrate_req: int = 0
 
     def with_setting(self, key: str, text: str) -> Sysctls:
         """A copy with one sysctl set from its /proc/sys text; ValueError if malformed."""

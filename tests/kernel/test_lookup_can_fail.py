@@ -17,17 +17,13 @@ GROUPS = Path(__file__).parents[1] / "scenarios" / "groups"
 
 
 def test_order_keeping_close_is_caught(pool, monkeypatch):
-    def keeps_order(sk):
-        group = sk.reuseport_cb
-        if group is not None and sk in group.socks:
-            group.socks.remove(sk)  # wrong: __reuseport_detach_sock moves the last one in
-        sk.reuseport_cb = None
+    def keeps_order(sk, group):
+        group.socks.remove(sk)  # wrong: __reuseport_detach_sock moves the last one in
 
     sc = parse_file(GROUPS / "064-close-middle.scn")
     runner = Runner(LINUX_6_18, Backend.BOTH, 0, pool)
     assert runner.run_one(sc).agreed  # the real rule agrees...
-    monkeypatch.setattr(model.reuseport, "reuseport_detach_sock", keeps_order)
-    monkeypatch.setattr("model.listen.reuseport_detach_sock", keeps_order)
+    monkeypatch.setattr(model.reuseport, "_detach_listening", keeps_order)
     res = runner.run_one(sc)  # ...the wrong one does not
     close_line = next(s.line for s in sc.steps if s.verb == "close")
     assert res.divergent, "a wrong close rule went unnoticed"

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 HERE = Path(__file__).parent
-GENERATORS = ("bind6_matrix", "devices", "rawaddr", "connect_matrix", "timewait", "bhash2", "queues")
+GENERATORS = ("bind6_matrix", "devices", "rawaddr", "connect_matrix", "timewait", "bhash2", "queues", "migration")
 
 
 def load(name: str) -> ModuleType:
