@@ -59,14 +59,16 @@ def somaxconn(limit: int, backlog: int) -> str:
 
 
 def relisten(first: int, second: int) -> str:
-    """listen() on a listening socket only changes sk_max_ack_backlog."""
+    """listen() on a listening socket only changes sk_max_ack_backlog: the connections already
+    queued stay, and the new backlog decides the next ones."""
     lines = _head(f"listen({first}), connections, then listen({second})", {}, first)
     for i in range(first + 2):
-        lines += [f"syn({client(i)} > {SERVER})"]
-    lines += ["queue(a)", f"listen(a, {second})"]
+        lines += [f"syn_only({client(i)} > {SERVER})", f"ack({client(i)} > {SERVER})"]
+    lines += ["queue(a)", f"listen(a, {second})", "queue(a)"]
     for i in range(first + 2, first + second + 4):
-        lines += [f"syn({client(i)} > {SERVER})"]
-    lines += ["queue(a)", "inuse(tcp)"]
+        lines += [f"syn_only({client(i)} > {SERVER})", f"ack({client(i)} > {SERVER})"]
+    lines += ["queue(a)", "inuse(tcp)", "s0 = accept(a)",
+              f"syn_only({client(99)} > {SERVER})", f"ack({client(99)} > {SERVER})", "queue(a)"]
     return "\n".join(lines) + "\n"
 
 
