@@ -42,18 +42,17 @@ def inet_csk_reqsk_queue_is_full(sk: Sock) -> bool:
 def tcp_conn_request(sk: Sock, sysctls: Sysctls) -> Decision:
     """tcp_conn_request for a SYN that matched no TIME_WAIT socket (isn == 0), in its order."""
     syncookies = sysctls.tcp_syncookies
-    queues = f"SYN queue {sk.syn_qlen}, accept queue {len(sk.accept_queue)}, backlog {sk.max_ack_backlog}"
     want_cookie = False
     if syncookies == 2 or inet_csk_reqsk_queue_is_full(sk):
         # tcp_syn_flood_action: cookies if net.ipv4.tcp_syncookies, else "Dropping request"
         want_cookie = bool(syncookies)
         why = "tcp_syncookies=2" if syncookies == 2 else "the SYN queue is full (qlen > backlog)"
         if not want_cookie:
-            return Decision(SynFate.DROP, f"tcp_conn_request: {why} and tcp_syncookies=0 ({queues})")
+            return Decision(SynFate.DROP, f"tcp_conn_request: {why} and tcp_syncookies=0 ({_queues(sk)})")
     if sk_acceptq_is_full(sk):
-        return Decision(SynFate.DROP, f"tcp_conn_request: the accept queue is full ({queues})")
+        return Decision(SynFate.DROP, f"tcp_conn_request: the accept queue is full ({_queues(sk)})")
     if want_cookie:
-        return Decision(SynFate.COOKIE, f"tcp_conn_request: {why}: a SYN cookie ({queues})")
+        return Decision(SynFate.COOKIE, f"tcp_conn_request: {why}: a SYN cookie ({_queues(sk)})")
     if not syncookies:
         # "Without syncookies last quarter of backlog is filled with destinations, proven to be
         # alive": an injected client has no tcp_metrics entry, so it is never proven
@@ -64,5 +63,12 @@ def tcp_conn_request(sk: Sock, sysctls: Sysctls) -> Decision:
                 raise ValueError("tcp_max_syn_backlog decides this SYN: set it with @sysctl "
                                  "(its default depends on the machine's memory)")
             return Decision(SynFate.DROP, f"tcp_conn_request: tcp_max_syn_backlog {limit} - qlen "
-                            f"{sk.syn_qlen} < {limit >> 2} and the peer is not proven ({queues})")
-    return Decision(SynFate.REQUEST, f"tcp_conn_request: a request socket ({queues})")
+                            f"{sk.syn_qlen} < {limit >> 2} and the peer is not proven ({_queues(sk)})")
+    return Decision(SynFate.REQUEST, _REQUEST)
+
+
+_REQUEST = "tcp_conn_request: a request socket (room in both queues)"
+
+
+def _queues(sk: Sock) -> str:
+    return f"SYN queue {sk.syn_qlen}, accept queue {len(sk.accept_queue)}, backlog {sk.max_ack_backlog}"

@@ -20,6 +20,7 @@ class ReuseportGroup:
     closed: list[Sock] = field(default_factory=list)  # the closed section (tcp_migrate_req)
     incoming_cpu: int = 0
     prog: Program | None = None
+    _described: str | None = field(default=None, repr=False)  # describe() until socks[] changes
 
     @property
     def num_socks(self) -> int:
@@ -30,12 +31,18 @@ class ReuseportGroup:
         return len(self.closed)
 
     def describe(self) -> str:
-        """socks[] for reasons: whole when short, else its ends (reasons are made per SYN)."""
+        """socks[] for reasons: whole when short, else its ends (reasons are made per SYN, so
+        the text is kept until socks[] changes)."""
+        if self._described is not None:
+            return self._described
         n = len(self.socks)
         if n <= 8:
-            return "[" + ", ".join(s.name for s in self.socks) + "]"
-        head = ", ".join(s.name for s in self.socks[:4])
-        return f"[{head}, ..., {self.socks[-2].name}, {self.socks[-1].name}] ({n} sockets)"
+            text = "[" + ", ".join(s.name for s in self.socks) + "]"
+        else:
+            head = ", ".join(s.name for s in self.socks[:4])
+            text = f"[{head}, ..., {self.socks[-2].name}, {self.socks[-1].name}] ({n} sockets)"
+        self._described = text
+        return text
 
 
 def _get_incoming_cpu(sk: Sock, group: ReuseportGroup) -> None:
@@ -57,7 +64,7 @@ def reuseport_alloc(sk: Sock, bind_inany: bool) -> None:
         if bind_inany:
             sk.reuseport_cb.bind_inany = True
         return
-    group = ReuseportGroup(bind_inany=bind_inany, socks=[sk])
+    group = ReuseportGroup(bind_inany=bind_inany, socks=[sk])  # a new group: no text yet
     _get_incoming_cpu(sk, group)
     sk.reuseport_cb = group
 
@@ -73,6 +80,7 @@ def reuseport_add_sock(sk: Sock, sk2: Sock, bind_inany: bool) -> str | None:
     if old is not None and old.num_socks != 1:
         return "EBUSY"
     group.socks.append(sk)  # __reuseport_add_sock
+    group._described = None
     _get_incoming_cpu(sk, group)
     sk.reuseport_cb = group
     return None
@@ -84,6 +92,7 @@ def _detach_listening(sk: Sock, group: ReuseportGroup) -> None:
     last = group.socks.pop()
     if last is not sk:
         group.socks[i] = last
+    group._described = None
     _put_incoming_cpu(sk, group)
 
 
