@@ -125,10 +125,88 @@ class Sequence:
             self.lines.append("tw()")
 
 
+class HandshakeSequence:
+    """A random scenario of injected handshakes against a few IPv4 listeners (SO_REUSEPORT
+    groups, small backlogs): syn_only, ack, queue, accept, re-listen, close and shutdown, under
+    random tcp_syncookies, tcp_abort_on_overflow and tcp_migrate_req. Every flow sends one SYN
+    (a second SYN on a pending request is a retransmission, not modelled)."""
+
+    def __init__(self, rng: random.Random, steps: int):
+        self.rng, self.steps = rng, steps
+        self.lines: list[str] = []
+        self.listening: list[str] = []
+        self.others: list[str] = []  # shut down or accepted: may be closed
+        self.opened: list[str] = []  # flows a syn_only opened
+        self.flows = 0
+        self.made = 0
+
+    def text(self) -> str:
+        r = self.rng
+        cookies = r.choice((0, 1, 1, 2))
+        self.lines.append(f"@sysctl net.ipv4.tcp_syncookies = {cookies}")
+        if cookies == 0:
+            self.lines.append("@sysctl net.ipv4.tcp_max_syn_backlog = 128")
+        for key in ("net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_migrate_req"):
+            if r.random() < 0.5:
+                self.lines.append(f"@sysctl {key} = 1")
+        addr = r.choice(("0.0.0.0", "10.0.0.1"))
+        for i in range(r.choice((1, 2, 3, 4))):
+            name = f"l{i}"
+            self.lines += [f"{name} = socket(AF_INET, SOCK_STREAM)"]
+            if r.random() < 0.9:
+                self.lines += [f"setsockopt({name}, SO_REUSEPORT, 1)"]
+            self.lines += [f"bind({name}, {addr}:8080)", f"listen({name}, {r.choice((0, 1, 2, 5))})"]
+            self.listening.append(name)
+        while len([ln for ln in self.lines if not ln.startswith("@")]) < self.steps:
+            self.one()
+        self.lines.append("inuse(tcp)")
+        return "\n".join(self.lines) + "\n"
+
+    def flow(self) -> str:
+        self.flows += 1
+        return f"198.18.{7 + self.flows // 200}.{self.flows % 200 + 1}:{40000 + self.flows}"
+
+    def one(self) -> None:
+        r = self.rng
+        what = r.random()
+        server = "10.0.0.1:8080"
+        if what < 0.35:
+            f = self.flow()
+            self.opened.append(f)
+            self.lines.append(f"syn_only({f} > {server})")
+        elif what < 0.65 and self.opened:
+            self.lines.append(f"ack({r.choice(self.opened)} > {server})")
+        elif what < 0.72 and self.listening:
+            self.lines.append(f"queue({r.choice(self.listening)})")
+        elif what < 0.82 and self.listening:
+            new = f"a{self.made}"
+            self.made += 1
+            self.lines.append(f"{new} = accept({r.choice(self.listening)})")
+            self.others.append(new)
+        elif what < 0.87 and self.listening:
+            self.lines.append(f"listen({r.choice(self.listening)}, {r.choice((0, 1, 3))})")
+        elif what < 0.94 and self.listening:
+            name = r.choice(self.listening)
+            self.listening.remove(name)
+            verb = r.choice(("close", "shutdown"))
+            self.lines.append(f"{verb}({name})")
+            if verb == "shutdown":
+                self.others.append(name)
+        elif self.others:
+            name = self.others.pop(r.randrange(len(self.others)))
+            self.lines.append(f"close({name})")
+        else:
+            self.lines.append("inuse(tcp)")
+
+
 def sequences(count: int, seed: int) -> list[Scenario]:
+    """Seeded random scenarios: a fifth of them injected handshakes, the rest bind/listen/connect."""
     rng = random.Random(seed)
-    return [parse_text(Path(f"<fuzz seed {seed} #{i}>"), Sequence(rng, rng.choice((8, 12, 20))).text())
-            for i in range(count)]
+    out = []
+    for i in range(count):
+        kind = HandshakeSequence if rng.random() < 0.2 else Sequence
+        out.append(parse_text(Path(f"<fuzz seed {seed} #{i}>"), kind(rng, rng.choice((8, 12, 20))).text()))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,8 +186,15 @@ class Handshakes:
         """The ACK completing a handshake syn_only left open: a request socket's child
         (tcp_check_req -> tcp_v4_syn_recv_sock), or a cookie's (cookie_v4_check ->
         tcp_get_cookie_sock); a full accept queue drops it (or, for a request socket with
-        tcp_abort_on_overflow, resets it)."""
+        tcp_abort_on_overflow, resets it). After a RST the flow is over: the harness sends
+        no further ACK for it."""
         key = conn_key(syn.dst, syn.dport, syn.src, syn.sport)
+        out = self._ack(syn, key, choice)
+        if out.value == "RST":
+            self.half_open.pop(key, None)
+        return out
+
+    def _ack(self, syn: Syn, key: ConnKey, choice: str | None) -> Outcome:
         sent = self.half_open.get(key)
         if sent not in (SynFate.REQUEST.value, SynFate.COOKIE.value):
             return Outcome("DROP", "no SYN-ACK came back for this tuple: the harness sends no ACK")
