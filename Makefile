@@ -35,7 +35,8 @@ clean:
 bench: install
 	$(BIN)/python -m harness.bench
 
-# Random bind/listen sequences on model and kernel (SEED, COUNT); divergences, minimized, go
+# Random bind/listen/connect sequences and injected handshakes on model and kernel (SEED,
+# COUNT); divergences, minimized, go
 # to reports/fuzz/.
 SEED ?= 1
 COUNT ?= 5000
