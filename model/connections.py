@@ -7,9 +7,7 @@ net/ipv4/tcp.c __tcp_close, net/ipv4/tcp_minisocks.c tcp_time_wait, inet_timewai
 from __future__ import annotations
 
 import ipaddress
-import random
 from socket import AF_INET, AF_INET6
-from typing import TYPE_CHECKING
 
 from model.addr import SockAddr
 from model.connect import (
@@ -36,43 +34,11 @@ from model.sock import (
     ipv6_addr_type,
     v4mapped,
 )
-
-if TYPE_CHECKING:
-    from model.bind import BindTables
-    from model.host import Host
-    from model.listen import ListenTables
-    from model.lookup import Lookup
-    from model.profiles import Profile
-    from model.sysctl import Sysctls
+from model.state import KernelState
 
 
-class Connections:
+class Connections(KernelState):
     """The connection half of the model's system calls."""
-
-    # state kept by Kernel (model/kernel.py)
-    if TYPE_CHECKING:
-        profile: Profile
-        host: Host
-        sysctls: Sysctls
-        cpu: int
-        socks: list[Sock]
-        binds: BindTables
-        listens: ListenTables
-        lookup: Lookup
-        ehash: dict[ConnKey, Sock]
-        tw_count: int
-        injected: int
-        unswept: int
-        half_open: dict[ConnKey, str]
-        hash_dependent: bool
-        search_random: bool
-        search_may_fail: bool
-        _rng: random.Random
-        _seen: dict[tuple, Sock]
-
-        def _sock(self, fd: int) -> Sock | None: ...
-        def _ebadf(self, fd: int) -> Outcome: ...
-        def _pick(self, candidates: PortChoice | None, choice: int | None) -> int | None: ...
 
     def _put_port(self, sk: Sock) -> None:
         """inet_put_port; SOCK_CONNECT_BIND is cleared with the port (__inet_put_port)."""

@@ -8,57 +8,17 @@ net/core/sock_reuseport.c.
 
 from __future__ import annotations
 
-import random
-from typing import TYPE_CHECKING
-
 from model.connect import ConnKey, conn_key
 from model.lookup import Syn
-from model.outcome import Outcome, PortChoice
+from model.outcome import Outcome
 from model.queues import SynFate, sk_acceptq_is_full, tcp_conn_request
 from model.reuseport import reuseport_detach_sock, reuseport_migrate_sock
 from model.sock import Sock, TcpState
-
-if TYPE_CHECKING:
-    from model.bind import BindTables
-    from model.host import Host
-    from model.listen import ListenTables
-    from model.lookup import Lookup
-    from model.profiles import Profile
-    from model.sysctl import Sysctls
+from model.state import KernelState
 
 
-class Handshakes:
+class Handshakes(KernelState):
     """The injected-handshake and queue half of the model."""
-
-    # state kept by Kernel (model/kernel.py)
-    if TYPE_CHECKING:
-        profile: Profile
-        host: Host
-        sysctls: Sysctls
-        cpu: int
-        socks: list[Sock]
-        binds: BindTables
-        listens: ListenTables
-        lookup: Lookup
-        ehash: dict[ConnKey, Sock]
-        tw_count: int
-        injected: int
-        unswept: int
-        half_open: dict[ConnKey, str]
-        hash_dependent: bool
-        search_random: bool
-        search_may_fail: bool
-        _rng: random.Random
-        _seen: dict[tuple, Sock]
-
-        def _sock(self, fd: int) -> Sock | None: ...
-        def _ebadf(self, fd: int) -> Outcome: ...
-        def _pick(self, candidates: PortChoice | None, choice: int | None) -> int | None: ...
-        def _new_child(self, listener: Sock, local: object, remote: object, rport: int,
-                       peer: Sock | None, key: ConnKey | None = None) -> Sock: ...
-        def _listen_stop_child(self, child: Sock) -> None: ...
-        def _unhash_conn(self, sk: Sock) -> None: ...
-        def _put_port(self, sk: Sock) -> None: ...
 
     def _listen_stop(self, sk: Sock) -> str:
         """tcp_set_state(TCP_CLOSE) -> inet_unhash (reuseport_stop_listen_sock), then
