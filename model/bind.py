@@ -210,6 +210,27 @@ class BindTables:
             sk.bind2_hash = None
         self.destroy_if_empty(tb, tb2, connect_bind_reset)
 
+    def put_ports(self, socks: list[Sock], connect_bind_reset: bool = False) -> None:
+        """put_port for many sockets at once (the harness's sweep aborts a batch of children):
+        the same end state, with each bucket's owners rebuilt once instead of searched per
+        socket."""
+        gone: dict[int, tuple[BindBucket | None, Bind2Bucket, set[Sock]]] = {}
+        for sk in socks:
+            tb, tb2 = sk.bind_hash, sk.bind2_hash
+            sk.bind_hash = sk.bind2_hash = None
+            sk.num = 0
+            if tb2 is None:
+                self.destroy_if_empty(tb, None, connect_bind_reset)
+                continue
+            entry = gone.get(id(tb2))
+            if entry is None:
+                gone[id(tb2)] = (tb, tb2, {sk})
+            else:
+                entry[2].add(sk)
+        for tb, tb2, leaving in gone.values():
+            tb2.owners[:] = [s for s in tb2.owners if s not in leaving]
+            self.destroy_if_empty(tb, tb2, connect_bind_reset)
+
 
 def inet_use_hash2_on_bind(sk: Sock, rules: BindRules) -> bool:
     """inet_use_hash2_on_bind (include/net/inet_hashtables.h): a specific address; none before

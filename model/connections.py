@@ -145,12 +145,10 @@ class Connections(KernelState):
         (sk_clone_lock: flags, uid, device) with the connection's addresses; it inherits the
         listener's port into the bind2 bucket of its own address (__inet_inherit_port) and is
         hashed into ehash (inet_ehash_nolisten), counting in inuse as the listener's family."""
-        child = Sock(name=f"{listener.name}<", family=listener.family, uid=listener.uid,
-                     reuse=listener.reuse, reuseport=listener.reuseport, ipv6only=listener.ipv6only,
-                     state=TcpState.ESTABLISHED, num=listener.num, sport=listener.num,
-                     bound_dev_if=listener.bound_dev_if,
-                     daddr=remote, dport=rport, peer=peer, parent=listener,
-                     ts_recent_stamp=bool(self.sysctls.tcp_timestamps), injected=peer is None)
+        child = listener.clone_for_child()
+        child.daddr, child.dport, child.peer, child.parent = remote, rport, peer, listener
+        child.ts_recent_stamp = bool(self.sysctls.tcp_timestamps)
+        child.injected = peer is None
         if isinstance(local, ipaddress.IPv4Address):
             child.rcv_saddr = int(local)
             child.v6_rcv_saddr = v4mapped(int(local))

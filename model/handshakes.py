@@ -224,7 +224,7 @@ class Handshakes(KernelState):
         nothing, so queues survive close and shutdown."""
         if not self.unswept:  # nothing to learn: the common case, before every setup step
             return 0
-        n = 0
+        swept: list[Sock] = []
         for sk in self.socks:
             if not sk.accept_queue or sk.fd_closed:
                 continue
@@ -233,11 +233,11 @@ class Handshakes(KernelState):
                 if not child.injected:
                     kept.append(child)
                     continue
-                n += 1
+                swept.append(child)
                 self._unhash_conn(child)
                 child.state = TcpState.CLOSE
-                self._put_port(child)
             sk.accept_queue[:] = kept
+        self.binds.put_ports(swept, self.profile.connect_bind_reset)  # each child's inet_put_port
         self.injected = 0
         self.unswept = 0
-        return n
+        return len(swept)

@@ -59,8 +59,9 @@ def inet_ehashfn(secret: int, laddr: str, lport: int, faddr: str, fport: int, lp
 
 
 def ipv4_word_of(addr: int) -> int:
-    """ipv4_word for an address held as an integer (host order, as ipaddress keeps it)."""
-    return int.from_bytes(addr.to_bytes(4, "big"), "little")
+    """ipv4_word for an address held as an integer (host order, as ipaddress keeps it): the
+    bytes swapped, as a little-endian load of the network-order address reads them."""
+    return ((addr & 0xFF) << 24) | ((addr & 0xFF00) << 8) | ((addr >> 8) & 0xFF00) | (addr >> 24)
 
 
 def inet_ehashfn_words(secret: int, la: int, lport: int, fa: int, fport: int, lport_outside: bool) -> int:

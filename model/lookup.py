@@ -4,7 +4,6 @@ selection (net/ipv4/inet_hashtables.c, net/ipv6/inet6_hashtables.c, net/core/soc
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ class Syn:
     dif: int  # ingress ifindex
     cpu: int  # raw_smp_processor_id(): the injector's CPU
 
-    @functools.cached_property
+    @property
     def family(self) -> int:
         return socket.AF_INET6 if self.dst.version == 6 else socket.AF_INET
 

@@ -127,6 +127,18 @@ class Sock:
         """The address a bhash2 bucket holds (inet_bind2_bucket_init): v4 as ::ffff:a.b.c.d."""
         return self.v6_rcv_saddr if self.family == socket.AF_INET6 else v4mapped(self.rcv_saddr)
 
+    def clone_for_child(self) -> Sock:
+        """sk_clone_lock as far as the model reads it: a new ESTABLISHED socket with this
+        listener's flags, uid, device and port, and nothing else (built without the dataclass
+        constructor: one per SYN)."""
+        child = object.__new__(Sock)
+        d = dict(_CHILD_DEFAULTS)
+        d.update(name=f"{self.name}<", family=self.family, uid=self.uid, reuse=self.reuse,
+                 reuseport=self.reuseport, ipv6only=self.ipv6only, num=self.num, sport=self.num,
+                 bound_dev_if=self.bound_dev_if, accept_queue=[], syn_queue=[])
+        child.__dict__ = d
+        return child
+
     @property
     def syn_qlen(self) -> int:
         """inet_csk_reqsk_queue_len: the listener's request sockets."""
@@ -152,3 +164,7 @@ class Sock:
             flags.append(f"dev {self.bound_dev_if}")
         extra = (" " + " ".join(flags)) if flags else ""
         return f"{self.name} ({self.local_text()} {self.state.value} uid {self.uid}{extra})"
+
+
+# Every field's default, with the state of a new child (Sock.clone_for_child).
+_CHILD_DEFAULTS = dict(Sock(name="").__dict__, state=TcpState.ESTABLISHED)
