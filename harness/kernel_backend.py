@@ -109,31 +109,30 @@ def settle_orphans(timeout: float = 1.0) -> None:
         time.sleep(0.0005)
 
 
-def request_sockets() -> set[tuple[tuple[str, int], tuple[str, int]]]:
-    """(client, server) of every request socket in the namespace (sock_diag, SYN_RECV)."""
+def diag_sockets(states: int) -> Iterator[dict]:
+    """sock_diag messages of this namespace's TCP sockets in `states` (a TCPF_* mask)."""
     from pyroute2 import DiagSocket
 
-    out = set()
     with DiagSocket() as ds:
         ds.bind()
         for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in ds.get_sock_stats(family=family, states=TCP_SYN_RECV_STATE):
-                out.add((peer_key(msg["idiag_dst"], msg["idiag_dport"]),
-                         peer_key(msg["idiag_src"], msg["idiag_sport"])))
-    return out
+            yield from ds.get_sock_stats(family=family, states=states)
+
+
+def request_sockets() -> set[tuple[tuple[str, int], tuple[str, int]]]:
+    """(client, server) of every request socket in the namespace (dumped as SYN_RECV)."""
+    return {(peer_key(m["idiag_dst"], m["idiag_dport"]), peer_key(m["idiag_src"], m["idiag_sport"]))
+            for m in diag_sockets(TCP_SYN_RECV_STATE)}
 
 
 def listener_queues() -> dict[int, int]:
-    """Accept-queue length of every listener in the namespace, by inode (sock_diag rqueue)."""
-    from pyroute2 import DiagSocket
+    """Accept-queue length of every listener in the namespace, by inode (idiag_rqueue)."""
+    return {m["idiag_inode"]: m["idiag_rqueue"] for m in diag_sockets(TCP_LISTEN_STATE)}
 
-    out: dict[int, int] = {}
-    with DiagSocket() as ds:
-        ds.bind()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in ds.get_sock_stats(family=family, states=TCP_LISTEN_STATE):
-                out[msg["idiag_inode"]] = msg["idiag_rqueue"]
-    return out
+
+def flow_of(step: SynStep) -> Flow:
+    """A syn-like step as the injector's Flow."""
+    return Flow(step.src.text, step.src.port, step.dst.text, step.dst.port, step.payload)
 
 
 def attach_cbpf(s: socket.socket, prog: Program) -> None:
@@ -166,7 +165,7 @@ class Job:
     @classmethod
     def of(cls, scenario: Scenario) -> Job:
         steps = tuple(
-            Flow(s.src.text, s.src.port, s.dst.text, s.dst.port, s.payload) if type(s) is SynStep else s
+            flow_of(s) if type(s) is SynStep else s
             for s in scenario.steps)
         injects = any(isinstance(s, Flow | SynOnlyStep | AckStep) for s in steps)
         return cls(scenario.sysctls, scenario.cpu, steps, injects)
@@ -184,14 +183,12 @@ class KernelExecutor:
         self.linger = True
         self.clients: dict[tuple, str] = {}  # a connect()ed socket's (local, remote) -> name
         self.half_open: dict[tuple[str, int, str, int], Result] = {}  # syn_only flows
-        self.defaults: dict[int, Outcome] = {}  # unresolved pending steps' outcome (ack: DROP)
 
     def run(self, job: Job) -> list[Outcome]:
         pin_to_cpu(job.cpu)
         self.outcomes = []
         self.linger = job.injects
         self.clients.clear()
-        self.defaults.clear()
         steps = job.steps
         try:
             i = 0
@@ -208,7 +205,7 @@ class KernelExecutor:
                 self.outcomes.append(self.step(steps[i]))
                 i += 1
             self.sweep()
-            return [o or self.defaults.get(i, NO_CHILD) for i, o in enumerate(self.outcomes)]
+            return [o or NO_CHILD for o in self.outcomes]
         finally:
             self.close_all()
 
@@ -294,7 +291,7 @@ class KernelExecutor:
         """A SYN only. A SYN-ACK is a cookie when no request socket holds the flow: sock_diag
         lists request sockets (as SYN_RECV), and a cookie SYN-ACK leaves none
         (tcp_conn_request: inet_reqsk_alloc(..., !want_cookie) is never hashed)."""
-        flow = Flow(step.src.text, step.src.port, step.dst.text, step.dst.port, step.payload)
+        flow = flow_of(step)
         # the kernel answers a SYN inside write(); the wait only bounds a missing answer
         result = self.injector.syn_only([flow], wait=0.05)[0]
         key = (flow.src, flow.sport, flow.dst, flow.dport)

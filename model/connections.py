@@ -275,6 +275,11 @@ class Connections(KernelState):
             sk.bind2_hash = tb2
             tb2.owners.insert(0, sk)
 
+    def _reset_saddr(self, sk: Sock) -> None:
+        """inet_bhash2_reset_saddr: back to no source address unless bind() locked it."""
+        if not sk.userlocks & SOCK_BINDADDR_LOCK:
+            self._update_saddr(sk, None)
+
     @staticmethod
     def _set_saddr(sk: Sock, saddr: object) -> None:
         """inet_update_saddr / inet_reset_saddr."""
@@ -309,11 +314,7 @@ class Connections(KernelState):
         is left as it was."""
         sk.daddr, sk.dport = None, 0
         sk.peer = None
-        if not sk.userlocks & SOCK_BINDADDR_LOCK:
-            if sk.bind_hash is not None:
-                self._update_saddr(sk, None)
-            else:
-                self._set_saddr(sk, None)
+        self._reset_saddr(sk)
 
     def _connect_failed(self, sk: Sock, err: str, reason: str) -> Outcome:
         """tcp_v4_connect's failure label: tcp_set_state(TCP_CLOSE) (the port goes unless
@@ -321,11 +322,7 @@ class Connections(KernelState):
         sk.state = TcpState.CLOSE
         if sk.bind_hash is not None and not sk.userlocks & SOCK_BINDPORT_LOCK:
             self._put_port(sk)
-        if not sk.userlocks & SOCK_BINDADDR_LOCK:
-            if sk.bind_hash is not None:
-                self._update_saddr(sk, None)
-            else:
-                self._set_saddr(sk, None)
+        self._reset_saddr(sk)
         sk.daddr, sk.dport = None, 0
         return Outcome(err, reason)
 
