@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test run lint bench fuzz clean
+.PHONY: install test run lint bench fuzz clean kernels kernel-tools
 
 install: $(STAMP)
 
@@ -42,3 +42,26 @@ SEED ?= 1
 COUNT ?= 5000
 fuzz: install
 	$(BIN)/python -m harness.fuzz --seed $(SEED) --count $(COUNT)
+
+# Boot Debian's 5.10, 6.1, 6.12 and 7.2 cloud kernels under QEMU (KVM if it can boot them, else
+# TCG) and run the corpus in each: the scenario x kernel matrix in reports/kernels/. Not part of
+# `make test`: it downloads ~250 MB (cached in .cache/kernels/) and takes minutes.
+# VERSIONS="5.10 7.2" boots only those.
+VERSIONS ?=
+kernels: install kernel-tools
+	$(BIN)/sockharness kernels $(if $(VERSIONS),--versions $(VERSIONS))
+
+# QEMU 10 from bookworm-backports when qemu-system-x86_64 is missing (Debian 12 hosts), through
+# a private apt list: the host's apt sources are left as they are.
+QEMU_APT := $(CURDIR)/.cache/kernels/qemu-apt
+APT_PRIVATE := -o Dir::Etc::SourceList=$(QEMU_APT)/sources.list -o Dir::Etc::SourceParts=/dev/null \
+	-o Dir::State::Lists=$(QEMU_APT)/lists -o Dir::Cache=$(QEMU_APT)/cache
+kernel-tools:
+	@if ! command -v qemu-system-x86_64 >/dev/null; then \
+	  mkdir -p $(QEMU_APT)/lists/partial $(QEMU_APT)/cache/archives/partial && \
+	  printf 'deb http://deb.debian.org/debian bookworm main\ndeb http://deb.debian.org/debian bookworm-backports main\n' \
+	    > $(QEMU_APT)/sources.list && \
+	  apt-get -q $(APT_PRIVATE) update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -q -y $(APT_PRIVATE) install -t bookworm-backports \
+	    --no-install-recommends qemu-system-x86; \
+	fi

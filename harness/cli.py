@@ -15,10 +15,10 @@ from harness.minimize import minimize
 from harness.model_backend import ModelExecutor
 from harness.parser import ScenarioError
 from harness.record import recorded_text
-from harness.report import Summary, divergence_text, summary_table, write_json
+from harness.report import Summary, divergence_text, summary_table, write_json, write_junit
 from harness.runner import Backend, Runner, load
 from harness.worker import EnvironmentProblem, Pool
-from model.profiles import PROFILES, Profile, profile_for_release
+from model.profiles import HISTORICAL, PROFILES, Profile, profile_for_release
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
 
@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if pool and pool.reaped:
             print(f"reaped {len(pool.reaped)} namespace(s) left by a killed run: {', '.join(pool.reaped)}")
-        runner = Runner(profile, backend, args.seed, pool)
+        runner = Runner(profile, backend, args.seed, pool, expectations=args.expect)
         results = []
         for k in range(args.repeat):
             if args.repeat > 1:
@@ -86,6 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "backend": backend.value, "profile_note": note, "hash_problem": runner.hash_problem}
         write_json(Path(args.json), results, meta)
         print(f"\nreport: {args.json}")
+    if args.junit:
+        write_junit(Path(args.junit), results, {"profile": profile.name,
+                                                "kernel_release": platform.release()})
+        print(f"JUnit XML: {args.junit}")
     t = summary.total
     print(f"\n{t.steps_agreed} agreed, {t.steps_diverged} diverged steps; "
           f"{t.kernel_steps} kernel steps executed; {t.skipped} scenario(s) skipped")
@@ -152,6 +156,9 @@ def cmd_profiles(args: argparse.Namespace) -> int:
             continue
         diff = {k: v for k, v in _fields(p).items() if base.get(k) != v}
         print(f"{p.name}: differs in " + (", ".join(f"{k}={v}" for k, v in diff.items()) or "nothing"))
+    for old in HISTORICAL.values():
+        print(f"{old.name} (historical, unit tests only; model/legacy39.py): "
+              + ", ".join(f"{k}={v}" for k, v in _fields(old).items() if k != "version"))
     if note:
         print(f"note: {note}")
     return EXIT_OK
@@ -180,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=[b.value for b in Backend], default="both")
     run.add_argument("--profile", help="model profile (default: the running kernel's)")
     run.add_argument("--json", metavar="FILE", help="write every step's outcomes as JSON")
+    run.add_argument("--no-expect", dest="expect", action="store_false",
+                     help="ignore the files' '= …' expectations: model against kernel only (for a "
+                     "kernel other than the one they were recorded on)")
+    run.add_argument("--junit", metavar="FILE", help="write JUnit XML (a scenario per testcase)")
     run.add_argument("--seed", type=int, default=0, help="seed of the model's own random picks")
     run.add_argument("--no-minimize", dest="minimize", action="store_false",
                      help="print the scenario cut at the divergence instead of shrinking it")
@@ -196,9 +207,34 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--profile")
     exp.add_argument("--seed", type=int, default=0)
     exp.set_defaults(func=cmd_explain)
+    ker = sub.add_parser("kernels", help="boot Debian's 5.10, 6.1, 6.12, 7.2 kernels under QEMU and "
+                         "run the corpus in each; the scenario x kernel matrix")
+    ker.add_argument("--versions", nargs="+", metavar="V", help="kernels to boot (default: all)")
+    ker.add_argument("--out", default="reports/kernels", help="results folder (default: %(default)s)")
+    ker.add_argument("--jobs", type=_positive, help="guests at once (default: one per core)")
+    ker.add_argument("--cpus", type=_positive, help="CPUs per guest (default: cores / jobs)")
+    ker.add_argument("--kernel-tests", nargs="*", metavar="PATH",
+                     help="pytest paths run in each guest (default: the per-kernel tests; none: skip)")
+    ker.add_argument("--no-host", dest="host", action="store_false",
+                     help="leave out the host kernel's column")
+    ker.add_argument("--timeout", type=float, default=1500, help="seconds per guest (default: %(default)s)")
+    ker.set_defaults(func=cmd_kernels)
     prof = sub.add_parser("profiles", help="list the model's kernel profiles")
     prof.set_defaults(func=cmd_profiles)
     return ap
+
+
+def cmd_kernels(args: argparse.Namespace) -> int:
+    from harness.kernels import fetch, qemu, run
+
+    if os.geteuid() != 0:
+        raise UsageError("kernels needs root (QEMU's virtiofsd shares the host root read-only)")
+    try:
+        return run.main(args)
+    except (fetch.FetchError, FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from e
+    finally:
+        qemu.stop_all()
 
 
 def _on_sigterm(signum, frame) -> None:

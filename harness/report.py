@@ -170,3 +170,25 @@ def to_json(results: list[ScenarioResult], meta: dict) -> dict:
 def write_json(path: Path, results: list[ScenarioResult], meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_json(results, meta), indent=1) + "\n")
+
+
+def write_junit(path: Path, results: list[ScenarioResult], meta: dict) -> None:
+    """JUnit XML: one testcase per scenario run; a divergence is a failure, a skip says why."""
+    import xml.etree.ElementTree as ET
+
+    summary = Summary.of(results).total
+    suite = ET.Element("testsuite", name=f"sockharness corpus ({meta.get('kernel_release', '?')}, "
+                       f"profile {meta.get('profile', '?')})", tests=str(summary.scenarios),
+                       failures=str(summary.diverged), skipped=str(summary.skipped), errors="0")
+    for r in results:
+        case = ET.SubElement(suite, "testcase", classname=r.scenario.feature,
+                             name=str(r.scenario.path))
+        if r.skipped:
+            ET.SubElement(case, "skipped", message=r.skipped)
+        elif not r.agreed:
+            first = r.divergent[0]
+            fail = ET.SubElement(case, "failure", message=f"line {first.step.line}: {first.step.call}: "
+                                 f"model {_outcome_text(first.model)}; kernel {_outcome_text(first.kernel)}")
+            fail.text = divergence_text(r)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

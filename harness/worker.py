@@ -23,8 +23,9 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from harness.calibrate import Observation, calibrate
+from harness.calibrate import Observation
 from harness.kernel_backend import Job, KernelExecutor, apply_sysctls, probe_reuseport, read_sockstat
+from harness.kernels.offload import calibrate_here_or_host
 from harness.scenario import Scenario
 from model.outcome import Outcome
 from model.sysctl import KEYS
@@ -236,6 +237,7 @@ class Pool:
         self.worker: Worker | None = None
         self.replaced = 0
         self.busy_seconds = 0.0  # time workers spent running steps
+        self.last_seconds = 0.0  # the last scenario collected
         self.generation = 0  # bumped with every new namespace (its own hash secret)
         self.inflight: collections.deque[Scenario] = collections.deque()
         self._secret: Calibration | None = None
@@ -256,7 +258,7 @@ class Pool:
             t0 = time.monotonic()
             observations = worker.probe()
             t1 = time.monotonic()
-            fits = calibrate(observations, lport_outside)
+            fits = calibrate_here_or_host(observations, lport_outside)
             self._secret = Calibration(lport_outside, fits, observations, t1 - t0,
                                        time.monotonic() - t1)
         return self._secret
@@ -274,6 +276,7 @@ class Pool:
         self.inflight.popleft()
         reply = self.worker.collect(scenario)
         self.busy_seconds += reply.seconds
+        self.last_seconds = reply.seconds
         if not reply.clean:
             behind = list(self.inflight)
             for queued in behind:  # ran after the dirt: their results do not count

@@ -54,6 +54,13 @@ class BindRules:
     # is :: (so not ::ffff:0.0.0.0); mainline replaced this in v6.8-rc1 (06a8c04f8994), Debian's
     # 6.1.168+ backported 5e07e672412b without it (inet_hashtables.c:840 in 6.1.192).
     v6_misses_v4mapped_any: bool = False
+    # inet_csk_update_fastreuse tests hlist_empty(&tb->owners), which inet_bind_hash fills only
+    # after it: the port's first owner sets tb->fastreuse = reuse and FASTREUSEPORT_ANY (5.10,
+    # and 6.1-6.7 where tb->owners still exists: Debian 6.1.192 inet_connection_sock.c:453).
+    # Since 8002d44fe84d "tcp: Check hlist_empty(&tb->bhash2) instead of hlist_empty(&tb->owners)."
+    # (v6.8-rc1) it tests tb->bhash2, which already holds sk's tb2 (822fb91fc724 "tcp: Link
+    # bhash2 to bhash."), so fastreuse never becomes 1 and the first fastreuseport is STRICT.
+    fastreuse_tests_owners: bool = False
 
 
 @dataclass(eq=False)
@@ -421,16 +428,19 @@ def sk_reuseport_match(tb: BindBucket, sk: Sock) -> bool:
     return ipv4_rcv_saddr_equal(tb.fast_rcv_saddr, sk.rcv_saddr, sk.ipv6_only, True, False)
 
 
-def inet_csk_update_fastreuse(tb: BindBucket, tb2: Bind2Bucket, sk: Sock) -> None:
+def inet_csk_update_fastreuse(tb: BindBucket, tb2: Bind2Bucket, sk: Sock,
+                              rules: BindRules) -> None:
     """inet_csk_update_fastreuse: refresh tb's fast-path summary after sk took the port.
 
     It tests hlist_empty(&tb->bhash2), but inet_csk_get_port links sk's tb2 into tb->bhash2
     (inet_bind2_bucket_init) before calling it, so that list is never empty here since bhash2
     was linked to bhash: fastreuse is never set to 1 and fastreuseport starts STRICT. The model
-    keeps the kernel's order, so it shows the same.
+    keeps the kernel's order, so it shows the same. Before that (rules.fastreuse_tests_owners)
+    it tests tb->owners, still empty for a port's first owner (inet_bind_hash comes after).
     """
     reuse = bool(sk.reuse) and sk.state != TcpState.LISTEN
-    if not tb.bhash2:
+    empty = not any(tb.owners()) if rules.fastreuse_tests_owners else not tb.bhash2
+    if empty:
         tb.fastreuse = int(reuse)
         if sk.reuseport:
             tb.fastreuseport = FASTREUSEPORT_ANY
@@ -530,6 +540,6 @@ def inet_csk_get_port(
 
 def _success(tables: BindTables, tb: BindBucket, tb2: Bind2Bucket, sk: Sock, port: int) -> None:
     """inet_csk_get_port's success label: update the fast path, then hash sk if new."""
-    inet_csk_update_fastreuse(tb, tb2, sk)
+    inet_csk_update_fastreuse(tb, tb2, sk, tables.rules)
     if sk.bind_hash is None:
         tables.bind_hash(sk, tb, tb2, port)

@@ -107,15 +107,17 @@ def scan(low: int, high: int, remaining: int, step: int, offset: int) -> Iterabl
 
 
 def hash_connect_candidates(
-    sk: Sock, usable: Callable[[int], bool], sysctls: Sysctls
+    sk: Sock, usable: Callable[[int], bool], sysctls: Sysctls, range_step1: bool = True
 ) -> PortChoice | None:
     """__inet_hash_connect: every port the scan can stop at, over every starting offset.
 
     Without IP_LOCAL_PORT_RANGE the first pass tries ports of low's parity (offset &= ~1) and
-    the second the other parity; with it the step is 1 and there is one pass. `usable` is the
-    per-port test (reserved, bind bucket owned by bind(), 4-tuple taken).
+    the second the other parity; with it the step is 1 and there is one pass (range_step1:
+    profile connect_range_step1; before, the socket's range gets the parity passes too).
+    `usable` is the per-port test (reserved, bind bucket owned by bind(), 4-tuple taken).
     """
     low, high, local_ports = local_port_range(sk, sysctls)
+    local_ports = local_ports and range_step1
     step = 1 if local_ports else 2
     high += 1  # [32768, 60999] -> [32768, 61000[
     remaining = high - low

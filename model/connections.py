@@ -195,7 +195,7 @@ class Connections(KernelState):
         # the local table's
         if isinstance(daddr, ipaddress.IPv4Address):
             saddr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(sk.rcv_saddr)
-            rtype = self.host.inet_addr_type(saddr)
+            rtype = self.host.inet_addr_type(saddr, self.profile.network_address_broadcast)
             # __inet_bind keeps inet_saddr 0 for a multicast or broadcast address ("use device")
             unbound = not sk.rcv_saddr or (
                 sk.family == AF_INET and rtype in (RouteType.MULTICAST, RouteType.BROADCAST))
@@ -236,7 +236,8 @@ class Connections(KernelState):
                 return port_usable(self.binds, sk, port, conn_key(saddr, port, daddr, addr.port),
                                    self.ehash, self.sysctls)
 
-            candidates = hash_connect_candidates(sk, usable, self.sysctls)
+            candidates = hash_connect_candidates(sk, usable, self.sysctls,
+                                                 self.profile.connect_range_step1)
             port = self._pick(candidates, choice)
             if port is None:
                 out = self._connect_failed(sk, "EADDRNOTAVAIL", f"{fn}: __inet_hash_connect: "

@@ -20,12 +20,17 @@ from model.state import KernelState
 class Handshakes(KernelState):
     """The injected-handshake and queue half of the model."""
 
+    def _migrate_req(self) -> bool:
+        """net.ipv4.tcp_migrate_req, where the kernel reads it (profile migrate_req: 5.14+;
+        Debian's 5.10 has the sysctl but no reader)."""
+        return bool(self.sysctls.tcp_migrate_req) and self.profile.migrate_req
+
     def _listen_stop(self, sk: Sock) -> str:
         """tcp_set_state(TCP_CLOSE) -> inet_unhash (reuseport_stop_listen_sock), then
         inet_csk_listen_stop: each queued child migrates to another listener of the group
         (reuseport_migrate_sock, with tcp_migrate_req) or is reset. Request sockets wait for
         their ACK, which migrates them the same way or, without migration, finds none."""
-        migrate = bool(self.sysctls.tcp_migrate_req)
+        migrate = self._migrate_req()
         self.listens.inet_unhash(sk, migrate)
         kids = list(sk.accept_queue)
         sk.accept_queue.clear()
@@ -51,7 +56,7 @@ class Handshakes(KernelState):
 
     def _migrate_target(self, sk: Sock, laddr, lport: int, faddr, fport: int) -> Sock | None:
         """reuseport_migrate_sock for a connection of closed listener sk; None: no migration."""
-        migrate = bool(self.sysctls.tcp_migrate_req)
+        migrate = self._migrate_req()
         if sk.reuseport_cb is None or not migrate:
             return None
         h = self.lookup.ehash_of(laddr, lport, faddr, fport)

@@ -33,12 +33,14 @@ class Host:
 
     devices: tuple[Device, ...] = field(default_factory=tuple)
 
-    def inet_addr_type(self, addr: ipaddress.IPv4Address) -> RouteType:
+    def inet_addr_type(self, addr: ipaddress.IPv4Address,
+                       network_broadcast: bool = False) -> RouteType:
         """__inet_dev_addr_type (net/ipv4/fib_frontend.c) against the local table that
         fib_add_ifaddr builds: a /32 RTN_LOCAL per address, the whole prefix RTN_LOCAL on a
         loopback device, and the network broadcast (prefix | ~mask) when prefixlen < 31. No
         device is compared: inet_addr_type_dev_table passes dev only to pick an L3 master's
-        table, and __inet_dev_addr_type gets NULL."""
+        table, and __inet_dev_addr_type gets NULL. `network_broadcast`: the kernel also makes
+        the network address (prefix) RTN_BROADCAST (Profile.network_address_broadcast)."""
         # ipv4_is_zeronet is addr == 0 only (include/linux/in.h: 0.0.0.0/8 is unicast since
         # 5.3), ipv4_is_lbcast is 255.255.255.255
         if int(addr) == 0 or addr == ipaddress.IPv4Address("255.255.255.255"):
@@ -51,7 +53,9 @@ class Host:
                     continue
                 if iface.ip == addr or (d.loopback and addr in iface.network):
                     kind = RouteType.LOCAL
-                elif iface.network.prefixlen < 31 and addr == iface.network.broadcast_address:
+                elif iface.network.prefixlen < 31 and (
+                        addr == iface.network.broadcast_address
+                        or (network_broadcast and addr == iface.network.network_address)):
                     kind = RouteType.BROADCAST
                 else:
                     continue

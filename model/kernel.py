@@ -70,7 +70,8 @@ class Kernel(Connections, Handshakes):
     def __post_init__(self) -> None:
         self.binds.rules = self.profile.bind
         self._rng = random.Random(self.seed)
-        self.lookup = Lookup(self.listens, self.hash_secret, self.profile.ehash_lport_outside)
+        self.lookup = Lookup(self.listens, self.hash_secret, self.profile.ehash_lport_outside,
+                             self.profile.reuseport_incoming_cpu)
         self._seen: dict[tuple, Sock] = {}  # tuple -> socket, where the pick was not predicted
         # ehash: connected, child and TIME_WAIT sockets by their 4-tuple (inet_match)
         self.ehash: dict[ConnKey, Sock] = {}
@@ -164,8 +165,14 @@ class Kernel(Connections, Handshakes):
         sk = self._sock(fd)
         if sk is None:
             return self._ebadf(fd)
+        if opt is SockOpt.IP_LOCAL_PORT_RANGE and not self.profile.local_port_range_opt:
+            # ip_setsockopt -> do_ip_setsockopt: no such case before 6.3 (profile
+            # local_port_range_opt); AF_INET6 sockets reach it through ipv6_setsockopt's SOL_IP
+            return Outcome("ENOPROTOOPT", f"do_ip_setsockopt: no IP_LOCAL_PORT_RANGE in "
+                           f"{self.profile.name} (6.3+)")
         hashed = sk.state == TcpState.LISTEN
-        err, reason = setsockopt(sk, opt, value, self.host.ifindex, hashed)
+        err, reason = setsockopt(sk, opt, value, self.host.ifindex, hashed,
+                                 self.profile.attach_needs_reuseport)
         return Outcome(err, reason)
 
     def bind(self, fd: int, addr: SockAddr | RawSockAddr, choice: int | None = None) -> Outcome:
@@ -300,7 +307,7 @@ class Kernel(Connections, Handshakes):
     def _addr_valid_or_nonlocal(self, sk: Sock, addr: ipaddress.IPv4Address, fn: str) -> Outcome | None:
         """inet_addr_valid_or_nonlocal: nonlocal bind allowed, INADDR_ANY, or an address whose
         type is local, multicast or broadcast; else EADDRNOTAVAIL."""
-        rtype = self.host.inet_addr_type(addr)
+        rtype = self.host.inet_addr_type(addr, self.profile.network_address_broadcast)
         if (self._can_nonlocal_bind(sk) or int(addr) == 0
                 or rtype in (RouteType.LOCAL, RouteType.MULTICAST, RouteType.BROADCAST)):
             return None

@@ -79,10 +79,13 @@ def compute_score(sk: Sock, syn: Syn, daddr: object) -> int:
 
 class Lookup:
     """The listener lookup of one namespace; `secret` is inet_ehash_secret + net_hash_mix
-    (calibrated), None when unknown; `lport_outside` picks the 6.15+ inet_ehashfn."""
+    (calibrated), None when unknown; `lport_outside` picks the 6.15+ inet_ehashfn;
+    `incoming_cpu` the 6.1+ SO_INCOMING_CPU scan of a group (profile reuseport_incoming_cpu)."""
 
-    def __init__(self, listens: ListenTables, secret: int | None, lport_outside: bool):
+    def __init__(self, listens: ListenTables, secret: int | None, lport_outside: bool,
+                 incoming_cpu: bool = True):
         self.listens, self.secret, self.lport_outside = listens, secret, lport_outside
+        self.incoming_cpu = incoming_cpu
 
     def listener(self, syn: Syn) -> Choice:
         """__inet_lookup_listener / inet6_lookup_listener: the exact-address chain, then the
@@ -157,7 +160,7 @@ class Lookup:
             return Choice(None, f"{head}; {why}: one of the group", one_of=members)
         phash = inet_ehashfn_words(self.secret, ipv4_word_of(int(daddr)), syn.dport,
                                    ipv4_word_of(int(syn.src)), syn.sport, self.lport_outside)
-        chosen, how = reuseport_select_sock_by_hash(group, phash, syn.cpu)
+        chosen, how = reuseport_select_sock_by_hash(group, phash, syn.cpu, self.incoming_cpu)
         assert chosen is not None
         return Choice(chosen, f"{head}; inet_ehashfn = {phash:#010x}, {how} -> {chosen.name}",
                       hashed=group.num_socks > 1)  # one member: the same in every namespace

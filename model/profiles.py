@@ -1,18 +1,21 @@
 """Kernel profiles: which algorithm each kernel version uses (DESIGN §6).
 
 A rule that changed between versions reads a field here, never `uname`. Each field names the
-source that justifies it. 6.18 is the host's and checked against it; 6.12 and 6.1 are built from
-Debian's sources for the fields modelled so far, and the "-bhash2" profiles are mainline's bhash2
-regression windows. An unknown kernel runs under the nearest older profile, and the report
+source that justifies it. 6.18 is the host's and checked against it; 6.12, 6.1 and 5.10 are built
+from Debian's sources for the fields modelled so far (docs/kernel-versions/5.10.md lists the
+5.10 differences), and the "-bhash2" profiles are mainline's bhash2 regression windows. An unknown kernel runs under the nearest older profile, and the report
 says so.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
 from model.bind import BindRules
+from model.legacy39 import LINUX_3_9
+from model.sysctl import KEYS
 
 
 @dataclass(frozen=True)
@@ -32,8 +35,47 @@ class Profile:
     # connect()-only again (fastreuse = fastreuseport = -1) (net/ipv4/inet_hashtables.c,
     # "tcp: Update bind bucket state on port release").
     connect_bind_reset: bool = False
+    # reuseport_select_sock_by_hash: with members on SO_INCOMING_CPU, scan socks[] from the hash
+    # index for one on the receiving CPU (b261eda84ec1 "soreuseport: Fix socket selection for
+    # SO_INCOMING_CPU.", v6.2-rc1; in Debian's 6.1, not in its 5.10.262). Before,
+    # reuseport_select_sock takes socks[reciprocal_scale(hash, n)] and SO_INCOMING_CPU only adds
+    # 1 to compute_score (5.10 net/core/sock_reuseport.c:304).
+    reuseport_incoming_cpu: bool = True
+    # net.ipv4.tcp_migrate_req moves a closed listener's connections to another member of its
+    # group (inet_csk_listen_stop -> reuseport_migrate_sock, f9ac779f881c, v5.14). Debian's 5.10
+    # has the sysctl (sysctl_net_ipv4.c:882) but nothing reads it: there it changes nothing.
+    migrate_req: bool = True
+    # reuseport_attach_prog: an unhashed socket needs SO_REUSEPORT (EINVAL), even if an earlier
+    # attach gave it a group (6.12 net/core/sock_reuseport.c; from the 5.14 tcp_migrate_req
+    # series, 333bb73f620e "tcp: Keep TCP_CLOSE sockets in the reuseport group."). 5.10 tests
+    # "sk_unhashed(sk) && sk->sk_reuseport", then only that a group exists.
+    attach_needs_reuseport: bool = True
+    # setsockopt(IP_LOCAL_PORT_RANGE) exists (91d0b78c5177, v6.3; Debian's 6.1 has it,
+    # ip_sockglue.c:1375); else do_ip_setsockopt's default: ENOPROTOOPT.
+    local_port_range_opt: bool = True
+    # __inet_hash_connect with IP_LOCAL_PORT_RANGE scans the socket's range in one pass with
+    # step 1 (local_ports, 207184853dbd "tcp/dccp: change source port selection at connect()
+    # time", v6.8-rc1); Debian's 6.1 narrows the range (inet_sk_get_local_port_range) but keeps
+    # the two parity passes with step 2 (inet_hashtables.c:1020-1036 __inet_hash_connect).
+    connect_range_step1: bool = True
+    # fib_add_ifaddr adds an RTN_BROADCAST route for the network address of each primary
+    # address with prefixlen < 31, as for prefix | ~mask, so bind() to e.g. 10.0.0.0 succeeds
+    # (5.10 net/ipv4/fib_frontend.c:1149-1151 fib_add_ifaddr); Debian's 6.1 adds only
+    # prefix | ~mask (fib_frontend.c:1161-1163), and bind() to the network address is
+    # EADDRNOTAVAIL (inet_addr_type: RTN_UNICAST).
+    network_address_broadcast: bool = False
+    # The scenario sysctls (model/sysctl.py KEYS) this kernel has. A scenario that sets one it
+    # lacks cannot run there: unsupported() names it, for the harness to report it skipped.
+    sysctls: frozenset[str] = frozenset(KEYS)
     # How the bind conflict check is built: bhash2 and its 6.1-6.8 regressions (model/bind.py).
     bind: BindRules = field(default_factory=BindRules)
+
+    def unsupported(self, sysctl_keys: Iterable[str]) -> str:
+        """Why a scenario setting these sysctls cannot run on this kernel, or "" if it can."""
+        missing = sorted(k for k in sysctl_keys if k not in self.sysctls)
+        if not missing:
+            return ""
+        return f"sysctl {', '.join(missing)} does not exist in {self.name}"
 
 
 # Linux 6.18, this project's host kernel. Sources read: Debian linux-source-6.12 (6.12.117) and
@@ -58,14 +100,16 @@ MAINLINE_6_2 = Profile(
     name="6.2-bhash2", version=(6, 2), autobind_reuse=True, ehash_lport_outside=False,
     bind=BindRules(any_family_strict=True, v4_misses_v4mapped_any=True,
                    v4_misses_v4mapped_addr=True, v4mapped_specific_uses_bhash2=False,
-                   v6only_skip_af_inet_only=True, v6_misses_v4mapped_any=True))
+                   v6only_skip_af_inet_only=True, v6_misses_v4mapped_any=True,
+                   fastreuse_tests_owners=True))
 # v6.3-v6.5: d9ba99342855 fixed the dual-stack wildcard; the v4-mapped ones remain, and the
 # wildcard walk stops at its first match (visible only now that AF_INET matches [::]).
 MAINLINE_6_5 = Profile(
     name="6.5-bhash2", version=(6, 5), autobind_reuse=True, ehash_lport_outside=False,
     bind=BindRules(v4_misses_v4mapped_any=True, v4_misses_v4mapped_addr=True,
                    addr_any_first_match_only=True, v4mapped_specific_uses_bhash2=False,
-                   v6only_skip_af_inet_only=True, v6_misses_v4mapped_any=True))
+                   v6only_skip_af_inet_only=True, v6_misses_v4mapped_any=True,
+                   fastreuse_tests_owners=True))
 # v6.8.0-6.8.4: the v4-mapped fixes (6.6) and 5e07e672412b (v4-mapped specific addresses use
 # bhash2, 6.8-rc1) are in; d91ef1e1b55f and ea111449501e (6.9-rc3, 6.8.5) are not.
 MAINLINE_6_8 = Profile(
@@ -74,18 +118,44 @@ MAINLINE_6_8 = Profile(
 # Debian bookworm's 6.1.192 (linux-source-6.1): every fix is backported, but 6.1.168 took
 # 5e07e672412b without 06a8c04f8994, so inet_bind2_bucket_match_addr_any (inet_hashtables.c:840)
 # still returns ipv6_addr_any() for an AF_INET6 socket on an AF_INET6 bucket: a v4-mapped
-# specific bind misses an AF_INET6 ::ffff:0.0.0.0 owner.
+# specific bind misses an AF_INET6 ::ffff:0.0.0.0 owner. Its bind buckets still have
+# tb->owners, which inet_csk_update_fastreuse tests (inet_connection_sock.c:453:
+# fastreuse_tests_owners). IP_LOCAL_PORT_RANGE is backported (ip_sockglue.c:1375), but
+# __inet_hash_connect keeps step 2 and the parity passes for it (connect_range_step1).
 DEBIAN_6_1 = Profile(
     name="6.1", version=(6, 1), autobind_reuse=True, ehash_lport_outside=False,
-    bind=BindRules(v6_misses_v4mapped_any=True))
+    connect_range_step1=False,
+    bind=BindRules(v6_misses_v4mapped_any=True, fastreuse_tests_owners=True))
 # Linux 6.12 (Debian trixie, 6.12.117): the bind rules of 6.18, without connect_bind_reset, and
 # the older inet_ehashfn (the lport change is 9544d60a2605, v6.15-rc1).
 LINUX_6_12 = Profile(name="6.12", version=(6, 12), autobind_reuse=True, ehash_lport_outside=False)
+# Linux 5.10 (Debian bullseye, linux-source-5.10 5.10.262; docs/kernel-versions/5.10.md).
+# No bhash2: inet_csk_get_port / inet_csk_bind_conflict walk tb->owners with
+# inet_rcv_saddr_equal (inet_connection_sock.c:133), and inet_csk_update_fastreuse tests
+# tb->owners before sk joins it (:309). reuseport_select_sock has no SO_INCOMING_CPU scan
+# (sock_reuseport.c); tcp_migrate_req is a sysctl with no reader (sysctl_net_ipv4.c:882);
+# no IP_LOCAL_PORT_RANGE. Debian's backports give it 6.12's listener lookup: lhash2 only,
+# exact address then INADDR_ANY (inet_hashtables.c:336 __inet_lookup_listener) and the
+# 5.15 compute_score (:233); ip_autobind_reuse is there (:258, 5.7).
+LINUX_5_10 = Profile(
+    name="5.10", version=(5, 10), autobind_reuse=True, ehash_lport_outside=False,
+    reuseport_incoming_cpu=False, migrate_req=False, attach_needs_reuseport=False,
+    local_port_range_opt=False, connect_range_step1=False, network_address_broadcast=True,
+    bind=BindRules(bhash2=False, fastreuse_tests_owners=True))
+# Linux 7.2 (Debian sid, linux-source-7.2 7.2.13): the rules of 6.18. The functions modelled
+# differ only by ip_local_port_step_width (v7.1, inet_hashtables.c __inet_hash_connect), a sysctl
+# whose default 0 keeps 6.18's scan; the model has no such sysctl, so no scenario sets it.
+LINUX_7_2 = replace(LINUX_6_18, name="7.2", version=(7, 2))
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
-    LINUX_6_18, LINUX_6_12, DEBIAN_6_1, MAINLINE_6_8, MAINLINE_6_5, MAINLINE_6_2)}
+    LINUX_7_2, LINUX_6_18, LINUX_6_12, DEBIAN_6_1, LINUX_5_10, MAINLINE_6_8, MAINLINE_6_5,
+    MAINLINE_6_2)}
 # profiles a running kernel's release may select (the bhash2 windows are for comparison only)
-RELEASE_PROFILES = (LINUX_6_18, LINUX_6_12, DEBIAN_6_1)
+RELEASE_PROFILES = (LINUX_7_2, LINUX_6_18, LINUX_6_12, DEBIAN_6_1, LINUX_5_10)
+# Linux 3.9, the first SO_REUSEPORT: a listener scored among all and a next_pseudo_random32
+# reservoir (model/legacy39.py). No 3.9 kernel boots here, so it is a separate model checked by
+# unit tests only (tests/unit/test_profile_3_9.py), not a profile the harness can run.
+HISTORICAL = {LINUX_3_9.name: LINUX_3_9}
 
 
 def parse_release(release: str) -> tuple[int, int]:

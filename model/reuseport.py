@@ -153,9 +153,13 @@ def reuseport_update_incoming_cpu(sk: Sock, val: int) -> None:
         group.incoming_cpu -= 1
 
 
-def reuseport_select_sock_by_hash(group: ReuseportGroup, hash_: int, cpu: int) -> tuple[Sock | None, str]:
+def reuseport_select_sock_by_hash(group: ReuseportGroup, hash_: int, cpu: int,
+                                  incoming_cpu: bool = True) -> tuple[Sock | None, str]:
     """reuseport_select_sock_by_hash (6.1+): socks[reciprocal_scale(hash, n)], or with members
-    on SO_INCOMING_CPU the first from there on whose CPU is this one, else the first valid."""
+    on SO_INCOMING_CPU the first from there on whose CPU is this one, else the first valid.
+    Without incoming_cpu (profile reuseport_incoming_cpu, before 6.1) reuseport_select_sock's
+    select_by_hash: the first from the hash index on that is not ESTABLISHED, whatever the
+    members' SO_INCOMING_CPU (5.10 net/core/sock_reuseport.c)."""
     from model.jhash import reciprocal_scale
 
     n = group.num_socks
@@ -164,7 +168,7 @@ def reuseport_select_sock_by_hash(group: ReuseportGroup, hash_: int, cpu: int) -
     while True:
         sk = group.socks[i]
         if sk.state != TcpState.ESTABLISHED:
-            if not group.incoming_cpu:
+            if not incoming_cpu or not group.incoming_cpu:
                 return sk, f"reciprocal_scale(hash, {n}) = {j}"
             if sk.incoming_cpu == cpu:
                 return sk, f"hash index {j}, scanned to {i}: SO_INCOMING_CPU {cpu}"

@@ -34,8 +34,9 @@ OptValue = int | str | Program
 
 
 def setsockopt(sk: Sock, opt: SockOpt, value: OptValue, ifindex: dict[str, int],
-               hashed: bool) -> tuple[str, str]:
-    """The option's effect on sk: (errno name or "0", reason). `hashed` is !sk_unhashed(sk)."""
+               hashed: bool, attach_needs_reuseport: bool = True) -> tuple[str, str]:
+    """The option's effect on sk: (errno name or "0", reason). `hashed` is !sk_unhashed(sk);
+    attach_needs_reuseport is the profile field of that name."""
     if opt is SockOpt.SO_REUSEADDR:
         sk.reuse = SK_CAN_REUSE if value else SK_NO_REUSE  # sk_setsockopt: SO_REUSEADDR
         return "0", f"sk_setsockopt: sk_reuse = {'SK_CAN_REUSE' if value else 'SK_NO_REUSE'}"
@@ -57,7 +58,7 @@ def setsockopt(sk: Sock, opt: SockOpt, value: OptValue, ifindex: dict[str, int],
         return "0", f"do_ipv6_setsockopt: sk_ipv6only = {int(bool(value))}"
     if opt is SockOpt.SO_ATTACH_REUSEPORT_CBPF:
         assert isinstance(value, Program)
-        return _attach(sk, value, hashed)
+        return _attach(sk, value, hashed, attach_needs_reuseport)
     if opt is SockOpt.SO_DETACH_REUSEPORT_BPF:
         return _detach(sk, hashed)
     if opt is SockOpt.IP_FREEBIND:
@@ -90,12 +91,14 @@ def _bindtodevice(sk: Sock, name: str, ifindex: dict[str, int]) -> tuple[str, st
     return "0", f"sock_bindtoindex_locked: sk_bound_dev_if = {index} ({name or 'none'})"
 
 
-def _attach(sk: Sock, prog: Program, hashed: bool) -> tuple[str, str]:
+def _attach(sk: Sock, prog: Program, hashed: bool, needs_reuseport: bool) -> tuple[str, str]:
     """sk_reuseport_attach_filter -> reuseport_attach_prog: an unhashed SO_REUSEPORT socket
-    gets a group of its own first (reuseport_alloc), a hashed one must already be in one."""
+    gets a group of its own first (reuseport_alloc), a hashed one must already be in one.
+    Without needs_reuseport (before 5.14) an unhashed socket whose SO_REUSEPORT was cleared
+    after an earlier attach still has that group, and the program replaces its program."""
     from model.reuseport import reuseport_alloc
 
-    if not hashed:
+    if not hashed and (sk.reuseport or needs_reuseport):
         if not sk.reuseport:
             return "EINVAL", "reuseport_attach_prog: SO_REUSEPORT is not set"
         reuseport_alloc(sk, False)

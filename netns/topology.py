@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
 
+from netns import sysctl
 from netns.tun import open_tun
 
 IFA_F_NODAD = 0x02
@@ -90,4 +91,9 @@ def build(topology: Topology = STANDARD) -> Built:
             ipr.link("set", index=idx, state="up")
             for route in dev.routes:
                 ipr.route("add", dst=route, oif=idx)
+    # A namespace serves many scenarios; tcp_metrics would carry a peer's RTT from one to the
+    # next and make it "proven" (tcp_input.c:tcp_conn_request -> tcp_metrics.c:
+    # tcp_peer_is_proven), exempting it from the last quarter of tcp_max_syn_backlog. The model's
+    # peers are never proven: save no metrics (tcp_metrics.c:tcp_update_metrics returns early).
+    sysctl.write("net.ipv4.tcp_no_metrics_save", "1")
     return built

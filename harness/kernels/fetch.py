@@ -1,0 +1,144 @@
+"""Debian's cloud kernels (and the guest's busybox and virtiofsd) into a cache, never installed.
+
+Each Debian suite gets a private apt root under the cache (its own sources.list, lists and
+archives, an empty dpkg status), so the host's apt sources, its dpkg database and /boot are
+never touched. Packages are unpacked with `dpkg -x`.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.kernels.qemu import Guest
+
+MIRROR = "http://deb.debian.org/debian"
+SECURITY = "http://deb.debian.org/debian-security"
+
+
+@dataclass(frozen=True)
+class Release:
+    """One kernel to boot: Debian's cloud kernel of a suite, run under a model profile."""
+
+    version: str  # "5.10": also the model profile's name
+    suite: str
+    security: bool = True
+
+    def sources(self) -> str:
+        lines = [f"deb {MIRROR} {self.suite} main"]
+        if self.security:
+            lines.append(f"deb {SECURITY} {self.suite}-security main")
+        return "\n".join(lines) + "\n"
+
+
+KERNELS = (Release("5.10", "bullseye"), Release("6.1", "bookworm"), Release("6.12", "trixie"),
+           Release("7.2", "sid", security=False))
+# The guest's userspace tools, from the host's own suite: busybox for /init, and QEMU 7.2's C
+# virtiofsd (later QEMUs dropped it; trixie's Rust virtiofsd needs a newer glibc, DESIGN §8).
+TOOLS = Release("tools", "bookworm")
+TOOL_PACKAGES = ("busybox-static", "qemu-system-common")
+# Of the cloud meta package's dependencies, the ones that carry the kernel and its modules
+# (sid splits linux-image into linux-binary and linux-modules).
+_KERNEL_PACKAGE = re.compile(r"^linux-(image|binary|modules)-\d")
+
+
+class FetchError(RuntimeError):
+    pass
+
+
+class AptRoot:
+    """apt-get/apt-cache confined to a folder: its own sources, lists, archives and status."""
+
+    def __init__(self, folder: Path, release: Release) -> None:
+        self.folder = folder
+        (folder / "lists/partial").mkdir(parents=True, exist_ok=True)
+        (folder / "cache/archives/partial").mkdir(parents=True, exist_ok=True)
+        (folder / "sources.list").write_text(release.sources())
+        self.options = [
+            "-o", f"Dir::Etc::SourceList={folder / 'sources.list'}",
+            "-o", "Dir::Etc::SourceParts=/dev/null",
+            "-o", f"Dir::State::Lists={folder / 'lists'}",
+            "-o", f"Dir::Cache={folder / 'cache'}",
+            "-o", "Dir::State::Status=/dev/null",
+            "-o", "APT::Architecture=amd64",
+            "-o", "APT::Sandbox::User=root",
+            "-o", "Debug::NoLocking=1",
+        ]
+
+    def _run(self, tool: str, *args: str, cwd: Path | None = None) -> str:
+        proc = subprocess.run([tool, "-q", *self.options, *args], cwd=cwd, capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            raise FetchError(f"{tool} {' '.join(args)} failed in {self.folder}:\n{proc.stderr.strip()}")
+        return proc.stdout
+
+    def update(self) -> None:
+        self._run("apt-get", "update")
+
+    def depends(self, package: str) -> list[str]:
+        out = self._run("apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
+                        "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", package)
+        return sorted({ln for ln in out.splitlines() if ln and not ln.startswith((" ", "<"))})
+
+    def download(self, packages: list[str], into: Path) -> list[Path]:
+        into.mkdir(parents=True, exist_ok=True)
+        for old in into.glob("*.deb"):
+            old.unlink()
+        self._run("apt-get", "download", *packages, cwd=into)
+        return sorted(into.glob("*.deb"))
+
+
+def _unpack(debs: list[Path], root: Path) -> None:
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    for deb in debs:
+        subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+
+
+def _stamp(folder: Path) -> Path:
+    return folder / "fetched"
+
+
+def fetch_release(release: Release, cache: Path, say: Callable[[str], None] = print) -> Guest:
+    """Download and unpack one kernel unless the cache has it; the bootable Guest."""
+    folder = cache / release.suite
+    if not _stamp(folder).exists():
+        apt = AptRoot(folder / "apt", release)
+        say(f"{release.version}: apt-get update ({release.suite})")
+        apt.update()
+        packages = [p for p in apt.depends("linux-image-cloud-amd64") if _KERNEL_PACKAGE.match(p)]
+        if not packages:
+            raise FetchError(f"{release.suite}: linux-image-cloud-amd64 names no kernel package")
+        say(f"{release.version}: downloading {', '.join(packages)}")
+        debs = apt.download(packages, folder / "debs")
+        _unpack(debs, folder / "root")
+        _stamp(folder).write_text("\n".join(d.name for d in debs) + "\n")
+    return locate(folder / "root")
+
+
+def locate(root: Path) -> Guest:
+    """The kernel image and modules tree in an unpacked kernel (boot/ or usr/lib/modules/)."""
+    for moddir in sorted([*root.glob("lib/modules/*"), *root.glob("usr/lib/modules/*")]):
+        release = moddir.name
+        for image in (root / "boot" / f"vmlinuz-{release}", moddir / "vmlinuz"):
+            if image.exists():
+                return Guest(release, image, moddir)
+    raise FetchError(f"no kernel image and modules tree under {root}")
+
+
+def fetch_tools(cache: Path, say: Callable[[str], None] = print) -> Path:
+    """busybox and virtiofsd unpacked under cache/tools/root (not installed)."""
+    folder = cache / "tools"
+    if not _stamp(folder).exists():
+        apt = AptRoot(folder / "apt", TOOLS)
+        say("tools: apt-get update (bookworm)")
+        apt.update()
+        say(f"tools: downloading {', '.join(TOOL_PACKAGES)}")
+        _unpack(apt.download(list(TOOL_PACKAGES), folder / "debs"), folder / "root")
+        _stamp(folder).write_text("ok\n")
+    return folder / "root"

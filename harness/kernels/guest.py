@@ -1,0 +1,91 @@
+"""What runs inside a booted kernel: the corpus and the kernel tests, results to a shared folder.
+
+Invoked by the host as `python -m harness.kernels.guest OUT` in the guest's chroot of the host
+root (read-only but for OUT). Prints one progress line per phase for the host to relay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from model.profiles import PROFILES, profile_for_release
+
+PROGRESS = "SOCKH-PROGRESS "
+SWAP_WAIT = 600.0  # seconds to wait for the host's swap.txt after the corpus
+RECORDED = PROFILES["6.18"]  # the kernel `sockharness record` ran on for tests/scenarios
+# `sockharness run -q` prints "[i/n] …" every 50 scenarios and a line per divergence
+_PROGRESS_LINE = re.compile(r"^\[\d+/\d+\]")
+
+
+def _phase(name: str, argv: list[str], out: Path) -> dict:
+    """Run one phase, its output to OUT/NAME.log; relay its progress lines to the console."""
+    print(f"{PROGRESS}{name} started", flush=True)
+    start = time.monotonic()
+    with open(out / f"{name}.log", "w") as log:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if _PROGRESS_LINE.match(line):
+                print(f"{PROGRESS}{name} {line.strip()[:160]}", flush=True)
+        code = proc.wait()
+    took = time.monotonic() - start
+    tail = (out / f"{name}.log").read_text(errors="replace").strip().splitlines()[-1:] or [""]
+    print(f"{PROGRESS}{name} exit {code} in {took:.0f} s: {tail[0][:160]}", flush=True)
+    return {"exit": code, "seconds": round(took, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.kernels.guest")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--profile", help="model profile (default: the running kernel's)")
+    ap.add_argument("--corpus", nargs="+", default=["tests/scenarios"])
+    ap.add_argument("--swap-profile", default="6.18",
+                    help="profile to rerun OUT/swap.txt's scenarios under (written by the host)")
+    ap.add_argument("--kernel-tests", nargs="*", default=["tests/kernel"],
+                    help="pytest paths run inside the guest (none: skip the phase)")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    meta: dict = {"kernel_release": platform.release(), "phases": {}}
+    profile = ["--profile", args.profile] if args.profile else []
+    chosen = PROFILES[args.profile] if args.profile else profile_for_release(platform.release())[0]
+    # The corpus's "= …" expectations were recorded on RECORDED's kernel; they hold wherever the
+    # profile has the same rules, elsewhere the check is the model against this kernel only.
+    same_rules = dataclasses.replace(chosen, name=RECORDED.name, version=RECORDED.version) == RECORDED
+    expect = [] if same_rules else ["--no-expect"]
+    meta["expectations"] = "checked" if same_rules else f"ignored (recorded under profile {RECORDED.name})"
+    print(f"{PROGRESS}profile {chosen.name}; expectations {meta['expectations']}", flush=True)
+    meta["phases"]["corpus"] = _phase(
+        "corpus", [py, "-m", "harness", "run", *args.corpus, "-q", "--no-minimize", *profile, *expect,
+                   "--json", str(args.out / "corpus.json"), "--junit", str(args.out / "corpus.xml")],
+        args.out)
+    swap = args.out / "swap.txt"
+    deadline = time.monotonic() + SWAP_WAIT
+    while not swap.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    paths = swap.read_text().split() if swap.exists() else []
+    if paths:  # expected to diverge: not part of the exit status
+        meta["swap"] = _phase(
+            "swap", [py, "-m", "harness", "run", *paths, "-q", "--no-minimize", "--no-expect",
+                     "--profile", args.swap_profile, "--json", str(args.out / "swap.json")],
+            args.out)
+    if args.kernel_tests:
+        meta["phases"]["kernel-tests"] = _phase(
+            "kernel-tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                             *args.kernel_tests, "--junitxml", str(args.out / "kernel-tests.xml")],
+            args.out)
+    (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return max(p["exit"] for p in meta["phases"].values())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The guest's first userspace: busybox, the modules the cloud kernels lack built in, an /init.
+
+The cloud kernels build virtio_pci, fuse and virtiofs as modules before 6.12 (DESIGN §8), and
+tun and inet_diag everywhere; the host has no modprobe to serve the kernel's request_module, so
+/init loads each module and its dependencies, in order, before the root is mounted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+# What the guest needs: the virtio-PCI transport and virtiofs for the root, TUN for injection,
+# inet_diag/tcp_diag for sock_diag (request sockets, queues, SOCK_DESTROY).
+WANTED = ("virtio_pci", "fuse", "virtiofs", "tun", "inet_diag", "tcp_diag")
+_SUFFIXES = (".ko", ".ko.xz", ".ko.zst")
+
+
+@dataclass(frozen=True)
+class Module:
+    name: str
+    path: Path
+    depends: tuple[str, ...]
+
+    def data(self) -> bytes:
+        """The module's ELF bytes (busybox insmod takes uncompressed files only)."""
+        raw = self.path.read_bytes()
+        if self.path.name.endswith(".xz"):
+            return lzma.decompress(raw)
+        if self.path.name.endswith(".zst"):
+            raise ValueError(f"{self.path}: zstd modules are not supported")
+        return raw
+
+
+def _modinfo(data: bytes) -> dict[str, str]:
+    """The key=value strings of a module's .modinfo section (found by scanning: they are
+    NUL-separated ASCII, and 'depends=' and 'name=' occur once each)."""
+    info: dict[str, str] = {}
+    for key in (b"depends=", b"name="):
+        at = data.find(b"\0" + key)
+        if at >= 0:
+            end = data.index(b"\0", at + 1)
+            info[key[:-1].decode()] = data[at + 1 + len(key):end].decode()
+    return info
+
+
+def index_modules(moddir: Path) -> dict[str, Path]:
+    """Module name (dashes as underscores) -> file, over a kernel's modules tree."""
+    found: dict[str, Path] = {}
+    for path in moddir.rglob("*.ko*"):
+        for suffix in _SUFFIXES:
+            if path.name.endswith(suffix):
+                found[path.name[: -len(suffix)].replace("-", "_")] = path
+    return found
+
+
+def builtin(moddir: Path) -> set[str]:
+    """Modules built into the kernel image (modules.builtin)."""
+    listing = moddir / "modules.builtin"
+    if not listing.exists():
+        return set()
+    return {Path(line).name.split(".ko")[0].replace("-", "_")
+            for line in listing.read_text().split() if line}
+
+
+def load_order(moddir: Path, wanted: tuple[str, ...] = WANTED) -> list[Module]:
+    """The modules to insmod, dependencies first; built-in ones are left out."""
+    files = index_modules(moddir)
+    inside = builtin(moddir)
+    order: list[Module] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        name = name.replace("-", "_")
+        if name in seen or name in inside:
+            return
+        seen.add(name)
+        if name not in files:
+            raise FileNotFoundError(f"module {name} is neither built in nor under {moddir}")
+        path = files[name]
+        mod = Module(name, path, ())
+        deps = tuple(d for d in _modinfo(mod.data()).get("depends", "").split(",") if d)
+        for dep in deps:
+            visit(dep)
+        order.append(Module(name, path, deps))
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
+class Cpio:
+    """A gzip'd newc cpio archive, the format the kernel unpacks as initramfs."""
+
+    def __init__(self) -> None:
+        self._buf = io.BytesIO()
+        self._ino = 1
+
+    def _entry(self, name: str, mode: int, data: bytes = b"") -> None:
+        header = "070701" + "".join(f"{v:08x}" for v in (
+            self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name) + 1, 0))
+        self._ino += 1
+        self._buf.write(header.encode() + name.encode() + b"\0")
+        self._pad()
+        self._buf.write(data)
+        self._pad()
+
+    def _pad(self) -> None:
+        self._buf.write(b"\0" * (-self._buf.tell() % 4))
+
+    def directory(self, name: str) -> None:
+        self._entry(name, stat.S_IFDIR | 0o755)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._entry(name, stat.S_IFREG | mode, data)
+
+    def bytes(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        return gzip.compress(self._buf.getvalue(), compresslevel=1)
+
+
+def build(busybox: Path, modules: list[Module], init: str) -> bytes:
+    """An initramfs holding busybox as /bin/busybox, the modules under /modules (named
+    NN-name.ko in load order) and `init` as /init."""
+    archive = Cpio()
+    for d in ("bin", "dev", "proc", "sys", "modules", "newroot", "host"):
+        archive.directory(d)
+    archive.file("bin/busybox", busybox.read_bytes(), 0o755)
+    for i, mod in enumerate(modules):
+        archive.file(f"modules/{i:02d}-{mod.name}.ko", mod.data())
+    archive.file("init", init.encode(), 0o755)
+    return archive.bytes()

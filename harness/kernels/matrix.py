@@ -1,0 +1,191 @@
+"""The scenario x kernel matrix: each cell agree / diverge / skipped, as Markdown and HTML.
+
+Built from each guest's corpus JSON (`sockharness run --json`); a kernel that did not boot or
+whose corpus did not finish gives "not run" cells with the reason. Which profile fields each
+kernel exercised is computed on the model alone (`exercised`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from harness.model_backend import ModelExecutor
+from harness.scenario import Scenario
+from model.profiles import Profile
+
+
+class Status(Enum):
+    AGREE = "agree"
+    DIVERGE = "diverge"
+    SKIPPED = "skipped"
+    NOT_RUN = "not run"
+
+
+@dataclass(frozen=True)
+class Cell:
+    status: Status
+    detail: str = ""  # the divergent step with both outcomes, or why it was skipped / not run
+
+
+@dataclass
+class Column:
+    """One kernel's run: its release, profile, timings and cells by scenario path."""
+
+    version: str
+    release: str = ""
+    profile: str = ""
+    seconds: float = 0.0
+    problem: str = ""  # why the corpus has no result (boot failure, timeout)
+    cells: dict[str, Cell] = field(default_factory=dict)
+    exercised: dict[str, list[str]] = field(default_factory=dict)  # field -> scenarios
+    kernel_tests: str = ""  # the kernel tests' summary line, if they ran
+    swap_profile: str = ""  # the other profile the exercised scenarios were rerun under
+    swapped: dict[str, Cell] = field(default_factory=dict)  # their cells under it
+
+    def count(self, status: Status) -> int:
+        return sum(c.status is status for c in self.cells.values())
+
+
+def _outcome(o: dict | None) -> str:
+    if o is None:
+        return "(not run)"
+    text = o["value"]
+    if o.get("choice") not in (None, ""):
+        text += f" (port {o['choice']})" if isinstance(o["choice"], int) else ""
+    return text
+
+
+def cells_from_json(path: Path) -> tuple[dict[str, Cell], dict]:
+    """Cells of one corpus JSON, and its metadata."""
+    data = json.loads(path.read_text())
+    cells: dict[str, Cell] = {}
+    for sc in data["scenarios"]:
+        if sc["skipped"]:
+            cells[sc["path"]] = Cell(Status.SKIPPED, sc["skipped"])
+        elif sc["agreed"]:
+            cells[sc["path"]] = Cell(Status.AGREE)
+        else:
+            bad = next(s for s in sc["steps"] if s["problems"])
+            cells[sc["path"]] = Cell(Status.DIVERGE, (
+                f"line {bad['line']}: {bad['call']}: model {_outcome(bad['model'])}, "
+                f"kernel {_outcome(bad['kernel'])}"))
+    return cells, {k: v for k, v in data.items() if k not in ("scenarios", "features")}
+
+
+def _flips(profile: Profile, reference: Profile) -> Iterable[tuple[str, Profile]]:
+    """`profile` with one field at a time set to `reference`'s value, where they differ."""
+    for f in dataclasses.fields(profile):
+        if f.name in ("name", "version"):
+            continue
+        mine, theirs = getattr(profile, f.name), getattr(reference, f.name)
+        if f.name == "bind":
+            for g in dataclasses.fields(mine):
+                if getattr(mine, g.name) != getattr(theirs, g.name):
+                    yield f"bind.{g.name}", dataclasses.replace(
+                        profile, bind=dataclasses.replace(mine, **{g.name: getattr(theirs, g.name)}))
+        elif mine != theirs:
+            yield f.name, dataclasses.replace(profile, **{f.name: theirs})
+
+
+def _values(outcomes) -> list[str]:
+    return [f"{o.value}|{o.choice}" for o in outcomes]
+
+
+def exercised(profile: Profile, reference: Profile, scenarios: list[Scenario]) -> dict[str, list[str]]:
+    """For each field where `profile` differs from `reference`: the scenarios whose model
+    outcome changes when that one field takes the reference's value (model only, seed 0)."""
+    base = {s.path: _values(ModelExecutor(profile, 0, None).run(s)) for s in scenarios}
+    out: dict[str, list[str]] = {}
+    for name, flipped in _flips(profile, reference):
+        out[name] = [str(s.path) for s in scenarios
+                     if _values(ModelExecutor(flipped, 0, None).run(s)) != base[s.path]]
+    return out
+
+
+def markdown(columns: list[Column], *, full: bool) -> str:
+    """The matrix as Markdown: totals per kernel, then the rows (all, or those not agreeing
+    everywhere), then the profile fields each kernel exercised."""
+    out = ["| kernel | release | profile | agree | diverge | skipped | not run | time |",
+           "|---|---|---|---:|---:|---:|---:|---:|"]
+    for c in columns:
+        out.append(f"| {c.version} | {c.release or '-'} | {c.profile or '-'} | "
+                   f"{c.count(Status.AGREE)} | {c.count(Status.DIVERGE)} | {c.count(Status.SKIPPED)} "
+                   f"| {c.count(Status.NOT_RUN)} | {c.seconds:.0f} s |")
+    problems = [f"- {c.version}: {c.problem}" for c in columns if c.problem]
+    if problems:
+        out += ["", *problems]
+    paths = sorted({p for c in columns for p in c.cells})
+    rows = [p for p in paths if full or any(c.cells.get(p, Cell(Status.NOT_RUN)).status is not Status.AGREE
+                                             for c in columns)]
+    out += ["", f"| scenario | {' | '.join(c.version for c in columns)} |",
+            "|---|" + "---|" * len(columns)]
+    details = []
+    for p in rows:
+        marks = []
+        for c in columns:
+            cell = c.cells.get(p, Cell(Status.NOT_RUN, c.problem))
+            marks.append(cell.status.value)
+            if cell.status is Status.DIVERGE or (cell.status is Status.SKIPPED and full):
+                details.append(f"- `{p}` on {c.version}: {cell.detail}")
+        out.append(f"| {p} | {' | '.join(marks)} |")
+    if not rows:
+        out.append(f"| (all {len(paths)} scenarios agree on every kernel) |" + " |" * len(columns))
+    if details:
+        out += ["", *details]
+    out += ["", "Profile fields exercised: for each field where the kernel's profile differs "
+            "from the other profile named, the scenarios whose model outcome changes with the "
+            "other's value; in brackets, how many of those diverge from this kernel when the "
+            "model runs under the other profile (the end-to-end check that the field matters):", ""]
+    for c in columns:
+        if not c.exercised:
+            out.append(f"- {c.version}: no field differs from the reference profile")
+            continue
+        parts = []
+        for k, v in c.exercised.items():
+            text = f"`{k}` {len(v)}"
+            if c.swapped and v:
+                bad = sum(c.swapped.get(p, Cell(Status.NOT_RUN)).status is Status.DIVERGE for p in v)
+                text += f" ({bad} diverge under {c.swap_profile})"
+            parts.append(text)
+        out.append(f"- {c.version} (against {c.swap_profile or 'the reference'}): " + ", ".join(parts))
+    return "\n".join(out) + "\n"
+
+
+_COLOURS = {Status.AGREE: "#d7f5d7", Status.DIVERGE: "#f8c8c8", Status.SKIPPED: "#eeeeee",
+            Status.NOT_RUN: "#f5e6b8"}
+
+
+def html_page(columns: list[Column], title: str) -> str:
+    """The full matrix as one self-contained HTML page; a cell's title holds its detail."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(c.version)}<br><small>{esc(c.release)}</small></th>" for c in columns)
+    rows = []
+    for p in sorted({p for c in columns for p in c.cells}):
+        tds = []
+        for c in columns:
+            cell = c.cells.get(p, Cell(Status.NOT_RUN, c.problem))
+            tds.append(f'<td style="background:{_COLOURS[cell.status]}" title="{esc(cell.detail)}">'
+                       f"{esc(cell.status.value)}</td>")
+        rows.append(f"<tr><td>{esc(p)}</td>{''.join(tds)}</tr>")
+    totals = "".join(
+        f"<li>{esc(c.version)} ({esc(c.release or '-')}, profile {esc(c.profile or '-')}): "
+        f"{c.count(Status.AGREE)} agree, {c.count(Status.DIVERGE)} diverge, "
+        f"{c.count(Status.SKIPPED)} skipped, {c.count(Status.NOT_RUN)} not run, {c.seconds:.0f} s"
+        f"{' - ' + esc(c.problem) if c.problem else ''}"
+        f"{'<br>fields exercised: ' + esc(', '.join(f'{k} ({len(v)})' for k, v in c.exercised.items())) if c.exercised else ''}"
+        "</li>" for c in columns)
+    divergent = "".join(
+        f"<li><code>{esc(p)}</code> on {esc(c.version)}: {esc(cell.detail)}</li>"
+        for c in columns for p, cell in sorted(c.cells.items()) if cell.status is Status.DIVERGE)
+    return (f"<!doctype html><meta charset=utf-8><title>{esc(title)}</title>"
+            "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style>"
+            f"<h1>{esc(title)}</h1><ul>{totals}</ul>"
+            f"{'<h2>Divergences</h2><ul>' + divergent + '</ul>' if divergent else ''}"
+            f"<table><tr><th>scenario</th>{head}</tr>{''.join(rows)}</table>\n")

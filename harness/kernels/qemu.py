@@ -1,0 +1,240 @@
+"""Boot one kernel under QEMU with the host's root shared read-only over virtiofs.
+
+The guest's /init (busybox) loads modules, mounts the host root read-only at /newroot with one
+writable results folder, gives it its own /proc, /sys, /dev, /tmp and /run (so nothing the
+guest does lands in the host's /run/netns or /tmp), runs one command chrooted there, prints
+its exit status as a console marker and powers off. virtiofsd and QEMU are our children and
+are killed by PID on every exit path.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from harness.kernels import initramfs, reap
+
+EXIT_MARK = "SOCKH-EXIT "
+READY_MARK = "SOCKH-READY"
+TAG = "hostroot"
+# No Spectre/Meltdown mitigations in the guest: emulated page-table isolation flushes TCG's TLB
+# on every syscall (measured ~15% of a corpus run); socket semantics do not depend on them.
+CMDLINE_EXTRA = "mitigations=off"
+
+
+class Accel(Enum):
+    KVM = "kvm"
+    TCG = "tcg,thread=multi"  # a host thread per vCPU
+    # all vCPUs on one host thread: guests side by side then never hold more vCPU threads than
+    # the host has cores (oversubscribed multi-threaded TCG ran ~5x slower here)
+    TCG_SINGLE = "tcg,thread=single"
+
+
+@dataclass(frozen=True)
+class Tools:
+    qemu: Path
+    virtiofsd: Path
+    busybox: Path
+
+
+@dataclass(frozen=True)
+class Guest:
+    """A bootable kernel: its image and its modules tree."""
+
+    release: str
+    vmlinuz: Path
+    moddir: Path
+
+
+@dataclass
+class BootResult:
+    exit_code: int | None  # the command's status; None if the guest never reported one
+    seconds: float
+    log: Path
+    reason: str = ""  # why there is no exit code (timeout, panic, QEMU error)
+
+
+INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t devtmpfs dev /dev
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+for m in /modules/*.ko; do insmod "$m" 2>/dev/null || echo "SOCKH: insmod $m failed"; done
+mount -t virtiofs {tag} /host || {{ echo "{exit_mark}-1 cannot mount the host root"; poweroff -f; }}
+mount --bind /host /newroot && mount -o remount,bind,ro /newroot
+mount -t proc proc /newroot/proc
+mount -t sysfs sys /newroot/sys
+mount -t devtmpfs dev /newroot/dev
+mkdir -p /newroot/dev/pts /newroot/dev/shm 2>/dev/null
+mount -t devpts devpts /newroot/dev/pts
+for d in /newroot/tmp /newroot/run /newroot/dev/shm /newroot/var/tmp; do mount -t tmpfs tmpfs "$d"; done
+{rw_binds}
+mkdir -p /newroot/run/netns
+ip link set lo up 2>/dev/null
+echo {ready}
+chroot /newroot /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root \
+  PYTHONDONTWRITEBYTECODE=1 TERM=dumb {env} /bin/sh -c {command}
+echo "{exit_mark}$?"
+sync
+poweroff -f
+"""
+
+
+def find_tools(cache: Path) -> Tools:
+    """QEMU from PATH; virtiofsd and busybox from PATH or the cache (fetch.host_tools)."""
+    qemu = shutil.which("qemu-system-x86_64")
+    if not qemu:
+        raise FileNotFoundError("qemu-system-x86_64 is not installed (run `make kernels`, which "
+                                "installs it, or install QEMU 8+)")
+    candidates = [Path(p) for p in (shutil.which("virtiofsd") or "", "/usr/libexec/virtiofsd",
+                                    "/usr/lib/qemu/virtiofsd") if p]
+    candidates.append(cache / "tools/root/usr/lib/qemu/virtiofsd")
+    virtiofsd = next((p for p in candidates if p.exists()), None)
+    busybox = next((Path(p) for p in (cache / "tools/root/bin/busybox",) if Path(p).exists()), None)
+    if not virtiofsd or not busybox:
+        raise FileNotFoundError(f"virtiofsd or busybox missing under {cache}/tools (run `make kernels`)")
+    return Tools(Path(qemu), virtiofsd, busybox)
+
+
+def init_script(command: str, writable: list[Path], env: dict[str, str]) -> str:
+    binds = "\n".join(f"mkdir -p /newroot{p}; mount --bind /host{p} /newroot{p}" for p in writable)
+    return INIT.format(tag=TAG, exit_mark=EXIT_MARK, ready=READY_MARK, rw_binds=binds,
+                       command=shlex.quote(command),
+                       env=" ".join(shlex.quote(f"{k}={v}") for k, v in env.items()))
+
+
+def boot(tools: Tools, guest: Guest, command: str, *, accel: Accel, writable: list[Path],
+         log: Path, timeout: float, env: dict[str, str] | None = None, cpus: int = 2,
+         memory_mb: int = 1536,
+         on_line: Callable[[str], None] | None = None) -> BootResult:
+    """Run `command` (a shell line, in the host's root) inside `guest`; wait for its exit code."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=reap.temp_prefix()) as tmp:
+        tmpdir = Path(tmp)
+        initrd = tmpdir / "initrd.gz"
+        initrd.write_bytes(initramfs.build(
+            tools.busybox, initramfs.load_order(guest.moddir), init_script(command, writable, env or {})))
+        sock = tmpdir / "vfs.sock"
+        procs: list[subprocess.Popen] = []
+        try:
+            vfsd = _start(
+                [str(tools.virtiofsd), f"--socket-path={sock}", "-o", "source=/",
+                 "-o", "cache=auto", "-o", "no_xattr", "-o", "sandbox=chroot"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log.with_suffix(".virtiofsd.log"), "wb"))
+            procs.append(vfsd)
+            for _ in range(200):
+                if sock.exists() or vfsd.poll() is not None:
+                    break
+                time.sleep(0.02)
+            if not sock.exists():
+                return BootResult(None, time.monotonic() - start, log, "virtiofsd did not start")
+            qemu = _start(
+                [str(tools.qemu), "-accel", accel.value, "-cpu", "host" if accel is Accel.KVM else "max",
+                 "-smp", str(cpus), "-m", f"{memory_mb}M",
+                 "-object", f"memory-backend-memfd,id=mem,size={memory_mb}M,share=on",
+                 "-machine", "q35,memory-backend=mem", "-nodefaults", "-no-user-config",
+                 "-display", "none", "-serial", "stdio", "-no-reboot",
+                 "-chardev", f"socket,id=vfs,path={sock}",
+                 "-device", f"vhost-user-fs-pci,chardev=vfs,tag={TAG},queue-size=1024",
+                 "-kernel", str(guest.vmlinuz), "-initrd", str(initrd),
+                 "-append", "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic " + CMDLINE_EXTRA],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            procs.append(qemu)
+            return _follow(qemu, log, start, timeout, on_line)
+        finally:
+            for p in reversed(procs):
+                _stop(p)
+
+
+def _follow(qemu: subprocess.Popen, log: Path, start: float, timeout: float,
+            on_line: Callable[[str], None] | None) -> BootResult:
+    import selectors
+
+    code: int | None = None
+    reason = ""
+    sel = selectors.DefaultSelector()
+    assert qemu.stdout is not None
+    os.set_blocking(qemu.stdout.fileno(), False)
+    sel.register(qemu.stdout, selectors.EVENT_READ)
+    pending = b""
+    with open(log, "wb") as out:
+        while True:
+            left = timeout - (time.monotonic() - start)
+            if left <= 0:
+                reason = f"timed out after {timeout:.0f} s"
+                break
+            if not sel.select(timeout=min(left, 1.0)):
+                if qemu.poll() is not None:
+                    break
+                continue
+            chunk = qemu.stdout.read(65536) or b""
+            if not chunk:
+                if qemu.poll() is not None:
+                    break
+                time.sleep(0.05)
+                continue
+            out.write(chunk)
+            out.flush()
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace").rstrip("\r")
+                if line.startswith(EXIT_MARK):
+                    try:
+                        code = int(line[len(EXIT_MARK):].split()[0])
+                    except (ValueError, IndexError):
+                        reason = line
+                elif on_line:
+                    on_line(line)
+    sel.close()
+    if code is None and not reason:
+        reason = f"the guest stopped without reporting (QEMU exit {qemu.poll()}); see {log}"
+    return BootResult(code, time.monotonic() - start, log, reason)
+
+
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def _start(argv: list[str], **kw) -> subprocess.Popen:
+    """Start a child that dies with the thread that started it (PR_SET_PDEATHSIG), so a
+    killed run leaves no QEMU or virtiofsd behind; remembered for stop_all."""
+    with _live_lock:
+        if _stopping.is_set():
+            raise KeyboardInterrupt("stopping: no new QEMU or virtiofsd")
+        proc = subprocess.Popen(argv, preexec_fn=reap.die_with_parent, **kw)
+        _live.add(proc)
+    return proc
+
+
+def stop_all() -> None:
+    """Stop every QEMU and virtiofsd this process started and that still runs, and start no
+    more (Ctrl-C, SIGTERM)."""
+    with _live_lock:
+        _stopping.set()
+        procs = list(_live)
+    for p in procs:
+        _stop(p)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a child we started, by PID: TERM, then KILL."""
+    with _live_lock:
+        _live.discard(proc)
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

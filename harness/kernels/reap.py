@@ -1,0 +1,53 @@
+"""What a killed `sockharness kernels` run can leave behind, and reaping it on the next start.
+
+QEMU and virtiofsd die with the thread that started them (PR_SET_PDEATHSIG). A boot's temp
+folder (initramfs, virtiofsd socket) is named sockh-vm-<pid>-<start>- after its owner, so a
+later run removes those whose owner is gone, and only those.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import psutil
+
+PREFIX = "sockh-vm-"
+_PR_SET_PDEATHSIG = 1
+
+
+def _stamp(pid: int) -> str:
+    return format(int(psutil.Process(pid).create_time() * 100), "x")
+
+
+def temp_prefix() -> str:
+    pid = os.getpid()
+    return f"{PREFIX}{pid}-{_stamp(pid)}-"
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGKILL when the parent thread dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _owner_alive(name: str) -> bool:
+    try:
+        pid_text, stamp = name[len(PREFIX):].split("-")[:2]
+        return _stamp(int(pid_text)) == stamp
+    except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def reap_stale(tmp: Path | None = None) -> list[str]:
+    """Remove boot folders whose owning run is gone; the names removed."""
+    root = Path(tmp or tempfile.gettempdir())
+    gone = []
+    for d in root.glob(PREFIX + "*"):
+        if d.is_dir() and not _owner_alive(d.name):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d.name)
+    return gone

@@ -1,0 +1,213 @@
+"""`sockharness kernels`: fetch, boot each kernel, run the corpus in it, build the matrix.
+
+Progress is printed per kernel as it happens; the elapsed time of the whole matrix is printed
+at the end. Exit 0 when every scenario agrees (or is skipped for a printed reason) on every
+kernel, 1 on a divergence or a kernel whose corpus did not run, 2 when nothing could boot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from harness.kernels import fetch, matrix, offload, qemu, reap
+from harness.kernels.fetch import KERNELS, Release
+from harness.runner import load
+from model.profiles import PROFILES, profile_for_release
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / ".cache" / "kernels"
+# Kernel tests run in each guest: the hash formula (both inet_ehashfn variants: calibration
+# and exact prediction under the kernel's profile), deliberately broken rules caught, and
+# namespace cleanup. Left out: tests whose thresholds assume native speed (a 30 s process
+# start in test_cleanup's signal tests, the injector's TUN drain cadence in test_inject), and
+# the 100,000-SYN and fuzz tests, which repeat at length what the corpus checks (~260 s each
+# under TCG).
+GUEST_TESTS = ("tests/kernel/test_hash_formula.py", "tests/kernel/test_harness_can_fail.py",
+               "tests/kernel/test_cleanup.py::test_pool_removes_its_namespace",
+               "tests/kernel/test_cleanup.py::test_sysctl_refused_in_the_host_namespace")
+# "exercised" fields: where a kernel's profile differs from the host's (6.18); 6.18's own
+# against 6.12's
+REFERENCE, REFERENCE_OF_REFERENCE = "6.18", "6.12"
+_print_lock = threading.Lock()
+
+
+def say(text: str) -> None:
+    with _print_lock:
+        print(text, flush=True)
+
+
+def choose_accel(tools: qemu.Tools, guest: qemu.Guest, out: Path) -> tuple[qemu.Accel, str]:
+    """KVM if it boots this kernel and runs a command, else TCG; never assumed."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return qemu.Accel.TCG, "no usable /dev/kvm"
+    probe = qemu.boot(tools, guest, "true", accel=qemu.Accel.KVM, writable=[], timeout=60,
+                      log=out / "kvm-probe.log")
+    if probe.exit_code == 0:
+        return qemu.Accel.KVM, f"KVM booted {guest.release} in {probe.seconds:.1f} s"
+    lines = [ln for ln in probe.log.read_text(errors="replace").splitlines() if ln.strip()]
+    why = lines[-1][:120] if lines else probe.reason
+    return qemu.Accel.TCG, f"KVM could not boot a kernel here ({why}); using TCG"
+
+
+def run_kernel(release: Release, guest: qemu.Guest, tools: qemu.Tools, accel: qemu.Accel,
+               out: Path, *, tests: tuple[str, ...], cpus: int, timeout: float) -> matrix.Column:
+    """Boot one kernel, run the corpus (and `tests`) in it, read its results back."""
+    kout = out / release.version
+    numba = CACHE / "numba"
+    numba.mkdir(parents=True, exist_ok=True)
+    command = (f"cd {ROOT} && {sys.executable} -m harness.kernels.guest {kout} "
+               f"--profile {release.version} --swap-profile {REFERENCE} "
+               f"--kernel-tests {' '.join(tests)}")
+    say(f"[{release.version}] booting {guest.release} ({accel.name}, {cpus} CPUs)")
+
+    def relay(line: str) -> None:
+        if line.startswith("SOCKH-PROGRESS "):
+            say(f"[{release.version}] {line[len('SOCKH-PROGRESS '):]}")
+        elif "Kernel panic" in line or "BUG:" in line or "Oops" in line:
+            say(f"[{release.version}] console: {line.strip()}")
+
+    with offload.Server(kout / "calibrate") as server:
+        result = qemu.boot(tools, guest, command, accel=accel, writable=[kout, numba],
+                           env={"NUMBA_CACHE_DIR": str(numba), offload.ENV: str(server.folder)},
+                           log=kout / "console.log", timeout=timeout, cpus=cpus, on_line=relay)
+    column = matrix.Column(release.version, guest.release, release.version, result.seconds,
+                           swap_profile=REFERENCE)
+    corpus = kout / "corpus.json"
+    if corpus.exists():
+        column.cells, _ = matrix.cells_from_json(corpus)
+    else:
+        column.problem = result.reason or f"no corpus results (guest exit {result.exit_code}); see {kout}"
+    if (kout / "swap.json").exists():
+        column.swapped, _ = matrix.cells_from_json(kout / "swap.json")
+    meta = kout / "meta.json"
+    if meta.exists() and "kernel-tests" in json.loads(meta.read_text())["phases"]:
+        tail = (kout / "kernel-tests.log").read_text(errors="replace").strip().splitlines()
+        column.kernel_tests = tail[-1] if tail else ""
+    status = column.problem or (f"{column.count(matrix.Status.AGREE)} agree, "
+                                f"{column.count(matrix.Status.DIVERGE)} diverge, "
+                                f"{column.count(matrix.Status.SKIPPED)} skipped")
+    say(f"[{release.version}] done in {result.seconds:.0f} s: {status}"
+        + (f"; kernel tests: {column.kernel_tests}" if column.kernel_tests else ""))
+    return column
+
+
+def _key(path: Path) -> str:
+    """A scenario's path as the guests write it: relative to the project."""
+    return str(path.resolve().relative_to(ROOT)) if path.is_absolute() else str(path)
+
+
+def _exercised(profile: str, scenarios: list) -> dict[str, list[str]]:
+    """Field -> scenarios whose model outcome changes with the reference profile's value
+    (for the reference itself: against REFERENCE_OF_REFERENCE)."""
+    other = PROFILES[REFERENCE if profile != REFERENCE else REFERENCE_OF_REFERENCE]
+    found = matrix.exercised(PROFILES[profile], other, scenarios)
+    return {k: [_key(Path(p)) for p in v] for k, v in found.items()}
+
+
+def run_host(out: Path, scenarios: list) -> matrix.Column:
+    """The corpus on the running kernel too, as the matrix's host column."""
+    hout = out / "host"
+    hout.mkdir(parents=True, exist_ok=True)
+    release = platform.release()
+    profile, _ = profile_for_release(release)
+    say(f"[host] corpus on {release} (profile {profile.name})")
+    t0 = time.monotonic()
+    with open(hout / "corpus.log", "w") as log:
+        subprocess.run([sys.executable, "-m", "harness", "run", "tests/scenarios", "-q",
+                        "--no-minimize", "--json", str(hout / "corpus.json")],
+                       cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    column = matrix.Column(f"{profile.name} (host)", release, profile.name, time.monotonic() - t0,
+                           swap_profile=REFERENCE_OF_REFERENCE)
+    if (hout / "corpus.json").exists():
+        column.cells, _ = matrix.cells_from_json(hout / "corpus.json")
+    else:
+        column.problem = f"no corpus results; see {hout / 'corpus.log'}"
+    say(f"[host] done in {column.seconds:.0f} s: {column.count(matrix.Status.AGREE)} agree, "
+        f"{column.count(matrix.Status.DIVERGE)} diverge, {column.count(matrix.Status.SKIPPED)} skipped")
+    column.exercised = _exercised(profile.name, scenarios)
+    swap = sorted({p for paths in column.exercised.values() for p in paths})
+    if swap:
+        subprocess.run([sys.executable, "-m", "harness", "run", *swap, "-q", "--no-minimize",
+                        "--no-expect", "--profile", REFERENCE_OF_REFERENCE,
+                        "--json", str(hout / "swap.json")],
+                       cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        if (hout / "swap.json").exists():
+            column.swapped, _ = matrix.cells_from_json(hout / "swap.json")
+    return column
+
+
+def main(args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    wanted = args.versions or [k.version for k in KERNELS]
+    unknown = [v for v in wanted if v not in {k.version for k in KERNELS}]
+    if unknown:
+        raise ValueError(f"unknown kernel version(s) {unknown}; choose from "
+                         f"{', '.join(k.version for k in KERNELS)}")
+    releases = [k for k in KERNELS if k.version in wanted]
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    stale = reap.reap_stale()
+    if stale:
+        say(f"reaped {len(stale)} leftover(s) of a killed run: {', '.join(stale)}")
+    fetch.fetch_tools(CACHE, say)
+    tools = qemu.find_tools(CACHE)
+    guests = {r.version: fetch.fetch_release(r, CACHE, say) for r in releases}
+    accel, why = choose_accel(tools, guests[releases[0].version], out)
+    say(f"accelerator: {accel.name} ({why})")
+    jobs = max(1, min(args.jobs or (os.cpu_count() or 1), len(releases)))
+    # two CPUs per guest whatever the jobs: @cpu 1 scenarios and SO_INCOMING_CPU need a second
+    cpus = args.cpus or 2
+    tests = tuple(args.kernel_tests) if args.kernel_tests is not None else GUEST_TESTS
+    for r in releases:  # a fresh results folder each (the guest waits for swap.txt there)
+        kout = out / r.version
+        shutil.rmtree(kout, ignore_errors=True)
+        kout.mkdir(parents=True)
+    if accel is qemu.Accel.TCG and jobs * cpus > (os.cpu_count() or 1):
+        accel = qemu.Accel.TCG_SINGLE
+    say(f"running {len(releases)} kernel(s), {jobs} at a time, {cpus} CPU(s) each ({accel.value})")
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        futures = [pool.submit(run_kernel, r, guests[r.version], tools, accel, out, tests=tests,
+                               cpus=cpus, timeout=args.timeout) for r in releases]
+        # while the guests boot: which scenarios each kernel's profile fields decide; the
+        # guest reruns those under the reference profile after its corpus (swap.txt)
+        scenarios = load([ROOT / "tests/scenarios"])
+        exercised = {}
+        for r in releases:
+            exercised[r.version] = _exercised(r.version, scenarios)
+            swap = sorted({p for paths in exercised[r.version].values() for p in paths})
+            tmp = out / r.version / "swap.tmp"
+            tmp.write_text("".join(p + "\n" for p in swap))
+            tmp.rename(out / r.version / "swap.txt")
+            say(f"[{r.version}] {len(swap)} scenario(s) depend on its profile's fields; "
+                f"they rerun under profile {REFERENCE} after the corpus")
+        columns = [run_host(out, scenarios)] if args.host else []
+        columns += [f.result() for f in futures]
+        for c in columns:
+            c.exercised = c.exercised or exercised.get(c.version, {})
+    except BaseException:  # Ctrl-C, SIGTERM: no new guest, the running ones stopped
+        pool.shutdown(wait=False, cancel_futures=True)
+        qemu.stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    (out / "matrix.md").write_text(matrix.markdown(columns, full=True))
+    (out / "matrix.html").write_text(matrix.html_page(columns, "sockharness: scenario x kernel"))
+    print()
+    print(matrix.markdown(columns, full=False))
+    elapsed = time.monotonic() - start
+    print(f"matrix: {len(columns)} kernel(s), {len(load([ROOT / 'tests/scenarios']))} scenarios, "
+          f"{int(elapsed // 60)} min {elapsed % 60:.0f} s ({accel.name}); "
+          f"full table: {out / 'matrix.md'}, {out / 'matrix.html'}")
+    diverged = any(c.problem or c.count(matrix.Status.DIVERGE) for c in columns)
+    return 1 if diverged else 0
