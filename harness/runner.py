@@ -11,9 +11,10 @@ from pathlib import Path
 from harness.compare import ScenarioResult, compare
 from harness.model_backend import ModelExecutor
 from harness.parser import ScenarioError, parse_file
-from harness.scenario import Scenario
+from harness.scenario import Scenario, SetsockoptStep
 from harness.worker import Pool
 from model.profiles import Profile
+from model.sockopt import SockOpt
 
 
 class Backend(enum.Enum):
@@ -87,8 +88,13 @@ class Runner:
         """The namespace's calibrated hash secret, if the scenario sends SYNs to compare."""
         if not (self.backend.uses_kernel and self.backend.uses_model):
             return None
-        # the hash decides listeners for SYNs and connect()s, and where migrated connections go
+        # the hash decides listeners for SYNs and connect()s, and where migrated connections
+        # go, and only among the members of a reuseport group, which needs SO_REUSEPORT
+        # (inet_hashtables.c:inet_reuseport_add_sock -> sock_reuseport.c:reuseport_select_sock)
         if not any(s.verb in ("syn", "syn_only", "ack", "connect") for s in scenario.steps):
+            return None
+        if not any(isinstance(s, SetsockoptStep) and s.option is SockOpt.SO_REUSEPORT
+                   for s in scenario.steps):
             return None
         assert self.pool is not None
         calibration = self.pool.hash_secret(self.profile.ehash_lport_outside)

@@ -42,8 +42,9 @@ KERNELS = (Release("5.10", "bullseye"), Release("6.1", "bookworm"), Release("6.1
 TOOLS = Release("tools", "bookworm")
 TOOL_PACKAGES = ("busybox-static", "qemu-system-common")
 # Of the cloud meta package's dependencies, the ones that carry the kernel and its modules
-# (sid splits linux-image into linux-binary and linux-modules).
-_KERNEL_PACKAGE = re.compile(r"^linux-(image|binary|modules)-\d")
+# (sid splits linux-image into linux-binary, linux-modules and linux-base-<version>, which
+# holds modules.builtin).
+_KERNEL_PACKAGE = re.compile(r"^linux-(image|binary|modules|base)-\d")
 
 
 class FetchError(RuntimeError):

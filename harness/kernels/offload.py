@@ -40,7 +40,7 @@ def calibrate_here_or_host(observations: Sequence[Observation], lport_outside: b
             fits = json.loads(reply.read_text())["fits"]
             reply.unlink()
             return fits
-        time.sleep(0.05)
+        time.sleep(0.02)
     request.unlink(missing_ok=True)
     return calibrate(observations, lport_outside)
 
@@ -64,7 +64,7 @@ class Server:
         self._thread.join()
 
     def _loop(self) -> None:
-        while not self._stop.wait(0.1):
+        while not self._stop.wait(0.02):
             for request in sorted(self.folder.glob("*.request.json")):
                 data = json.loads(request.read_text())
                 fits = calibrate([Observation(**o) for o in data["observations"]], data["lport_outside"])

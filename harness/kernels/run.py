@@ -8,6 +8,7 @@ kernel, 1 on a divergence or a kernel whose corpus did not run, 2 when nothing c
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -61,7 +62,19 @@ def choose_accel(tools: qemu.Tools, guest: qemu.Guest, out: Path) -> tuple[qemu.
 
 def run_kernel(release: Release, guest: qemu.Guest, tools: qemu.Tools, accel: qemu.Accel,
                out: Path, *, tests: tuple[str, ...], cpus: int, timeout: float) -> matrix.Column:
-    """Boot one kernel, run the corpus (and `tests`) in it, read its results back."""
+    """Boot one kernel, run the corpus (and `tests`) in it, read its results back; a kernel
+    that cannot be prepared is a column with the reason, not the end of the matrix."""
+    try:
+        return _run_kernel(release, guest, tools, accel, out, tests=tests, cpus=cpus,
+                           timeout=timeout)
+    except (OSError, ValueError) as e:  # FileNotFoundError (a module), a bad results file
+        say(f"[{release.version}] failed: {e}")
+        return matrix.Column(release.version, guest.release, release.version,
+                             problem=f"{type(e).__name__}: {e}")
+
+
+def _run_kernel(release: Release, guest: qemu.Guest, tools: qemu.Tools, accel: qemu.Accel,
+                out: Path, *, tests: tuple[str, ...], cpus: int, timeout: float) -> matrix.Column:
     kout = out / release.version
     numba = CACHE / "numba"
     numba.mkdir(parents=True, exist_ok=True)
@@ -106,12 +119,29 @@ def _key(path: Path) -> str:
     return str(path.resolve().relative_to(ROOT)) if path.is_absolute() else str(path)
 
 
+def _inputs_digest(scenarios: list) -> str:
+    """What the model-only `exercised` computation depends on: the model's and the model
+    backend's source and the scenario files."""
+    digest = hashlib.sha256()
+    sources = sorted([*(ROOT / "model").glob("*.py"), *(ROOT / "harness").glob("*.py")])
+    for path in [*sources, *sorted(Path(s.path) for s in scenarios)]:
+        digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _exercised(profile: str, scenarios: list) -> dict[str, list[str]]:
     """Field -> scenarios whose model outcome changes with the reference profile's value
-    (for the reference itself: against REFERENCE_OF_REFERENCE)."""
+    (for the reference itself: against REFERENCE_OF_REFERENCE). Pure, so cached under
+    .cache/kernels/exercised/ by the digest of its inputs."""
     other = PROFILES[REFERENCE if profile != REFERENCE else REFERENCE_OF_REFERENCE]
+    cached = CACHE / "exercised" / f"{profile}-{other.name}-{_inputs_digest(scenarios)}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
     found = matrix.exercised(PROFILES[profile], other, scenarios)
-    return {k: [_key(Path(p)) for p in v] for k, v in found.items()}
+    result = {k: [_key(Path(p)) for p in v] for k, v in found.items()}
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(result))
+    return result
 
 
 def run_host(out: Path, scenarios: list) -> matrix.Column:

@@ -120,3 +120,21 @@ def test_flips_name_each_differing_field():
     names = [n for n, _ in matrix._flips(PROFILES["6.12"], PROFILES["6.18"])]
     assert "ehash_lport_outside" in names and "connect_bind_reset" in names
     assert "name" not in names and "version" not in names
+
+
+class _Pool:
+    last_seconds = 0.0
+
+
+@pytest.mark.parametrize("seconds,verb,expected", [(8.0, "syn_only", True), (0.3, "syn_only", False),
+                                                   (8.0, "bind", False)])
+def test_request_timer_is_blamed_only_for_long_runs_with_requests(seconds, verb, expected):
+    from types import SimpleNamespace
+
+    from harness.runner import Backend, Runner
+
+    pool = _Pool()
+    pool.last_seconds = seconds
+    runner = Runner(PROFILES["6.18"], Backend.BOTH, 0, pool)
+    scenario = SimpleNamespace(steps=[SimpleNamespace(verb=verb)])
+    assert runner._outlived_request_timer(scenario) is expected

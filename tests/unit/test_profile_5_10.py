@@ -223,3 +223,27 @@ setsockopt(b, SO_ATTACH_REUSEPORT_CBPF, 0)
     assert run(LINUX_5_10, text)[-3:] == ["0", "0", "EINVAL"]
     assert run(dataclasses.replace(LINUX_6_12, attach_needs_reuseport=False), text)[-3:] == [
         "0", "0", "EINVAL"]
+
+
+# -- network_address_broadcast: 5.10's local table has the prefix as RTN_BROADCAST -----------
+
+NETWORK_ADDRESS = """
+a = socket(AF_INET, SOCK_STREAM)
+bind(a, 10.0.0.0:8080)
+b = socket(AF_INET, SOCK_STREAM)
+bind(b, 10.0.0.255:8080)
+"""
+
+
+def test_network_address_binds_on_5_10_only():
+    assert run(LINUX_5_10, NETWORK_ADDRESS) == ["0", "0", "0", "0"]
+    assert run(LINUX_6_12, NETWORK_ADDRESS) == ["0", "EADDRNOTAVAIL", "0", "0"]
+    assert run(DEBIAN_6_1, NETWORK_ADDRESS) == ["0", "EADDRNOTAVAIL", "0", "0"]
+    alone = dataclasses.replace(LINUX_6_12, network_address_broadcast=True)
+    assert run(alone, NETWORK_ADDRESS)[1] == "0"
+
+
+def test_7_2_has_the_rules_of_6_18():
+    seven, host = PROFILES["7.2"], PROFILES["6.18"]
+    assert dataclasses.replace(seven, name=host.name, version=host.version) == host
+    assert profile_for_release("7.2.13+deb14-cloud-amd64") == (seven, "")
