@@ -100,10 +100,12 @@ def raw_bind(fd: int, data: bytes, length: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def settle_orphans(timeout: float = 1.0) -> None:
+def settle_orphans(timeout: float = 10.0) -> None:
     """Wait until no socket of the namespace is an orphan (closed by its owner, still finishing
     its close: FIN_WAIT1, FIN_WAIT2, LAST_ACK). On loopback that takes a few milliseconds, the
-    peer's delayed ACK of the FIN; the model shows the settled state (TIME_WAIT) at once."""
+    peer's delayed ACK of the FIN; the model shows the settled state (TIME_WAIT) at once. The
+    bound is generous for emulated kernels, whose vCPU may not run for a while (a 1 s bound
+    once left a FIN_WAIT1 orphan under TCG, so tw() read 0 for the model's 1)."""
     deadline = time.monotonic() + timeout
     while read_sockstat()["TCP"]["orphan"] and time.monotonic() < deadline:
         time.sleep(0.0005)
