@@ -18,7 +18,7 @@ from harness.record import recorded_text
 from harness.report import Summary, divergence_text, summary_table, write_json, write_junit
 from harness.runner import Backend, Runner, load
 from harness.worker import EnvironmentProblem, Pool
-from model.profiles import HISTORICAL, PROFILES, Profile, profile_for_release
+from model.profiles import HISTORICAL, PROFILES, Profile, profile_for_release, with_fields
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
 
@@ -27,12 +27,23 @@ class UsageError(Exception):
     """Bad arguments or environment: exit 2 with the message."""
 
 
-def _profile(name: str | None) -> tuple[Profile, str]:
+def _profile(name: str | None, settings: list[str] | None = None) -> tuple[Profile, str]:
     if name is None:
-        return profile_for_release(platform.release())
-    if name not in PROFILES:
+        profile, note = profile_for_release(platform.release())
+    elif name not in PROFILES:
         raise UsageError(f"unknown profile {name!r}; known: {', '.join(sorted(PROFILES))}")
-    return PROFILES[name], ""
+    else:
+        profile, note = PROFILES[name], ""
+    pairs = {}
+    for item in settings or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set takes FIELD=VALUE, not {item!r}")
+        pairs[key.strip()] = value.strip()
+    try:
+        return with_fields(profile, pairs), note
+    except ValueError as e:
+        raise UsageError(f"--set: {e}; fields: see `sockharness profiles`") from e
 
 
 def _progress(quiet: bool):
@@ -51,7 +62,7 @@ def _progress(quiet: bool):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    profile, note = _profile(args.profile)
+    profile, note = _profile(args.profile, args.set)
     backend = Backend(args.backend)
     scenarios = load(args.paths)
     if note:
@@ -187,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=[b.value for b in Backend], default="both")
     run.add_argument("--profile", help="model profile (default: the running kernel's)")
     run.add_argument("--json", metavar="FILE", help="write every step's outcomes as JSON")
+    run.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                     help="override one profile field, e.g. --set connect_bind_reset=false or "
+                     "--set bind.bhash2=false (repeatable)")
     run.add_argument("--no-expect", dest="expect", action="store_false",
                      help="ignore the files' '= …' expectations: model against kernel only (for a "
                      "kernel other than the one they were recorded on)")

@@ -9,6 +9,7 @@ says so.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -175,3 +176,29 @@ def profile_for_release(release: str) -> tuple[Profile, str]:
     older = sorted((p for p in RELEASE_PROFILES if p.version <= version), key=lambda p: p.version)
     chosen = older[-1] if older else min(RELEASE_PROFILES, key=lambda p: p.version)
     return chosen, f"no profile for {release}; using the {chosen.name} profile"
+
+
+def with_fields(profile: Profile, settings: dict[str, str]) -> Profile:
+    """`profile` with named fields set ("connect_bind_reset": "false", "bind.bhash2": "true"),
+    for asking what one rule changes; its name lists the settings."""
+    top: dict[str, object] = {}
+    nested: dict[str, object] = {}
+    for key, text in settings.items():
+        owner, _, name = key.rpartition(".")
+        holder = profile.bind if owner == "bind" else profile
+        if owner not in ("", "bind") or name not in {f.name for f in dataclasses.fields(holder)} \
+                or name in ("name", "version", "sysctls"):
+            raise ValueError(f"no profile field {key!r}")
+        current = getattr(holder, name)
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"{key} takes true or false, not {text!r}")
+            value: object = text.lower() in ("true", "1")
+        else:
+            raise ValueError(f"{key} is not a true/false field")
+        (nested if owner == "bind" else top)[name] = value
+    if nested:
+        top["bind"] = dataclasses.replace(profile.bind, **nested)
+    label = ",".join(f"{k}={v}" for k, v in settings.items())
+    return dataclasses.replace(profile, name=f"{profile.name}+{label}" if label else profile.name,
+                               **top)

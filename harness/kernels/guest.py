@@ -19,7 +19,10 @@ from pathlib import Path
 from model.profiles import PROFILES, profile_for_release
 
 PROGRESS = "SOCKH-PROGRESS "
-SWAP_WAIT = 600.0  # seconds to wait for the host's swap.txt after the corpus
+# OUT/swap.txt, written by the host while the guest runs its corpus: "set FIELD=VALUE" lines
+# (the fields where this kernel's profile differs from the reference) and "path P" lines (the
+# scenarios those fields decide), rerun under the kernel's profile with those settings.
+SWAP_WAIT = 600.0  # seconds to wait for it after the corpus
 RECORDED = PROFILES["6.18"]  # the kernel `sockharness record` ran on for tests/scenarios
 # `sockharness run -q` prints "[i/n] …" every 50 scenarios and a line per divergence
 _PROGRESS_LINE = re.compile(r"^\[\d+/\d+\]")
@@ -48,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--profile", help="model profile (default: the running kernel's)")
     ap.add_argument("--corpus", nargs="+", default=["tests/scenarios"])
-    ap.add_argument("--swap-profile", default="6.18",
-                    help="profile to rerun OUT/swap.txt's scenarios under (written by the host)")
     ap.add_argument("--kernel-tests", nargs="*", default=["tests/kernel"],
                     help="pytest paths run inside the guest (none: skip the phase)")
     args = ap.parse_args(argv)
@@ -72,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     deadline = time.monotonic() + SWAP_WAIT
     while not swap.exists() and time.monotonic() < deadline:
         time.sleep(0.5)
-    paths = swap.read_text().split() if swap.exists() else []
+    lines = swap.read_text().splitlines() if swap.exists() else []
+    settings = [w for ln in lines if ln.startswith("set ") for w in ("--set", ln[4:])]
+    paths = [ln[5:] for ln in lines if ln.startswith("path ")]
     if paths:  # expected to diverge: not part of the exit status
         meta["swap"] = _phase(
             "swap", [py, "-m", "harness", "run", *paths, "-q", "--no-minimize", "--no-expect",
-                     "--profile", args.swap_profile, "--json", str(args.out / "swap.json")],
+                     *profile, *settings, "--json", str(args.out / "swap.json")],
             args.out)
     if args.kernel_tests:
         meta["phases"]["kernel-tests"] = _phase(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness.model_backend import ModelExecutor
 from harness.scenario import Scenario
-from model.profiles import Profile
+from model.profiles import Profile, with_fields
 
 
 class Status(Enum):
@@ -82,11 +82,12 @@ def cells_from_json(path: Path) -> tuple[dict[str, Cell], dict]:
 # changes a pick shows. The hash formula itself (ehash_lport_outside) would change every pick
 # under one secret: it is checked on each kernel by tests/kernel/test_hash_formula.py instead.
 SECRET = 0x1234ABCD
-_NOT_FLIPPED = ("name", "version", "ehash_lport_outside")
+_NOT_FLIPPED = ("name", "version", "sysctls", "ehash_lport_outside")
 
 
-def _flips(profile: Profile, reference: Profile) -> Iterable[tuple[str, Profile]]:
-    """`profile` with one field at a time set to `reference`'s value, where they differ."""
+def differing(profile: Profile, reference: Profile) -> Iterable[tuple[str, object]]:
+    """(field, reference's value) for each field where they differ ("bind.x" for bind rules),
+    but for _NOT_FLIPPED."""
     for f in dataclasses.fields(profile):
         if f.name in _NOT_FLIPPED:
             continue
@@ -94,10 +95,15 @@ def _flips(profile: Profile, reference: Profile) -> Iterable[tuple[str, Profile]
         if f.name == "bind":
             for g in dataclasses.fields(mine):
                 if getattr(mine, g.name) != getattr(theirs, g.name):
-                    yield f"bind.{g.name}", dataclasses.replace(
-                        profile, bind=dataclasses.replace(mine, **{g.name: getattr(theirs, g.name)}))
+                    yield f"bind.{g.name}", getattr(theirs, g.name)
         elif mine != theirs:
-            yield f.name, dataclasses.replace(profile, **{f.name: theirs})
+            yield f.name, theirs
+
+
+def _flips(profile: Profile, reference: Profile) -> Iterable[tuple[str, Profile]]:
+    """`profile` with one field at a time set to `reference`'s value, where they differ."""
+    for name, value in differing(profile, reference):
+        yield name, with_fields(profile, {name: str(value)})
 
 
 def _values(outcomes) -> list[str]:
@@ -148,7 +154,9 @@ def markdown(columns: list[Column], *, full: bool) -> str:
     out += ["", "Profile fields exercised: for each field where the kernel's profile differs "
             "from the other profile named, the scenarios whose model outcome changes with the "
             "other's value; in brackets, how many of those diverge from this kernel when the "
-            "model runs under the other profile (the end-to-end check that the field matters):", ""]
+            "model runs with the other profile's values of these fields (its hash formula "
+            "kept: tests/kernel/test_hash_formula.py checks that one): the end-to-end check "
+            "that the field matters.", ""]
     for c in columns:
         if not c.exercised:
             out.append(f"- {c.version}: no field differs from the reference profile")
@@ -158,7 +166,7 @@ def markdown(columns: list[Column], *, full: bool) -> str:
             text = f"`{k}` {len(v)}"
             if c.swapped and v:
                 bad = sum(c.swapped.get(p, Cell(Status.NOT_RUN)).status is Status.DIVERGE for p in v)
-                text += f" ({bad} diverge under {c.swap_profile})"
+                text += f" ({bad} diverge with {c.swap_profile})"
             parts.append(text)
         out.append(f"- {c.version} (against {c.swap_profile or 'the reference'}): " + ", ".join(parts))
     return "\n".join(out) + "\n"

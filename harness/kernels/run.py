@@ -79,7 +79,7 @@ def _run_kernel(release: Release, guest: qemu.Guest, tools: qemu.Tools, accel: q
     numba = CACHE / "numba"
     numba.mkdir(parents=True, exist_ok=True)
     command = (f"cd {ROOT} && {sys.executable} -m harness.kernels.guest {kout} "
-               f"--profile {release.version} --swap-profile {REFERENCE} "
+               f"--profile {release.version} "
                f"--kernel-tests {' '.join(tests)}")
     say(f"[{release.version}] booting {guest.release} ({accel.name}, {cpus} CPUs)")
 
@@ -94,7 +94,7 @@ def _run_kernel(release: Release, guest: qemu.Guest, tools: qemu.Tools, accel: q
                            env={"NUMBA_CACHE_DIR": str(numba), offload.ENV: str(server.folder)},
                            log=kout / "console.log", timeout=timeout, cpus=cpus, on_line=relay)
     column = matrix.Column(release.version, guest.release, release.version, result.seconds,
-                           swap_profile=REFERENCE)
+                           swap_profile=f"{REFERENCE}'s rules")
     corpus = kout / "corpus.json"
     if corpus.exists():
         column.cells, _ = matrix.cells_from_json(corpus)
@@ -144,6 +144,14 @@ def _exercised(profile: str, scenarios: list) -> dict[str, list[str]]:
     return result
 
 
+def _swap_settings(profile: str) -> dict[str, str]:
+    """The --set overrides that give `profile` the other profile's rules, except the hash
+    formula (so hash picks stay exact and a rule's effect on them shows)."""
+    other = PROFILES[REFERENCE if profile != REFERENCE else REFERENCE_OF_REFERENCE]
+    return {name: str(flipped_value).lower()
+            for name, flipped_value in matrix.differing(PROFILES[profile], other)}
+
+
 def run_host(out: Path, scenarios: list) -> matrix.Column:
     """The corpus on the running kernel too, as the matrix's host column."""
     hout = out / "host"
@@ -157,7 +165,7 @@ def run_host(out: Path, scenarios: list) -> matrix.Column:
                         "--no-minimize", "--json", str(hout / "corpus.json")],
                        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     column = matrix.Column(f"{profile.name} (host)", release, profile.name, time.monotonic() - t0,
-                           swap_profile=REFERENCE_OF_REFERENCE)
+                           swap_profile=f"{REFERENCE_OF_REFERENCE}'s rules")
     if (hout / "corpus.json").exists():
         column.cells, _ = matrix.cells_from_json(hout / "corpus.json")
     else:
@@ -167,8 +175,9 @@ def run_host(out: Path, scenarios: list) -> matrix.Column:
     column.exercised = _exercised(profile.name, scenarios)
     swap = sorted({p for paths in column.exercised.values() for p in paths})
     if swap:
+        settings = [w for k, v in _swap_settings(profile.name).items() for w in ("--set", f"{k}={v}")]
         subprocess.run([sys.executable, "-m", "harness", "run", *swap, "-q", "--no-minimize",
-                        "--no-expect", "--profile", REFERENCE_OF_REFERENCE,
+                        "--no-expect", "--profile", profile.name, *settings,
                         "--json", str(hout / "swap.json")],
                        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         if (hout / "swap.json").exists():
@@ -217,10 +226,11 @@ def main(args: argparse.Namespace) -> int:
             exercised[r.version] = _exercised(r.version, scenarios)
             swap = sorted({p for paths in exercised[r.version].values() for p in paths})
             tmp = out / r.version / "swap.tmp"
-            tmp.write_text("".join(p + "\n" for p in swap))
+            tmp.write_text("".join(f"set {k}={v}\n" for k, v in _swap_settings(r.version).items())
+                           + "".join(f"path {p}\n" for p in swap))
             tmp.rename(out / r.version / "swap.txt")
             say(f"[{r.version}] {len(swap)} scenario(s) depend on its profile's fields; "
-                f"they rerun under profile {REFERENCE} after the corpus")
+                f"they rerun with {REFERENCE}'s values after the corpus")
         columns = [run_host(out, scenarios)] if args.host else []
         columns += [f.result() for f in futures]
         for c in columns:

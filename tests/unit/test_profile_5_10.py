@@ -247,3 +247,14 @@ def test_7_2_has_the_rules_of_6_18():
     seven, host = PROFILES["7.2"], PROFILES["6.18"]
     assert dataclasses.replace(seven, name=host.name, version=host.version) == host
     assert profile_for_release("7.2.13+deb14-cloud-amd64") == (seven, "")
+
+
+def test_with_fields_sets_named_fields_and_refuses_others():
+    from model.profiles import with_fields
+
+    p = with_fields(PROFILES["6.18"], {"connect_bind_reset": "false", "bind.bhash2": "false"})
+    assert not p.connect_bind_reset and not p.bind.bhash2 and p.name.startswith("6.18+")
+    assert with_fields(LINUX_5_10, {}) is not None and with_fields(LINUX_5_10, {}).name == "5.10"
+    for bad in ({"nope": "1"}, {"bind.bhash2": "maybe"}, {"version": "1"}):
+        with pytest.raises(ValueError):
+            with_fields(LINUX_6_12, bad)
