@@ -100,15 +100,20 @@ def raw_bind(fd: int, data: bytes, length: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def settle_orphans(timeout: float = 10.0) -> None:
+def settle_orphans(timeout: float = 1.0) -> bool:
     """Wait until no socket of the namespace is an orphan (closed by its owner, still finishing
     its close: FIN_WAIT1, FIN_WAIT2, LAST_ACK). On loopback that takes a few milliseconds, the
-    peer's delayed ACK of the FIN; the model shows the settled state (TIME_WAIT) at once. The
-    bound is generous for emulated kernels, whose vCPU may not run for a while (a 1 s bound
-    once left a FIN_WAIT1 orphan under TCG, so tw() read 0 for the model's 1)."""
+    peer's delayed ACK of the FIN; the model shows the settled state (TIME_WAIT) at once.
+    False if one is left: when that ACK arrives while close() still owns the socket, the
+    orphan stays a full FIN_WAIT2 socket for tcp_fin_timeout (tcp_input.c:
+    tcp_rcv_state_process, TCP_FIN_WAIT1: sock_owned_by_user -> keepalive timer, not
+    tcp_time_wait), a race a slow (emulated) close() can lose."""
     deadline = time.monotonic() + timeout
-    while read_sockstat()["TCP"]["orphan"] and time.monotonic() < deadline:
+    while read_sockstat()["TCP"]["orphan"]:
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.0005)
+    return True
 
 
 def diag_sockets(states: int) -> Iterator[dict]:
@@ -183,12 +188,14 @@ class KernelExecutor:
         self.pending: dict[tuple[str, int], tuple[int, Result]] = {}  # peer -> (step index, handshake)
         self.outcomes: list[Outcome | None] = []  # None: a handshake whose child is not swept yet
         self.linger = True
+        self.unsettled = False
         self.clients: dict[tuple, str] = {}  # a connect()ed socket's (local, remote) -> name
         self.half_open: dict[tuple[str, int, str, int], Result] = {}  # syn_only flows
 
     def run(self, job: Job) -> list[Outcome]:
         pin_to_cpu(job.cpu)
         self.outcomes = []
+        self.unsettled = False  # an orphan outlived settle_orphans after a close step
         self.linger = job.injects
         self.clients.clear()
         steps = job.steps
@@ -421,8 +428,8 @@ class KernelExecutor:
                 return _errno_outcome(e)
             return Outcome("0")
         s.close()
-        if not self.linger:
-            settle_orphans()
+        if not self.linger and not settle_orphans():
+            self.unsettled = True
         return Outcome("0")
 
     def do_connect(self, step: ConnectStep) -> Outcome:

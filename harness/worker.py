@@ -74,6 +74,7 @@ class WorkerReply:
     clean: bool
     dirt: str = ""
     seconds: float = 0.0  # time the worker spent running the steps
+    unsettled: bool = False  # a closed socket stayed an orphan (KernelExecutor.do_close)
 
 
 def _die_with_parent() -> None:
@@ -135,7 +136,7 @@ def _worker_main(name: str, conn: Connection, injector: str) -> None:
             left = [k for k, v in defaults if sysctl.read(k) != v]
             dirt = "" if tcp["inuse"] == 0 and tcp["tw"] == 0 else f"TCP {tcp} after reset"
             dirt += f" sysctls not restored: {left}" if left else ""
-            conn.send(("done", WorkerReply(outcomes, not dirt, dirt, busy)))
+            conn.send(("done", WorkerReply(outcomes, not dirt, dirt, busy, executor.unsettled)))
         except BaseException:
             conn.send(("error", traceback.format_exc()))
             return
@@ -238,6 +239,7 @@ class Pool:
         self.replaced = 0
         self.busy_seconds = 0.0  # time workers spent running steps
         self.last_seconds = 0.0  # the last scenario collected
+        self.last_unsettled = False  # and whether an orphan outlived its close step
         self.generation = 0  # bumped with every new namespace (its own hash secret)
         self.inflight: collections.deque[Scenario] = collections.deque()
         self._secret: Calibration | None = None
@@ -277,6 +279,7 @@ class Pool:
         reply = self.worker.collect(scenario)
         self.busy_seconds += reply.seconds
         self.last_seconds = reply.seconds
+        self.last_unsettled = reply.unsettled
         if not reply.clean:
             behind = list(self.inflight)
             for queued in behind:  # ran after the dirt: their results do not count
