@@ -182,6 +182,8 @@ def _fields(p: Profile) -> dict[str, object]:
         value = getattr(p, f.name)
         if dataclasses.is_dataclass(value):
             out.update({f"{f.name}.{g.name}": getattr(value, g.name) for g in dataclasses.fields(value)})
+        elif isinstance(value, frozenset):
+            out[f.name] = "{" + ", ".join(sorted(value)) + "}"
         elif f.name not in ("name",):
             out[f.name] = value
     return out

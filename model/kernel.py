@@ -165,14 +165,10 @@ class Kernel(Connections, Handshakes):
         sk = self._sock(fd)
         if sk is None:
             return self._ebadf(fd)
-        if opt is SockOpt.IP_LOCAL_PORT_RANGE and not self.profile.local_port_range_opt:
-            # ip_setsockopt -> do_ip_setsockopt: no such case before 6.3 (profile
-            # local_port_range_opt); AF_INET6 sockets reach it through ipv6_setsockopt's SOL_IP
-            return Outcome("ENOPROTOOPT", f"do_ip_setsockopt: no IP_LOCAL_PORT_RANGE in "
-                           f"{self.profile.name} (6.3+)")
         hashed = sk.state == TcpState.LISTEN
         err, reason = setsockopt(sk, opt, value, self.host.ifindex, hashed,
-                                 self.profile.attach_needs_reuseport)
+                                 self.profile.attach_needs_reuseport,
+                                 self.profile.local_port_range_opt)
         return Outcome(err, reason)
 
     def bind(self, fd: int, addr: SockAddr | RawSockAddr, choice: int | None = None) -> Outcome:

@@ -34,9 +34,10 @@ OptValue = int | str | Program
 
 
 def setsockopt(sk: Sock, opt: SockOpt, value: OptValue, ifindex: dict[str, int],
-               hashed: bool, attach_needs_reuseport: bool = True) -> tuple[str, str]:
+               hashed: bool, attach_needs_reuseport: bool = True,
+               local_port_range_opt: bool = True) -> tuple[str, str]:
     """The option's effect on sk: (errno name or "0", reason). `hashed` is !sk_unhashed(sk);
-    attach_needs_reuseport is the profile field of that name."""
+    attach_needs_reuseport and local_port_range_opt are the profile fields of those names."""
     if opt is SockOpt.SO_REUSEADDR:
         sk.reuse = SK_CAN_REUSE if value else SK_NO_REUSE  # sk_setsockopt: SO_REUSEADDR
         return "0", f"sk_setsockopt: sk_reuse = {'SK_CAN_REUSE' if value else 'SK_NO_REUSE'}"
@@ -70,6 +71,10 @@ def setsockopt(sk: Sock, opt: SockOpt, value: OptValue, ifindex: dict[str, int],
         sk.bind_address_no_port = bool(value)
         return "0", f"do_ip_setsockopt: BIND_ADDRESS_NO_PORT = {int(bool(value))}"
     if opt is SockOpt.IP_LOCAL_PORT_RANGE:
+        if not local_port_range_opt:
+            # do_ip_setsockopt has no such case before 6.3: default, ENOPROTOOPT (AF_INET6
+            # sockets reach it through ipv6_setsockopt's SOL_IP branch)
+            return "ENOPROTOOPT", "do_ip_setsockopt: no IP_LOCAL_PORT_RANGE before 6.3"
         assert isinstance(value, int)
         lo, hi = value & 0xFFFF, value >> 16
         if lo and hi and lo > hi:  # do_ip_setsockopt: IP_LOCAL_PORT_RANGE

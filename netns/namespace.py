@@ -17,14 +17,15 @@ PREFIX = "sockh-"
 _counter = itertools.count()
 
 
-def _start_stamp(pid: int) -> str:
+def start_stamp(pid: int) -> str:
+    """A process's start time as a short stamp: with its PID, names it across PID reuse."""
     return format(int(psutil.Process(pid).create_time() * 100), "x")
 
 
 def new_name() -> str:
     """A fresh name owned by this process."""
     pid = os.getpid()
-    return f"{PREFIX}{pid}-{_start_stamp(pid)}-{next(_counter)}"
+    return f"{PREFIX}{pid}-{start_stamp(pid)}-{next(_counter)}"
 
 
 def owner_alive(name: str) -> bool:
@@ -35,7 +36,7 @@ def owner_alive(name: str) -> bool:
     except ValueError:
         return False
     try:
-        return _start_stamp(pid) == stamp
+        return start_stamp(pid) == stamp
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 

@@ -10,6 +10,7 @@ are killed by PID on every exit path.
 from __future__ import annotations
 
 import os
+import selectors
 import shlex
 import shutil
 import subprocess
@@ -157,8 +158,6 @@ def boot(tools: Tools, guest: Guest, command: str, *, accel: Accel, writable: li
 
 def _follow(qemu: subprocess.Popen, log: Path, start: float, timeout: float,
             on_line: Callable[[str], None] | None) -> BootResult:
-    import selectors
-
     code: int | None = None
     reason = ""
     sel = selectors.DefaultSelector()

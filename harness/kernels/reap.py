@@ -16,17 +16,15 @@ from pathlib import Path
 
 import psutil
 
+from netns.namespace import start_stamp
+
 PREFIX = "sockh-vm-"
 _PR_SET_PDEATHSIG = 1
 
 
-def _stamp(pid: int) -> str:
-    return format(int(psutil.Process(pid).create_time() * 100), "x")
-
-
 def temp_prefix() -> str:
     pid = os.getpid()
-    return f"{PREFIX}{pid}-{_stamp(pid)}-"
+    return f"{PREFIX}{pid}-{start_stamp(pid)}-"
 
 
 def die_with_parent() -> None:
@@ -37,7 +35,7 @@ def die_with_parent() -> None:
 def _owner_alive(name: str) -> bool:
     try:
         pid_text, stamp = name[len(PREFIX):].split("-")[:2]
-        return _stamp(int(pid_text)) == stamp
+        return start_stamp(int(pid_text)) == stamp
     except (ValueError, psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
