@@ -12,6 +12,7 @@ import errno
 import functools
 import ipaddress
 import os
+import signal
 import socket
 import struct
 import time
@@ -61,17 +62,41 @@ REPLY_OUTCOMES = {RST_KIND: Outcome("RST"), DROP: Outcome("DROP")}
 NO_CHILD = Outcome("NO_CHILD")  # the handshake completed, yet no listener held the connection
 
 
+PR_SET_PDEATHSIG = 1
+_death_parent: int | None = None  # the parent a worker dies with (die_with_parent), if any
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (PR_SET_PDEATHSIG), and exit at
+    once if `parent` is no longer its parent (it died before the setting took). Every credential
+    change clears the setting (prctl(2); commit_creds), so effective_uid arms it again after
+    each change back."""
+    global _death_parent
+    _death_parent = parent
+    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
+    if os.getppid() != parent:
+        os._exit(1)  # orphaned already: no one to report to
+
+
 @contextlib.contextmanager
 def effective_uid(uid: int) -> Iterator[None]:
-    """Run a call as `uid` (socket() takes the inode uid from it; bind checks capabilities)."""
+    """Run a call as `uid` (socket() takes the inode uid from it; bind checks capabilities).
+    Both seteuid() calls clear PR_SET_PDEATHSIG: a worker re-arms it after the change back (a
+    parent that died meanwhile ends the worker there)."""
     if uid == 0:
         yield
         return
-    os.seteuid(uid)
     try:
-        yield
+        os.seteuid(uid)
+        try:
+            yield
+        finally:
+            os.seteuid(0)
     finally:
-        os.seteuid(0)
+        if _death_parent is not None:
+            die_with_parent(_death_parent)
 
 
 def _errno_outcome(e: OSError) -> Outcome:

@@ -2,7 +2,9 @@
 
 A worker is a forked child that enters its namespace for good, builds the standard topology
 (its TUN fds keep the devices alive), and runs scenarios sent over a pipe. It ignores SIGINT
-and dies with its parent (PR_SET_PDEATHSIG), so Ctrl-C and kill -9 of a run leave no worker.
+and dies with its parent (PR_SET_PDEATHSIG, armed again after every uid change, which clears
+it), and it closes its copy of the parent's end of the pipe, so a dead parent is also an EOF:
+Ctrl-C and kill -9 of a run leave no worker.
 The parent removes the namespace; a namespace left by a killed parent is reaped on the next
 start. After every scenario the worker resets: sockets closed, sysctls restored, and the
 namespace proven clean (TCP inuse and tw 0), else the pool replaces it.
@@ -11,7 +13,6 @@ namespace proven clean (TCP inuse and tw 0), else the pool replaces it.
 from __future__ import annotations
 
 import collections
-import ctypes
 import gc
 import multiprocessing as mp
 import os
@@ -24,14 +25,20 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from harness.calibrate import Observation
-from harness.kernel_backend import Job, KernelExecutor, apply_sysctls, probe_reuseport, read_sockstat
+from harness.kernel_backend import (
+    Job,
+    KernelExecutor,
+    apply_sysctls,
+    die_with_parent,
+    probe_reuseport,
+    read_sockstat,
+)
 from harness.kernels.offload import calibrate_here_or_host
 from harness.scenario import Scenario
 from model.outcome import Outcome
 from model.sysctl import KEYS
 from netns import namespace, sysctl, topology
 
-PR_SET_PDEATHSIG = 1
 _STOP = object()  # ends a Worker's sender thread
 READY_TIMEOUT = 30.0
 SCENARIO_TIMEOUT = 120.0
@@ -77,11 +84,6 @@ class WorkerReply:
     unsettled: bool = False  # a closed socket stayed an orphan (KernelExecutor.do_close)
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
 def _injector_class(kind: str) -> type:
     """The SYN injector a worker uses: precomputed bytes ("tun") or scapy-built ("scapy",
     the benchmark's baseline)."""
@@ -94,12 +96,22 @@ def _injector_class(kind: str) -> type:
     return TunInjector
 
 
-def _worker_main(name: str, conn: Connection, injector: str) -> None:
+def _worker_main(name: str, conn: Connection, injector: str, parent: int, parent_end: Connection) -> None:
+    # The parent's end came with the fork: held here too, a dead parent would never be an EOF.
+    parent_end.close()
+    die_with_parent(parent)  # exits now if the parent is already gone
+    namespace.mark_worker()  # how the reaper knows it, should it outlive its parent anyway
     # Runs of thousands of steps allocate many small objects: collect rarely.
     gc.set_threshold(200_000, 50, 100)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _die_with_parent()
+    try:
+        _serve(name, conn, injector)
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the parent is gone: nobody to answer
+
+
+def _serve(name: str, conn: Connection, injector: str) -> None:
     try:
         namespace.enter(name)
         if namespace.current_is_host():
@@ -149,7 +161,8 @@ class Worker:
         self.name = namespace.new_name()
         ctx = mp.get_context("fork")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(self.name, child, injector), daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(self.name, child, injector, os.getpid(), self.conn),
+                                daemon=True)
         # Sends go through one thread, so a large scenario queued behind a running one cannot
         # deadlock against the worker's reply on the pipe.
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
