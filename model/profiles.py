@@ -1,10 +1,12 @@
-"""Kernel profiles: which algorithm each kernel version uses (DESIGN §6).
+"""Kernel profiles: which algorithm each kernel version uses (docs/design.md, "Kernel profiles").
 
 A rule that changed between versions reads a field here, never `uname`. Each field names the
 source that justifies it. 6.18 is the host's and checked against it; 6.12, 6.1 and 5.10 are built
 from Debian's sources for the fields modelled so far (docs/kernel-versions/5.10.md lists the
-5.10 differences), and the "-bhash2" profiles are mainline's bhash2 regression windows. An unknown kernel runs under the nearest older profile, and the report
-says so.
+5.10 differences), 5.15, 6.6 and 6.8 from those releases' stable history alone (not booted:
+docs/kernel-versions/5.15-6.6-6.8.md), and the "-bhash2" profiles are mainline's bhash2
+regression windows. A kernel without a profile of its own runs under the profile inferred for it
+(harness/probe.py), and the report says so.
 """
 
 from __future__ import annotations
@@ -148,11 +150,58 @@ LINUX_5_10 = Profile(
 # whose default 0 keeps 6.18's scan; the model has no such sysctl, so no scenario sets it.
 LINUX_7_2 = replace(LINUX_6_18, name="7.2", version=(7, 2))
 
+# Linux 5.15 (Ubuntu 22.04's base; 5.15.y stable, checked to 5.15.202): from source, not booted
+# (docs/kernel-versions/5.15-6.6-6.8.md). No bhash2 (28044fc1d495 is v6.1): inet_csk_get_port /
+# inet_csk_bind_conflict walk tb->owners, and inet_csk_update_fastreuse tests tb->owners before
+# sk joins it, as in 5.10. Unlike Debian's 5.10 it has the whole v5.14 tcp_migrate_req series
+# (f9ac779f881c, 333bb73f620e: inet_csk_listen_stop -> reuseport_migrate_sock,
+# sock_reuseport.c:reuseport_attach_prog), the SO_INCOMING_CPU group scan (b261eda84ec1, v6.2-rc1,
+# backported in 5.15.86: sock_reuseport.c:reuseport_select_sock_by_hash) and no RTN_BROADCAST
+# for the network address (94c821c74bf5, v5.14-rc1: fib_frontend.c:fib_add_ifaddr). No
+# IP_LOCAL_PORT_RANGE (91d0b78c5177, v6.3; 6.1.32 took it as a dependency, 5.15.115 took the
+# dependent fix without it), so do_ip_setsockopt answers ENOPROTOOPT and the socket-range scan
+# is moot. Every scenario sysctl exists (tcp_migrate_req 5.14, ip_autobind_reuse 5.7).
+LINUX_5_15 = Profile(
+    name="5.15", version=(5, 15), autobind_reuse=True, ehash_lport_outside=False,
+    local_port_range_opt=False, connect_range_step1=False,
+    bind=BindRules(bhash2=False, fastreuse_tests_owners=True))
+# Linux 6.6 (LTS; 6.6.y stable, checked to 6.6.134): from source, not booted. The mainline v6.6
+# bind rules (d9ba99342855 v6.3-rc3, aa99e5f87bd5 and c48ef9c4aed3 v6.6-rc2) plus two stable
+# batches: d91ef1e1b55f in 6.6.26 (inet_connection_sock.c:inet_bhash2_addr_any_conflict walks
+# every wildcard bucket) and, in 6.6.131, 5e07e672412b + 58655bc0ad7c + ca79d80b0b9f +
+# ea111449501e as Stable-dep-of e537dd15d0d4, without 06a8c04f8994: as in Debian's 6.1.168+,
+# inet_hashtables.c:inet_bind2_bucket_match_addr_any still returns ipv6_addr_any() for an
+# AF_INET6 socket on an AF_INET6 bucket, so a v4-mapped specific bind misses an AF_INET6
+# ::ffff:0.0.0.0 owner (sequences F and D'). tb->owners still exists (8002d44fe84d is v6.8-rc1,
+# not backported): inet_connection_sock.c:inet_csk_update_fastreuse tests it. IP_LOCAL_PORT_RANGE
+# is there (v6.3) but inet_hashtables.c:__inet_hash_connect keeps step 2 and the parity passes
+# (207184853dbd, v6.8-rc1, not backported). The same rules as DEBIAN_6_1, name and version aside.
+# 6.6.0-6.6.25 also had addr_any_first_match_only; 6.6.26-6.6.130 had
+# v4mapped_specific_uses_bhash2=False and v6only_skip_af_inet_only=True.
+LINUX_6_6 = Profile(
+    name="6.6", version=(6, 6), autobind_reuse=True, ehash_lport_outside=False,
+    connect_range_step1=False,
+    bind=BindRules(v6_misses_v4mapped_any=True, fastreuse_tests_owners=True))
+# Linux 6.8 (Ubuntu 24.04's base; 6.8.y stable, last release 6.8.12): from source, not booted.
+# Mainline v6.8 has the whole bhash2 rework (5e07e672412b, 06a8c04f8994, 5a22bba13d01,
+# 822fb91fc724, 8002d44fe84d: v6.8-rc1) and 207184853dbd (__inet_hash_connect, one pass with step
+# 1, v6.8-rc1); 6.8.5 took d91ef1e1b55f and ea111449501e (v6.9-rc3), so 6.8.5-6.8.12 has the
+# bind rules of 6.12 and 6.18, where 6.8-bhash2 (6.8.0-6.8.4) keeps addr_any_first_match_only
+# and v6only_skip_af_inet_only. The older inet_ehashfn (9544d60a2605 is v6.15) and no
+# connect_bind_reset (d57f4b874946, v6.18, backported to 6.17.y only). The same rules as
+# LINUX_6_12, name and version aside.
+LINUX_6_8 = Profile(name="6.8", version=(6, 8), autobind_reuse=True, ehash_lport_outside=False)
+
 PROFILES: dict[str, Profile] = {p.name: p for p in (
-    LINUX_7_2, LINUX_6_18, LINUX_6_12, DEBIAN_6_1, LINUX_5_10, MAINLINE_6_8, MAINLINE_6_5,
-    MAINLINE_6_2)}
+    LINUX_7_2, LINUX_6_18, LINUX_6_12, LINUX_6_8, LINUX_6_6, DEBIAN_6_1, LINUX_5_15, LINUX_5_10,
+    MAINLINE_6_8, MAINLINE_6_5, MAINLINE_6_2)}
 # profiles a running kernel's release may select (the bhash2 windows are for comparison only)
-RELEASE_PROFILES = (LINUX_7_2, LINUX_6_18, LINUX_6_12, DEBIAN_6_1, LINUX_5_10)
+RELEASE_PROFILES = (LINUX_7_2, LINUX_6_18, LINUX_6_12, LINUX_6_8, LINUX_6_6, DEBIAN_6_1,
+                    LINUX_5_15, LINUX_5_10)
+# release profiles derived from source alone (docs/kernel-versions/5.15-6.6-6.8.md): no kernel
+# of theirs booted here, so no scenario records their outcomes; `sockharness profiles --probe`
+# is how a user on one confirms or corrects it
+UNBOOTED: frozenset[str] = frozenset({LINUX_5_15.name, LINUX_6_6.name, LINUX_6_8.name})
 # Linux 3.9, the first SO_REUSEPORT: a listener scored among all and a next_pseudo_random32
 # reservoir (model/legacy39.py). No 3.9 kernel boots here, so it is a separate model checked by
 # unit tests only (tests/unit/test_profile_3_9.py), not a profile the harness can run.
