@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from harness.calibrate import warm_up
 from harness.lookups import scenarios
 from harness.runner import Backend, Runner
+from harness.running import running_profile
 from harness.worker import Pool
-from model.profiles import LINUX_6_18
 
 
 @dataclass
@@ -39,7 +39,7 @@ def verified_lookups(group: int, total: int, injector: str, batch: int) -> Measu
     """Run `total` SYNs at a group of `group` listeners; time from first to last verdict."""
     work = scenarios(total, seed=7, sizes=(group,), batch=batch, batches=max(1, total // batch // 2))
     with Pool(injector) as pool:
-        runner = Runner(LINUX_6_18, Backend.BOTH, 0, pool)
+        runner = Runner(running_profile()[0], Backend.BOTH, 0, pool)
         runner.run_one(scenarios(8, sizes=(2,), batch=4, batches=1)[0])  # namespace, calibration
         t0 = time.perf_counter()
         results = runner.run(work)
@@ -55,7 +55,7 @@ def calibration_seconds() -> tuple[float, float, float]:
     warm_up()
     compile_s = time.perf_counter() - t0
     with Pool() as pool:
-        c = pool.hash_secret(LINUX_6_18.ehash_lport_outside)
+        c = pool.hash_secret(running_profile()[0].ehash_lport_outside)
     if c.secret is None:
         raise SystemExit(f"calibration failed: {c.problem}")
     return compile_s, c.probe_seconds, c.search_seconds

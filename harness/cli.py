@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
 import signal
 import sys
 from pathlib import Path
 
+from harness import record
 from harness.compare import ScenarioResult
 from harness.minimize import minimize
 from harness.model_backend import ModelExecutor
-from harness.parser import ScenarioError
-from harness.record import recorded_text
+from harness.parser import KNOWN_VERSIONS, ScenarioError
 from harness.report import Summary, divergence_text, summary_table, write_json, write_junit
-from harness.runner import Backend, Runner, load
+from harness.runner import Backend, Runner, collect, load
+from harness.running import ensure_inferred, running_profile
+from harness.scenario import version_text
 from harness.worker import EnvironmentProblem, Pool
-from model.profiles import HISTORICAL, PROFILES, Profile, profile_for_release, with_fields
+from model.profiles import (
+    HISTORICAL,
+    PROFILES,
+    Profile,
+    parse_release,
+    profile_for_release,
+    with_fields,
+)
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
 
@@ -29,7 +39,7 @@ class UsageError(Exception):
 
 def _profile(name: str | None, settings: list[str] | None = None) -> tuple[Profile, str]:
     if name is None:
-        profile, note = profile_for_release(platform.release())
+        profile, note = running_profile()
     elif name not in PROFILES:
         raise UsageError(f"unknown profile {name!r}; known: {', '.join(sorted(PROFILES))}")
     else:
@@ -62,6 +72,8 @@ def _progress(quiet: bool):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.profile is None and args.backend != "model":
+        ensure_inferred()  # a kernel without a profile of its own: infer it first (root)
     profile, note = _profile(args.profile, args.set)
     backend = Backend(args.backend)
     scenarios = load(args.paths)
@@ -73,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if pool and pool.reaped:
             print(f"reaped {len(pool.reaped)} namespace(s) left by a killed run: {', '.join(pool.reaped)}")
         runner = Runner(profile, backend, args.seed, pool, expectations=args.expect)
+        print(f"expectations: {_spec_label(runner)}" + (f" ({runner.spec_note})" if runner.spec_note else ""))
         results = []
         for k in range(args.repeat):
             if args.repeat > 1:
@@ -92,14 +105,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = Summary.of(results)
     print()
     print(summary_table(summary))
+    meta = {"profile": profile.name, "kernel_release": platform.release(),
+            "backend": backend.value, "profile_note": note, "hash_problem": runner.hash_problem,
+            "expectations": _spec_label(runner)}
     if args.json:
-        meta = {"profile": profile.name, "kernel_release": platform.release(),
-                "backend": backend.value, "profile_note": note, "hash_problem": runner.hash_problem}
         write_json(Path(args.json), results, meta)
         print(f"\nreport: {args.json}")
     if args.junit:
-        write_junit(Path(args.junit), results, {"profile": profile.name,
-                                                "kernel_release": platform.release()})
+        write_junit(Path(args.junit), results, meta)
         print(f"JUnit XML: {args.junit}")
     t = summary.total
     print(f"\n{t.steps_agreed} agreed, {t.steps_diverged} diverged steps; "
@@ -112,6 +125,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_DIVERGED if t.diverged or runner.hash_problem else EXIT_OK
 
 
+def _spec_label(runner: Runner) -> str:
+    """Which expectations a run checks: a kernel version's (its clauses, else the default)."""
+    if runner.spec is None:
+        return "none (model against kernel only)"
+    return f"{version_text(runner.spec)}'s (its version clauses, else the default)"
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a count >= 1, got {text!r}")
@@ -119,26 +139,41 @@ def _positive(text: str) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    profile, _ = _profile(args.profile)
+    """The kernel's outcomes as expectations: of the running kernel (run here, both backends),
+    or of the runs in `--from` reports; a step where the model disagrees is not recorded."""
+    if args.reports:
+        runs = [record.from_json(r) for r in _reports(args.reports)]
+        only = {p.resolve() for p in collect(args.files)} if args.files else None
+        return max([record.write(run, only, print) for run in runs], default=EXIT_OK)
+    if not args.files:
+        raise UsageError("record takes scenario files or folders, or --from REPORT")
+    profile, note = _profile(args.profile)
+    if note or profile.version not in KNOWN_VERSIONS:
+        raise UsageError(f"{note or f'profile {profile.name}'}: expectations are recorded per "
+                         "kernel version with a profile of its own (see `sockharness profiles`)")
     scenarios = load(args.files)
-    status = EXIT_OK
+    run = record.KernelRun(profile.version, platform.release())
     with Pool() as pool:
         runner = Runner(profile, Backend.BOTH, 0, pool)
         for sc in scenarios:
-            r = runner.run_one(sc)
-            if r.skipped:
-                print(f"{sc.path}: skipped ({r.skipped}); not recorded")
-                continue
-            # Expectations come from the kernel; a model disagreement is reported, not hidden.
-            mismatch = [s for s in r.steps if s.model and s.kernel and s.model.value != s.kernel.value]
-            sc.path.write_text(recorded_text(r))
-            print(f"{sc.path}: recorded {sum(s.kernel is not None for s in r.steps)} steps")
-            if mismatch:
-                status = EXIT_DIVERGED
-                for s in mismatch:
-                    print(f"  line {s.step.line}: model {s.model.value} != kernel {s.kernel.value}"
-                          f"  -- {s.model.reason}")
-    return status
+            record.add_result(run, runner.run_one(sc))
+    return record.write(run, None, print)
+
+
+def _reports(paths: list[str]) -> list[Path]:
+    """Report files as given; a folder (a `kernels --out`) gives its */corpus.json."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            inner = sorted(p.glob("*/corpus.json"))
+            if not inner:
+                raise UsageError(f"{p}: no */corpus.json in it (a `sockharness kernels --out` folder)")
+            found += inner
+        elif p.exists():
+            found.append(p)
+        else:
+            raise UsageError(f"{p}: no such report")
+    return found
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -157,9 +192,49 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Infer the running kernel's profile from the probe scenarios' outcomes on it."""
+    from harness import probe
+
+    if os.geteuid() != 0:
+        raise UsageError("profiles --probe runs scenarios on this kernel: it needs root")
+    release = platform.release()
+    version = parse_release(release)
+    withheld = []
+    if args.withhold:
+        own, note = profile_for_release(release)
+        if note:
+            raise UsageError(f"--withhold: {note}; there is no profile of its own to withhold")
+        withheld = [own]
+        print(f"withholding profile {own.name} and every profile with its rules")
+    inf, plan, why = probe.probe_running(version, withheld, print)
+    if inf is None:
+        print(f"hash formula: {why}")
+        return EXIT_DIVERGED
+    for line in probe.report_lines(inf, plan):
+        print(line)
+    status = EXIT_OK if inf.fits else EXIT_DIVERGED
+    if withheld:
+        wrong = [v.name for v in inf.verdicts if probe.get(withheld[0], v.name) != v.value]
+        if inf.profile.ehash_lport_outside != withheld[0].ehash_lport_outside:
+            wrong.append("ehash_lport_outside")
+        print(f"recovered {withheld[0].name}: " + ("every field" if not wrong else
+                                                    f"NOT {', '.join(wrong)}"))
+        status = status or (EXIT_DIVERGED if wrong else EXIT_OK)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "kernel_release": release, **probe.to_json(inf, plan), "withheld": [w.name for w in withheld],
+            "observations": probe.observations_json(inf.observations)}, indent=1) + "\n")
+    if not withheld and inf.fits:
+        probe.save_inferred(release, inf, plan)
+    return status
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     """Each profile, as its differences from the running kernel's."""
-    running, note = profile_for_release(platform.release())
+    if args.probe:
+        return cmd_probe(args)
+    running, note = running_profile()
     base = _fields(running)
     print(f"{running.name} (running kernel): " + ", ".join(f"{k}={v}" for k, v in base.items()))
     for p in PROFILES.values():
@@ -214,8 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--repeat", type=_positive, default=1, metavar="N",
                      help="run everything N times (a flakiness check); the summary counts all runs")
     run.set_defaults(func=cmd_run)
-    rec = sub.add_parser("record", help="write the kernel's outcomes into files as '= …'")
-    rec.add_argument("files", nargs="+", metavar="FILE")
+    rec = sub.add_parser("record", help="write a kernel's outcomes into files as its expectations "
+                         "('= …' on 6.18, a version clause '[5.10: …]' on others)")
+    rec.add_argument("files", nargs="*", metavar="FILE",
+                     help="scenario files or folders (with --from: only these)")
+    rec.add_argument("--from", dest="reports", action="append", metavar="REPORT",
+                     help="record a finished run instead of running: a `run --json` report or a "
+                     "`kernels --out` folder (each kernel's corpus.json); repeatable")
     rec.add_argument("--profile")
     rec.set_defaults(func=cmd_record)
     exp = sub.add_parser("explain", help="the model's outcome and reason for every step (no root)")
@@ -226,6 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     ker = sub.add_parser("kernels", help="boot Debian's 5.10, 6.1, 6.12, 7.2 kernels under QEMU and "
                          "run the corpus in each; the scenario x kernel matrix")
     ker.add_argument("--versions", nargs="+", metavar="V", help="kernels to boot (default: all)")
+    ker.add_argument("--kernel", metavar="PATH",
+                     help="boot this kernel instead of Debian's: a bzImage/vmlinuz, or a kernel "
+                     "build tree (arch/x86/boot/bzImage and its built modules); exit 0 agree, 1 "
+                     "diverge, 125 could not boot or run (for `git bisect run`)")
+    ker.add_argument("--modules", metavar="DIR",
+                     help="with --kernel PATH to an image: its modules tree (lib/modules/<release>)")
     ker.add_argument("--out", default="reports/kernels", help="results folder (default: %(default)s)")
     ker.add_argument("--jobs", type=_positive, help="guests at once (default: one per core)")
     ker.add_argument("--cpus", type=_positive, help="CPUs per guest (default: cores / jobs)")
@@ -235,7 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="leave out the host kernel's column")
     ker.add_argument("--timeout", type=float, default=1500, help="seconds per guest (default: %(default)s)")
     ker.set_defaults(func=cmd_kernels)
-    prof = sub.add_parser("profiles", help="list the model's kernel profiles")
+    prof = sub.add_parser("profiles", help="list the model's kernel profiles; --probe infers the "
+                          "running kernel's")
+    prof.add_argument("--probe", action="store_true",
+                      help="run the scenarios that decide each profile field on this kernel (root) "
+                      "and print the profile that fits, field by field")
+    prof.add_argument("--withhold", action="store_true",
+                      help="with --probe: never start from the kernel's own profile (or one with "
+                      "its rules), to show the probe recovers it")
+    prof.add_argument("--json", metavar="FILE", help="with --probe: the inferred profile as JSON")
     prof.set_defaults(func=cmd_profiles)
     return ap
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from harness.scenario import Scenario, Step
+from harness.scenario import DEFAULT_SPEC, Scenario, Step, Version
 from model.outcome import Outcome
 
 
@@ -21,6 +21,8 @@ class StepResult:
     kernel: Outcome | None
     problems: list[str] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    expect: str | None = None  # the expectation checked (None: none)
+    expect_from: str = ""  # its source: "default" (the bare `= …`) or a clause's versions
 
     @property
     def agreed(self) -> bool:
@@ -43,7 +45,9 @@ class ScenarioResult:
 
 
 def compare_step(step: Step, model: Outcome | None, kernel: Outcome | None,
-                 expectations: bool = True) -> StepResult:
+                 spec: Version | None = DEFAULT_SPEC) -> StepResult:
+    """One step's outcomes against each other and against the expectation of kernel version
+    `spec` (None: the files' expectations left out)."""
     r = StepResult(step, model, kernel)
     if model is not None and kernel is not None:
         if model.one_of:  # the model could only name the group: a property check, not exact
@@ -65,29 +69,32 @@ def compare_step(step: Step, model: Outcome | None, kernel: Outcome | None,
                     f"kernel picked port {kernel.choice}, not among the model's "
                     f"{model.candidates.describe()}"
                 )
-    if step.expect is not None and expectations:
-        if kernel is not None and kernel.value != step.expect:
-            r.problems.append(f"kernel {kernel.value} != expected {step.expect}")
+    if spec is not None:
+        r.expect, r.expect_from = step.expected(spec)
+    if r.expect is not None:
+        which = "expected" if r.expect_from == "default" else f"expected on {r.expect_from}"
+        if kernel is not None and kernel.value != r.expect:
+            r.problems.append(f"kernel {kernel.value} != {which} {r.expect}")
         if model is not None and kernel is None:
             if model.random:
                 r.checks.append(Check.PROPERTY)  # a random pick: only the kernel can say
             else:
                 r.checks.append(Check.EXACT)
-                if model.value != step.expect:
-                    r.problems.append(f"model {model.value} != expected {step.expect}")
+                if model.value != r.expect:
+                    r.problems.append(f"model {model.value} != {which} {r.expect}")
     return r
 
 
 def compare(
     scenario: Scenario, model: list[Outcome] | None, kernel: list[Outcome] | None,
-    expectations: bool = True,
+    spec: Version | None = DEFAULT_SPEC,
 ) -> ScenarioResult:
-    """Each step's outcomes; `expectations=False` leaves the files' `= …` out (model against
-    kernel only, for a kernel other than the one they were recorded on)."""
+    """Each step's outcomes; `spec` is the kernel version whose expectations apply (a version
+    clause where the step has one, else the bare `= …`); None leaves the files' expectations
+    out (model against kernel only, for a kernel no expectation was recorded on)."""
     res = ScenarioResult(scenario)
     for i, step in enumerate(scenario.steps):
         res.steps.append(
-            compare_step(step, model[i] if model else None, kernel[i] if kernel else None,
-                         expectations)
+            compare_step(step, model[i] if model else None, kernel[i] if kernel else None, spec)
         )
     return res

@@ -17,9 +17,9 @@ from pathlib import Path
 from harness.minimize import minimize
 from harness.parser import parse_text
 from harness.runner import Backend, Runner
+from harness.running import running_profile
 from harness.scenario import Scenario
 from harness.worker import Pool
-from model.profiles import LINUX_6_18
 
 V4 = ("0.0.0.0", "10.0.0.1", "10.0.0.2", "127.0.0.1", "192.0.2.1")
 V6 = ("::", "fd00::1", "fd00::2", "::1", "::ffff:10.0.0.1", "::ffff:0.0.0.0", "::ffff:127.0.0.1",
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.set_threshold(200_000, 50, 100)
     work = sequences(args.count, args.seed)
     with Pool() as pool:
-        runner = Runner(LINUX_6_18, Backend.BOTH, 0, pool)
+        runner = Runner(running_profile()[0], Backend.BOTH, 0, pool)
         results = runner.run(work)
         bad = [r for r in results if not r.agreed]
         args.out.mkdir(parents=True, exist_ok=True)

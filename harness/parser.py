@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import ipaddress
 import re
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.scenario import (
+    DEFAULT_SPEC,
     INJECTED_VERBS,
     LOCAL_CONNECTION_VERBS,
     AcceptStep,
@@ -30,7 +32,12 @@ from harness.scenario import (
     SynOnlyStep,
     SynStep,
     TwStep,
+    Version,
+    VersionClause,
+    VersionSpan,
+    version_text,
 )
+from harness.spec import RECORDED
 from model.addr import RawSockAddr, SockAddr, parse_sockaddr
 from model.cbpf import parse_program
 from model.sockopt import SockOpt
@@ -63,8 +70,19 @@ class Arg:
     col: int
 
 
-_CALL = re.compile(r"\s*(?:(?P<name>[A-Za-z_]\w*)\s*=\s*)?(?P<verb>[A-Za-z_]\w*)\s*\(")
+CALL = re.compile(r"\s*(?:(?P<name>[A-Za-z_]\w*)\s*=\s*)?(?P<verb>[A-Za-z_]\w*)\s*\(")
 _KERNEL = re.compile(r"(>=|<=|==|!=|>|<)\s*(\d+)\.(\d+)\s*$")
+_EXPECT = re.compile(r"\s*=\s*(\S+)")
+_CLAUSE_VALUE = re.compile(r"\s*(\S+)")
+_SPACE = re.compile(r"\s*")
+_SPAN = re.compile(r"(\d{1,3})\.(\d{1,3})(?:\s*-\s*(\d{1,3})\.(\d{1,3}))?")
+# the kernel versions a version clause may name: those of the kernels the corpus records
+KNOWN_VERSIONS = frozenset(p.version for p in RECORDED)
+CLIP = 60  # characters of a bad fragment an error message quotes
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= CLIP else text[:CLIP] + "…"
 
 
 class _Line:
@@ -160,7 +178,7 @@ class Parser:
     # -- statements ----------------------------------------------------------------------
 
     def _statement(self, ln: _Line, body: str) -> Step:
-        m = _CALL.match(body)
+        m = CALL.match(body)
         if not m:
             col = len(body) - len(body.lstrip()) + 1
             raise ln.error(col, f"expected a call like bind(a, 10.0.0.1:80) or 'a = socket(…)', got {body.strip()!r}")
@@ -178,15 +196,92 @@ class Parser:
             raise ln.error(len(body) + 1, "expected ')' to close the call")
         args = self._args(body, m.end(), close)
         call = body[m.start("name") if name else m.start("verb") : close + 1].strip()
-        rest = body[close + 1 :]
+        expect, versions = self._expectations(ln, verb, body, close + 1)
+        step = getattr(self, "_" + verb)(ln, call, expect, name, args, m)
+        return dataclasses.replace(step, versions=versions) if versions else step
+
+    def _expectations(self, ln: _Line, verb: str, body: str, start: int
+                      ) -> tuple[str | None, tuple[VersionClause, ...]]:
+        """What follows the call: `= VALUE` (the default expectation), then version clauses
+        `[5.10: VALUE]`, `[5.10, 6.1: VALUE]`, `[5.10-6.12: VALUE]`."""
         expect = None
-        if rest.strip():
-            em = re.match(r"\s*=\s*(\S+)\s*$", rest)
-            if not em:
-                raise ln.error(close + 2 + (len(rest) - len(rest.lstrip())), f"expected '= value' or a comment after the call, got {rest.strip()!r}")
+        pos = start
+        em = _EXPECT.match(body, pos)
+        if em:
             expect = em.group(1)
-            self._check_expect(ln, verb, expect, close + 1 + em.start(1) + 1)
-        return getattr(self, "_" + verb)(ln, call, expect, name, args, m)
+            self._check_expect(ln, verb, expect, em.start(1) + 1)
+            pos = em.end()
+        clauses: list[VersionClause] = []
+        covered: dict[Version, str] = {}
+        while True:
+            ws = _SPACE.match(body, pos)
+            pos = ws.end()
+            if pos >= len(body):
+                break
+            if body[pos] != "[":
+                want = "a version clause like [5.10: 0]" if em or clauses else \
+                    "'= value', a version clause like [5.10: 0] or a comment"
+                raise ln.error(pos + 1, f"expected {want} after the call, got {_clip(body[pos:])!r}")
+            clause, end = self._clause(ln, verb, body, pos, expect)
+            for span in clause.spans:
+                for v in KNOWN_VERSIONS:
+                    if span.covers(v) and v in covered:
+                        raise ln.error(pos + 1, f"version {version_text(v)} is in two clauses "
+                                       f"([{covered[v]}] and {clause})")
+            for v in KNOWN_VERSIONS:
+                if clause.covers(v):
+                    covered[v] = clause.label
+            clauses.append(clause)
+            pos = end
+        return expect, tuple(clauses)
+
+    def _clause(self, ln: _Line, verb: str, body: str, pos: int, expect: str | None
+                ) -> tuple[VersionClause, int]:
+        """One `[VERSIONS: VALUE]` at `pos`, and where it ends; VALUE is one token (it may hold
+        brackets: `[5.10: [::]:8080]`)."""
+        colon = body.find(":", pos)
+        vm = _CLAUSE_VALUE.match(body, colon + 1) if colon > 0 else None
+        if vm is None:
+            raise ln.error(pos + 1, f"expected '[VERSIONS: value]' like [5.10: 0], got {_clip(body[pos:])!r}")
+        versions = body[pos + 1 : colon]
+        value, value_col, end = vm.group(1), vm.start(1) + 1, vm.end()
+        if not value.endswith("]") or value == "]":
+            raise ln.error(value_col, f"expected one value and ']' to close the version clause, got {_clip(value)!r}")
+        value = value[:-1]
+        self._check_expect(ln, verb, value, value_col)
+        spans: list[VersionSpan] = []
+        col = pos + 2
+        for part in versions.split(","):
+            text = part.strip()
+            at = col + (len(part) - len(part.lstrip()))
+            spans.append(self._span(ln, text, at))
+            col += len(part) + 1
+        if any(span.covers(DEFAULT_SPEC) for span in spans):
+            raise ln.error(pos + 1, f"a clause cannot cover {version_text(DEFAULT_SPEC)}: its outcome "
+                           "is the default expectation (the bare '= value')")
+        if value == expect:
+            raise ln.error(pos + 1, f"the clause [{', '.join(map(str, spans))}: {value}] repeats "
+                           "the default expectation; leave it out")
+        return VersionClause(tuple(spans), value), end
+
+    @staticmethod
+    def _span(ln: _Line, text: str, col: int) -> VersionSpan:
+        m = _SPAN.fullmatch(text)
+        if not m:
+            raise ln.error(col, f"expected a kernel version X.Y or a range X.Y-X.Y, got {_clip(text)!r}")
+        ends = []
+        for g in (1, 3):
+            if m.group(g) is None:
+                continue
+            v = (int(m.group(g)), int(m.group(g + 1)))
+            if v not in KNOWN_VERSIONS:
+                raise ln.error(col + m.start(g), f"no recorded kernel profile for version {version_text(v)}; "
+                               f"versions recorded: {', '.join(map(version_text, sorted(KNOWN_VERSIONS)))}")
+            ends.append(v)
+        low, high = ends[0], ends[-1]
+        if high < low:
+            raise ln.error(col, f"the range {text} runs backwards")
+        return VersionSpan(low, high)
 
     @staticmethod
     def _args(body: str, start: int, end: int) -> list[Arg]:

@@ -1,35 +1,179 @@
-"""`record`: write the kernel's outcomes into a scenario as `= …` expectations."""
+"""`record`: write a kernel's outcomes into scenario files as that kernel version's expectations:
+the bare `= …` on the default's kernel (DEFAULT_SPEC), a version clause `[5.10: …]` on others."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
 from harness.compare import ScenarioResult
-from harness.parser import _CALL
+from harness.parser import CALL, ScenarioError, parse_file
+from harness.scenario import DEFAULT_SPEC, Scenario, Step, Version, VersionClause, VersionSpan, version_text
+from model.profiles import PROFILES, parse_release
+
+# the value of one step on the recorded kernel; None: a random pick, so no expectation
+Observed = dict[int, "str | None"]
 
 
-def rewrite_line(raw: str, value: str | None) -> str:
-    """The line with its expectation set to `value` ("": removed; None: left as it is);
-    comment kept."""
-    if value is None:
-        return raw
+@dataclass
+class KernelRun:
+    """One kernel's outcomes of some scenarios, as `record` takes them: from a live run or from
+    a `run --json` report (a `sockharness kernels` guest's corpus.json)."""
+
+    version: Version
+    label: str  # the kernel release, for messages
+    observed: dict[Path, Observed] = field(default_factory=dict)
+    refused: dict[Path, list[str]] = field(default_factory=dict)  # model != kernel: findings
+    skipped: dict[Path, str] = field(default_factory=dict)
+
+
+def _observe(steps: list[tuple[int, str | None, bool, str | None]]) -> tuple[Observed, list[str]]:
+    """(line, kernel value, model random, model value) -> what to record, or the findings that
+    forbid it (a value where the model and the kernel disagree is a finding, not a spec)."""
+    observed: Observed = {}
+    findings = []
+    for line, kernel, random, model in steps:
+        if kernel is None:
+            continue
+        if model is not None and model != kernel:
+            findings.append(f"line {line}: model {model} != kernel {kernel}")
+        observed[line] = None if random else kernel
+    return observed, findings
+
+
+def add_result(run: KernelRun, r: ScenarioResult) -> None:
+    path = Path(r.scenario.path)
+    if r.skipped:
+        run.skipped[path] = r.skipped
+        return
+    steps = [(s.step.line, s.kernel.value if s.kernel else None, bool(s.model and s.model.random),
+              s.model.value if s.model else None) for s in r.steps]
+    # other problems than the files' expectations (a port outside the model's set) forbid it too
+    bad = [f"line {s.step.line}: {p}" for s in r.steps for p in s.problems
+           if not p.startswith("kernel ") or " != expected" not in p]
+    _keep(run, path, steps, bad)
+
+
+def _keep(run: KernelRun, path: Path, steps, bad: list[str]) -> None:
+    observed, findings = _observe(steps)
+    findings += [b for b in bad if b not in findings]
+    if findings:
+        run.refused[path] = findings
+    else:
+        run.observed[path] = observed
+
+
+def from_json(report: Path) -> KernelRun:
+    """A `run --json` report as a KernelRun; its profile must be the kernel version's own."""
+    try:
+        data = json.loads(report.read_text())
+        release, name = data["kernel_release"], data["profile"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ScenarioError(report, 0, 0, f"not a `sockharness run --json` report: {e}") from None
+    version = parse_release(release)
+    profile = PROFILES.get(name)
+    if profile is None or profile.version != version or data.get("backend") != "both":
+        raise ScenarioError(report, 0, 0, f"ran under profile {name!r} on {release} "
+                            f"(backend {data.get('backend')}); recording needs a run on both "
+                            "backends under the kernel's own profile")
+    run = KernelRun(version, release)
+    for sc in data["scenarios"]:
+        path = Path(sc["path"])
+        if sc["skipped"]:
+            run.skipped[path] = sc["skipped"]
+            continue
+        steps = []
+        bad = []
+        for s in sc["steps"]:
+            k, m = s.get("kernel"), s.get("model")
+            steps.append((s["line"], k["value"] if k else None, bool(m and m.get("random")),
+                          m["value"] if m else None))
+            bad += [f"line {s['line']}: {p}" for p in s["problems"]
+                    if not p.startswith("kernel ") or " != expected" not in p]
+        _keep(run, path, steps, bad)
+    return run
+
+
+def _versions(step: Step) -> dict[Version, str]:
+    """The step's clauses as version -> value over the versions with a profile."""
+    from harness.parser import KNOWN_VERSIONS
+
+    return {v: c.value for c in step.versions for v in sorted(KNOWN_VERSIONS) if c.covers(v)}
+
+
+def render(default: str | None, versions: dict[Version, str]) -> str:
+    """` = default [5.10, 6.1: X] [6.12: Y]`: the clauses list their versions (a range would
+    claim the versions between that no kernel recorded), lowest first; none repeats the default."""
+    by_value: dict[str, list[Version]] = {}
+    for v in sorted(versions):
+        if versions[v] != default:
+            by_value.setdefault(versions[v], []).append(v)
+    text = f" = {default}" if default is not None else ""
+    for value, vs in by_value.items():
+        clause = VersionClause(tuple(VersionSpan(v, v) for v in vs), value)
+        text += ("   " if not text.endswith("]") else " ") + str(clause)
+    return text
+
+
+def rewrite_line(raw: str, tail: str) -> str:
+    """The line with everything after the call replaced by `tail`; the comment kept."""
     body, hash_, comment = raw.partition("#")
-    m = _CALL.match(body)
+    m = CALL.match(body)
     if not m:
         return raw
     close = body.find(")", m.end())
-    new = body[: close + 1].rstrip() + (f" = {value}" if value else "")
+    new = body[: close + 1].rstrip() + tail
     if hash_:
         col = len(body)  # the comment stays in its column when there is room
         new = (new.ljust(col) if len(new) + 1 < col else new + "  ") + "#" + comment
     return new
 
 
-def recorded_text(result: ScenarioResult) -> str:
-    """The scenario's source with every non-random step's expectation set from the kernel."""
-    lines = list(result.scenario.lines)
-    for s in result.steps:
-        if s.kernel is None:
+def recorded_text(scenario: Scenario, observed: Observed, version: Version) -> str:
+    """The scenario's source with `version`'s observed values written in."""
+    lines = list(scenario.lines)
+    for step in scenario.steps:
+        if step.line not in observed:
             continue
-        # a value the kernel picks at random is no expectation: any old one is removed
-        random = s.model is not None and s.model.random
-        lines[s.step.line - 1] = rewrite_line(lines[s.step.line - 1], "" if random else s.kernel.value)
+        value = observed[step.line]
+        if value is None:
+            continue  # a random pick (or a count that follows one): what is written stays
+        default, versions = step.expect, _versions(step)
+        if version == DEFAULT_SPEC:
+            default = value
+        elif value == default:
+            versions.pop(version, None)
+        else:
+            versions[version] = value
+        lines[step.line - 1] = rewrite_line(lines[step.line - 1], render(default, versions))
     return "\n".join(lines) + "\n"
+
+
+def write(run: KernelRun, only: set[Path] | None, say) -> int:
+    """Write `run` into the files it observed (those in `only`, if given); 1 if any was refused."""
+    status = unchanged = 0
+    label = version_text(run.version)
+    for path in sorted(run.skipped):
+        if only is None or path.resolve() in only:
+            say(f"{path}: skipped on {run.label} ({run.skipped[path]}); not recorded")
+    for path, findings in sorted(run.refused.items()):
+        if only is None or path.resolve() in only:
+            status = 1
+            say(f"{path}: NOT recorded for {label}: the model and {run.label} disagree")
+            for f in findings:
+                say(f"  {f}")
+    for path, observed in sorted(run.observed.items()):
+        if only is not None and path.resolve() not in only:
+            continue
+        scenario = parse_file(path)
+        text = recorded_text(scenario, observed, run.version)
+        changed = sum(a != b for a, b in zip(text.splitlines(), scenario.lines, strict=True))
+        if changed:
+            path.write_text(text)
+            say(f"{path}: {changed} of {len(observed)} steps' expectations for {label} written")
+        else:
+            unchanged += 1
+    say(f"{run.label} ({label}): {len(run.observed) - unchanged} file(s) written, {unchanged} "
+        f"already recorded, {len(run.refused)} refused, {len(run.skipped)} skipped")
+    return status

@@ -102,7 +102,9 @@ def divergence_text(result: ScenarioResult, minimal: str | None = None) -> str:
     """How to read it: the step, what each side said (the model with its reason), the problem."""
     out = [f"DIVERGED {result.scenario.path}"]
     for s in result.divergent:
-        expect = f" = {s.step.expect}" if s.step.expect is not None else ""
+        expect = f" = {s.expect}" if s.expect is not None else ""
+        if s.expect is not None and s.expect_from != "default":
+            expect += f"   [{s.expect_from}]"
         out.append(f"  line {s.step.line}: {s.step.call}{expect}")
         out.append(f"    model : {_outcome_text(s.model)}")
         out.append(f"    kernel: {_outcome_text(s.kernel)}")
@@ -153,7 +155,8 @@ def to_json(results: list[ScenarioResult], meta: dict) -> dict:
                     {
                         "line": s.step.line,
                         "call": s.step.call,
-                        "expect": s.step.expect,
+                        "expect": s.expect,
+                        "expect_from": s.expect_from or None,
                         "model": _outcome_json(s.model),
                         "kernel": _outcome_json(s.kernel),
                         "checks": [c.value for c in s.checks],
@@ -180,6 +183,10 @@ def write_junit(path: Path, results: list[ScenarioResult], meta: dict) -> None:
     suite = ET.Element("testsuite", name=f"sockharness corpus ({meta.get('kernel_release', '?')}, "
                        f"profile {meta.get('profile', '?')})", tests=str(summary.scenarios),
                        failures=str(summary.diverged), skipped=str(summary.skipped), errors="0")
+    props = ET.SubElement(suite, "properties")
+    for key in ("profile", "kernel_release", "expectations"):
+        if key in meta:
+            ET.SubElement(props, "property", name=key, value=str(meta[key]))
     for r in results:
         case = ET.SubElement(suite, "testcase", classname=r.scenario.feature,
                              name=str(r.scenario.path))

@@ -12,6 +12,7 @@ from harness.compare import ScenarioResult, compare
 from harness.model_backend import ModelExecutor
 from harness.parser import ScenarioError, parse_file
 from harness.scenario import Scenario, SetsockoptStep
+from harness.spec import spec_for
 from harness.worker import Pool
 from model.profiles import Profile
 from model.sockopt import SockOpt
@@ -65,6 +66,10 @@ class Runner:
     pool: Pool | None = None
     expectations: bool = True  # check the files' `= …` (False: model against kernel only)
     hash_problem: str = ""  # set when calibration found no secret for the profile's formula
+
+    def __post_init__(self) -> None:
+        # the kernel version whose expectations apply, and why when it is not the profile's own
+        self.spec, self.spec_note = spec_for(self.profile) if self.expectations else (None, "")
 
     def skip_reason(self, scenario: Scenario) -> str:
         missing = self.profile.unsupported(k for k, _ in scenario.sysctls)
@@ -122,7 +127,7 @@ class Runner:
                 # follow the kernel's random picks (and the new namespace's secret)
                 choices = [o.choice for o in kernel]
                 model = ModelExecutor(self.profile, self.seed, self._secret(scenario)).run(scenario, choices)
-        result = compare(scenario, model, kernel, self.expectations)
+        result = compare(scenario, model, kernel, self.spec)
         if kernel is not None and not result.agreed and self.pool.last_unsettled:
             result.skipped = (
                 "diverged after a close whose orphan did not become TIME_WAIT: the peer's ACK "

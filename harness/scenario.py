@@ -9,18 +9,72 @@ from pathlib import Path
 from model.addr import RawSockAddr, SockAddr
 from model.sockopt import OptValue, SockOpt
 
+Version = tuple[int, int]
+# The kernel whose outcomes the corpus's bare `= …` values were recorded on: a step's default
+# expectation. Other versions state where they differ in version clauses (`[5.10: 0]`).
+DEFAULT_SPEC = (6, 18)
+
+
+def version_text(v: Version) -> str:
+    return f"{v[0]}.{v[1]}"
+
+
+@dataclass(frozen=True)
+class VersionSpan:
+    """`5.10` or `5.10-6.12`: the kernel versions a clause covers, both ends included."""
+
+    low: Version
+    high: Version
+
+    def covers(self, v: Version) -> bool:
+        return self.low <= v <= self.high
+
+    def __str__(self) -> str:
+        if self.low == self.high:
+            return version_text(self.low)
+        return f"{version_text(self.low)}-{version_text(self.high)}"
+
+
+@dataclass(frozen=True)
+class VersionClause:
+    """`[5.10, 6.1: 0]`: the outcome on these kernel versions, where it differs from the
+    default expectation (recorded from those kernels booted, never from the model)."""
+
+    spans: tuple[VersionSpan, ...]
+    value: str
+
+    def covers(self, v: Version) -> bool:
+        return any(s.covers(v) for s in self.spans)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(map(str, self.spans))
+
+    def __str__(self) -> str:
+        return f"[{self.label}: {self.value}]"
+
 
 @dataclass(frozen=True)
 class Step:
-    """One line of a scenario. `call` is the source text of the call, `expect` the `= …`."""
+    """One line of a scenario. `call` is the source text of the call, `expect` the `= …`
+    (the default expectation), `versions` the clauses of kernels that differ from it."""
 
     line: int
     call: str
     expect: str | None
+    versions: tuple[VersionClause, ...] = field(default=(), kw_only=True)
 
     @property
     def verb(self) -> str:
         return type(self).__name__.removesuffix("Step").lower()
+
+    def expected(self, spec: Version) -> tuple[str | None, str]:
+        """The expectation on kernel version `spec`, and where it comes from: the clause's
+        versions, or "default" (the bare `= …`)."""
+        for clause in self.versions:
+            if clause.covers(spec):
+                return clause.value, clause.label
+        return self.expect, "default"
 
 
 @dataclass(frozen=True)

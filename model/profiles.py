@@ -1,4 +1,4 @@
-"""Kernel profiles: which algorithm each kernel version uses (docs/design.md, "Kernel profiles").
+"""Kernel profiles: which algorithm each kernel version uses (docs/kernel-versions/).
 
 A rule that changed between versions reads a field here, never `uname`. Each field names the
 source that justifies it. 6.18 is the host's and checked against it; 6.12, 6.1 and 5.10 are built

@@ -3,29 +3,35 @@ followed exactly, and TIME_WAIT sockets ended between scenarios (namespaces stay
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from harness.parser import parse_file, parse_text
 from harness.runner import Backend, Runner
-from model.profiles import LINUX_6_12, LINUX_6_18
+from harness.running import running_profile
 
 pytestmark = pytest.mark.kernel
 SCENARIOS = Path(__file__).parents[1] / "scenarios"
 
 
 def test_profile_difference_end_to_end(pool):
-    """connect/release-1 agrees under this kernel's profile and diverges under 6.12's, where a
-    bucket stays closed to connect() after its bind()-ed owner leaves (connect_bind_reset)."""
+    """connect/release-1 agrees under this kernel's profile and diverges under the same profile
+    with connect_bind_reset flipped (6.18: a bucket opens to connect() again once its bind()-ed
+    owner leaves; before, it stays closed)."""
     sc = parse_file(SCENARIOS / "connect" / "release-1.scn")
-    own = Runner(LINUX_6_18, Backend.BOTH, 0, pool).run_one(sc)
+    profile = running_profile()[0]
+    own = Runner(profile, Backend.BOTH, 0, pool).run_one(sc)
     assert own.agreed, [s.problems for s in own.divergent]
-    other = Runner(LINUX_6_12, Backend.BOTH, 0, pool).run_one(sc)
+    flipped = dataclasses.replace(profile, connect_bind_reset=not profile.connect_bind_reset)
+    other = Runner(flipped, Backend.BOTH, 0, pool).run_one(sc)
     last = [s for s in sc.steps if s.verb == "connect"][-1]
     assert [s.step.line for s in other.divergent][:1] == [last.line]
     first = other.divergent[0]
-    assert first.model.value == "EADDRNOTAVAIL" and first.kernel.value == "0"
+    mine = own.steps[sc.steps.index(last)]
+    assert first.kernel.value == mine.kernel.value and first.model.value != first.kernel.value
+    assert {first.model.value, first.kernel.value} == {"0", "EADDRNOTAVAIL"}
 
 
 ODD_RANGE = """\
@@ -41,7 +47,7 @@ def test_random_port_results_are_followed(pool):
     """An odd range of 5 ports: the fifth connect() finds 40000 from one offset and nothing from
     the other. Every run agrees: the model allows both and follows the kernel's."""
     sc = parse_text("odd-range.scn", ODD_RANGE)
-    runner = Runner(LINUX_6_18, Backend.BOTH, 0, pool)
+    runner = Runner(running_profile()[0], Backend.BOTH, 0, pool)
     seen = set()
     for _ in range(12):
         r = runner.run_one(sc)
@@ -55,7 +61,7 @@ def test_timewait_scenarios_leave_namespaces_clean(pool):
     does not have to replace the namespace."""
     before = pool.replaced
     scenarios = [parse_file(p) for p in sorted((SCENARIOS / "timewait").glob("client-*.scn"))[:6]]
-    for r in Runner(LINUX_6_18, Backend.BOTH, 0, pool).run(scenarios):
+    for r in Runner(running_profile()[0], Backend.BOTH, 0, pool).run(scenarios):
         assert r.agreed
         assert any(s.step.verb == "tw" and s.kernel.value != "0" for s in r.steps)
     assert pool.replaced == before

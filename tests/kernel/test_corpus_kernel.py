@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
 import pytest
 
 from harness.report import Summary, summary_table
 from harness.runner import Backend, Runner, load
-from model.profiles import profile_for_release
+from harness.running import running_profile
 
 pytestmark = pytest.mark.kernel
 CORPUS = Path(__file__).parents[1] / "scenarios"
 
 
 def test_corpus_agrees_on_model_and_kernel(pool, capsys):
-    profile, _ = profile_for_release(platform.release())
+    profile, note = running_profile()
     scenarios = load([CORPUS])
     results = Runner(profile, Backend.BOTH, 0, pool).run(scenarios)
     summary = Summary.of(results)

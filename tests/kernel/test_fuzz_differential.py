@@ -11,14 +11,14 @@ import pytest
 from harness.fuzz import sequences
 from harness.minimize import minimize
 from harness.runner import Backend, Runner
-from model.profiles import LINUX_6_18
+from harness.running import running_profile
 
 pytestmark = pytest.mark.kernel
 COUNT, SEED = 2000, 20261122
 
 
 def test_random_sequences_agree(pool, capsys):
-    runner = Runner(LINUX_6_18, Backend.BOTH, 0, pool)
+    runner = Runner(running_profile()[0], Backend.BOTH, 0, pool)
     results = runner.run(sequences(COUNT, SEED))
     bad = [r for r in results if not r.agreed]
     steps = sum(len(r.steps) for r in results)

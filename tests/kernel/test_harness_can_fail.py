@@ -12,7 +12,7 @@ from harness.minimize import minimize
 from harness.parser import parse_file
 from harness.report import divergence_text
 from harness.runner import Backend, Runner
-from model.profiles import LINUX_6_18
+from harness.running import running_profile
 
 pytestmark = pytest.mark.kernel
 MATRIX = Path(__file__).parents[1] / "scenarios" / "bind_matrix"
@@ -26,7 +26,7 @@ def test_reuseport_rule_that_ignores_uid_is_caught(pool, monkeypatch):
 
     monkeypatch.setattr(model.bind, "inet_bind_conflict", ignores_uid)
     sc = parse_file(MATRIX / "port-port-diffuid-same-bind-before-listen.scn")
-    res = Runner(LINUX_6_18, Backend.BOTH, 0, pool).run_one(sc)
+    res = Runner(running_profile()[0], Backend.BOTH, 0, pool).run_one(sc)
     first = res.divergent[0]
     assert first.step.call == "bind(b, 10.0.0.1:8080)"
     assert first.model.value == "0" and first.kernel.value == "EADDRINUSE"
@@ -36,7 +36,7 @@ def test_reuseport_rule_that_ignores_uid_is_caught(pool, monkeypatch):
     assert "model : 0" in text and "kernel: EADDRINUSE" in text
     # The minimal reproducer keeps what the divergence needs (both SO_REUSEPORT, both binds)
     # and drops the rest of the 30-odd steps.
-    minimal = minimize(res, Runner(LINUX_6_18, Backend.BOTH, 0, pool).run_one).splitlines()
+    minimal = minimize(res, Runner(running_profile()[0], Backend.BOTH, 0, pool).run_one).splitlines()
     assert minimal[-1].startswith("bind(b, 10.0.0.1:8080)")
     calls = [ln.split(" = ")[0] for ln in minimal]
     assert "setsockopt(a, SO_REUSEPORT, 1)" in calls and "setsockopt(b, SO_REUSEPORT, 1)" in calls
@@ -56,7 +56,7 @@ def test_listen_without_recheck_is_caught(pool, monkeypatch):
 
     monkeypatch.setattr(model.kernel.Kernel, "_get_port", no_recheck)
     sc = parse_file(MATRIX / "addr-addr-sameuid-same-bind-before-listen.scn")
-    res = Runner(LINUX_6_18, Backend.BOTH, 0, pool).run_one(sc)
+    res = Runner(running_profile()[0], Backend.BOTH, 0, pool).run_one(sc)
     first = res.divergent[0]
     assert first.step.call == "listen(b, 16)"
     assert (first.model.value, first.kernel.value) == ("0", "EADDRINUSE")

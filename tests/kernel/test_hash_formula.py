@@ -7,7 +7,6 @@ checks both formulas."""
 from __future__ import annotations
 
 import dataclasses
-import platform
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,12 @@ import pytest
 from harness.compare import Check
 from harness.parser import parse_file
 from harness.runner import Backend, Runner
+from harness.running import running_profile
 from harness.worker import Pool
-from model.profiles import profile_for_release
 
 pytestmark = pytest.mark.kernel
 GROUPS = Path(__file__).parents[1] / "scenarios" / "groups"
-RUNNING, _ = profile_for_release(platform.release())
+RUNNING, _ = running_profile()
 
 
 def test_running_kernels_formula_calibrates_and_predicts_exactly():

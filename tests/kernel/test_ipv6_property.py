@@ -10,7 +10,7 @@ import pytest
 from harness.compare import Check
 from harness.parser import parse_text
 from harness.runner import Backend, Runner
-from model.profiles import LINUX_6_18
+from harness.running import running_profile
 
 pytestmark = pytest.mark.kernel
 MEMBERS, SYNS = 4, 256
@@ -29,7 +29,7 @@ def scenario_text() -> str:
 
 
 def test_ipv6_group_picks_by_property(pool):
-    res = Runner(LINUX_6_18, Backend.BOTH, 0, pool).run_one(parse_text("<ipv6-group>", scenario_text()))
+    res = Runner(running_profile()[0], Backend.BOTH, 0, pool).run_one(parse_text("<ipv6-group>", scenario_text()))
     syns = [s for s in res.steps if s.step.verb == "syn"]
     assert len(syns) == SYNS + 64
     assert all(Check.PROPERTY in s.checks and Check.EXACT not in s.checks for s in syns)

@@ -10,7 +10,7 @@ import pytest
 import model.reuseport
 from harness.parser import parse_file
 from harness.runner import Backend, Runner
-from model.profiles import LINUX_6_18
+from harness.running import running_profile
 
 pytestmark = pytest.mark.kernel
 GROUPS = Path(__file__).parents[1] / "scenarios" / "groups"
@@ -22,7 +22,7 @@ def test_order_keeping_close_is_caught(pool, monkeypatch):
         group._described = None
 
     sc = parse_file(GROUPS / "064-close-middle.scn")
-    runner = Runner(LINUX_6_18, Backend.BOTH, 0, pool)
+    runner = Runner(running_profile()[0], Backend.BOTH, 0, pool)
     assert runner.run_one(sc).agreed  # the real rule agrees...
     monkeypatch.setattr(model.reuseport, "_detach_listening", keeps_order)
     res = runner.run_one(sc)  # ...the wrong one does not

@@ -10,14 +10,14 @@ import pytest
 from harness.compare import Check
 from harness.lookups import scenarios
 from harness.runner import Backend, Runner
-from model.profiles import LINUX_6_18
+from harness.running import running_profile
 
 pytestmark = pytest.mark.kernel
 TOTAL = 100_000
 
 
 def test_100k_syns_predicted_exactly(pool, capsys):
-    runner = Runner(LINUX_6_18, Backend.BOTH, 0, pool)
+    runner = Runner(running_profile()[0], Backend.BOTH, 0, pool)
     t0 = time.monotonic()
     results = runner.run(scenarios(TOTAL, seed=1))
     elapsed = time.monotonic() - t0

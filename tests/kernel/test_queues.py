@@ -10,7 +10,7 @@ import pytest
 from harness.compare import Check
 from harness.parser import parse_file
 from harness.runner import Backend, Runner
-from model.profiles import LINUX_6_18
+from harness.running import running_profile
 
 pytestmark = pytest.mark.kernel
 SCENARIOS = Path(__file__).parents[1] / "scenarios"
@@ -20,7 +20,7 @@ def test_rolling_restart_loses_no_connection(pool):
     """8 listeners holding 16 connections, replaced one by one with tcp_migrate_req=1: every
     connection ends up queued on a new listener where the model says, none is reset."""
     sc = parse_file(SCENARIOS / "migration" / "rolling-8x2.scn")
-    r = Runner(LINUX_6_18, Backend.BOTH, 0, pool).run_one(sc)
+    r = Runner(running_profile()[0], Backend.BOTH, 0, pool).run_one(sc)
     assert r.agreed, [(s.step.line, s.problems) for s in r.divergent]
     queues = [s for s in r.steps if s.step.verb == "queue"]
     assert len(queues) == 8
@@ -34,7 +34,7 @@ def test_migrations_are_exact_on_ipv4(pool):
     """Every ack, queue and accept of the migration scenarios is compared exactly: the model
     computed each listener from the namespace's hash, none was a guess followed."""
     scenarios = [parse_file(p) for p in sorted((SCENARIOS / "migration").glob("close-group8-migrate1-*.scn"))]
-    for r in Runner(LINUX_6_18, Backend.BOTH, 0, pool).run(scenarios):
+    for r in Runner(running_profile()[0], Backend.BOTH, 0, pool).run(scenarios):
         assert r.agreed, (r.scenario.path, [(s.step.line, s.problems) for s in r.divergent])
         for s in r.steps:
             if s.step.verb in ("ack", "queue", "accept"):
@@ -47,7 +47,7 @@ def test_queue_and_migration_scenarios_agree_run_after_run(pool):
     three runs in a row agree (`sockharness run --repeat 20` does twenty)."""
     scenarios = [parse_file(p) for p in sorted((SCENARIOS / "queues").glob("*.scn"))
                  + sorted((SCENARIOS / "migration").glob("*.scn"))]
-    runner = Runner(LINUX_6_18, Backend.BOTH, 0, pool)
+    runner = Runner(running_profile()[0], Backend.BOTH, 0, pool)
     for _ in range(3):
         bad = [(r.scenario.path.name, s.step.line, s.problems)
                for r in runner.run(scenarios) for s in r.divergent]

@@ -1,4 +1,5 @@
-"""The whole corpus on the model alone, against the expectations recorded from the kernel.
+"""The whole corpus on the model alone, against the expectations recorded from the kernels:
+under each booted kernel's profile, that kernel's (its version clauses, else the default).
 Needs no root: this is how the model is regression-checked on any machine."""
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from harness.compare import compare
 from harness.model_backend import ModelExecutor
 from harness.parser import parse_file
 from harness.runner import collect
-from model.profiles import LINUX_6_18
+from harness.spec import spec_for
+from model.profiles import LINUX_6_18, PROFILES, RELEASE_PROFILES, UNBOOTED
 
 CORPUS = Path(__file__).parents[1] / "scenarios"
 FILES = collect([CORPUS])
+# the profiles of kernels booted here, whose outcomes the corpus records
+BOOTED = [p.name for p in RELEASE_PROFILES if p.name not in UNBOOTED]
 
 
 def test_corpus_is_large_and_fully_recorded():
@@ -29,10 +33,13 @@ def test_corpus_is_large_and_fully_recorded():
         assert not unrecorded, f"{f}: steps without a recorded expectation at lines {unrecorded}"
 
 
+@pytest.mark.parametrize("profile", BOOTED)
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(CORPUS)))
-def test_model_meets_recorded_expectations(path):
+def test_model_meets_recorded_expectations(path, profile):
     sc = parse_file(path)
-    res = compare(sc, ModelExecutor(LINUX_6_18).run(sc), None)
+    spec, _ = spec_for(PROFILES[profile])
+    assert spec == PROFILES[profile].version
+    res = compare(sc, ModelExecutor(PROFILES[profile]).run(sc), None, spec)
     assert res.agreed, "\n".join(f"line {s.step.line}: {s.problems}" for s in res.divergent)
 
 
