@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 # Everything: model unit tests, kernel tests, the scenario corpus on both backends.
 # Without root it runs the model half, says loudly that the kernel half did not run, and
 # fails unless ALLOW_NO_ROOT=1.
+# On a kernel without a profile of its own, as root, the profile is inferred first (and said).
 test: install
+	$(BIN)/python -m harness.running
 	$(BIN)/python -m pytest -ra tests
 
 # The whole scenario corpus on model and kernel, a summary table, and the JSON report.

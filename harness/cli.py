@@ -24,6 +24,7 @@ from harness.worker import EnvironmentProblem, Pool
 from model.profiles import (
     HISTORICAL,
     PROFILES,
+    UNBOOTED,
     Profile,
     parse_release,
     profile_for_release,
@@ -236,17 +237,18 @@ def cmd_profiles(args: argparse.Namespace) -> int:
         return cmd_probe(args)
     running, note = running_profile()
     base = _fields(running)
+    if note:
+        print(f"note: {note}")
     print(f"{running.name} (running kernel): " + ", ".join(f"{k}={v}" for k, v in base.items()))
     for p in PROFILES.values():
         if p is running:
             continue
         diff = {k: v for k, v in _fields(p).items() if base.get(k) != v}
-        print(f"{p.name}: differs in " + (", ".join(f"{k}={v}" for k, v in diff.items()) or "nothing"))
+        origin = " (from source, not booted)" if p.name in UNBOOTED else ""
+        print(f"{p.name}{origin}: differs in " + (", ".join(f"{k}={v}" for k, v in diff.items()) or "nothing"))
     for old in HISTORICAL.values():
         print(f"{old.name} (historical, unit tests only; model/legacy39.py): "
               + ", ".join(f"{k}={v}" for k, v in _fields(old).items() if k != "version"))
-    if note:
-        print(f"note: {note}")
     return EXIT_OK
 
 

@@ -34,6 +34,7 @@ class ScenarioResult:
     scenario: Scenario
     steps: list[StepResult] = field(default_factory=list)
     skipped: str = ""  # why the scenario did not run (e.g. @kernel excludes this profile)
+    timing: bool = False  # skipped for a race only a slow (emulated) kernel loses
 
     @property
     def divergent(self) -> list[StepResult]:

@@ -14,6 +14,7 @@ from harness.scenario import (
     DEFAULT_SPEC,
     INJECTED_VERBS,
     LOCAL_CONNECTION_VERBS,
+    UNCHECKED,
     AcceptStep,
     AckStep,
     BindStep,
@@ -248,7 +249,8 @@ class Parser:
         if not value.endswith("]") or value == "]":
             raise ln.error(value_col, f"expected one value and ']' to close the version clause, got {_clip(value)!r}")
         value = value[:-1]
-        self._check_expect(ln, verb, value, value_col)
+        if value != UNCHECKED:
+            self._check_expect(ln, verb, value, value_col)
         spans: list[VersionSpan] = []
         col = pos + 2
         for part in versions.split(","):

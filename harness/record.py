@@ -9,11 +9,20 @@ from pathlib import Path
 
 from harness.compare import ScenarioResult
 from harness.parser import CALL, ScenarioError, parse_file
-from harness.scenario import DEFAULT_SPEC, Scenario, Step, Version, VersionClause, VersionSpan, version_text
+from harness.scenario import (
+    DEFAULT_SPEC,
+    UNCHECKED,
+    Scenario,
+    Step,
+    Version,
+    VersionClause,
+    VersionSpan,
+    version_text,
+)
 from model.profiles import PROFILES, parse_release
 
-# the value of one step on the recorded kernel; None: a random pick, so no expectation
-Observed = dict[int, "str | None"]
+# line -> (the kernel's value, whether it came from a random pick) on the recorded kernel
+Observed = dict[int, "tuple[str, bool]"]
 
 
 @dataclass
@@ -38,7 +47,7 @@ def _observe(steps: list[tuple[int, str | None, bool, str | None]]) -> tuple[Obs
             continue
         if model is not None and model != kernel:
             findings.append(f"line {line}: model {model} != kernel {kernel}")
-        observed[line] = None if random else kernel
+        observed[line] = (kernel, random)
     return observed, findings
 
 
@@ -136,10 +145,12 @@ def recorded_text(scenario: Scenario, observed: Observed, version: Version) -> s
     for step in scenario.steps:
         if step.line not in observed:
             continue
-        value = observed[step.line]
-        if value is None:
-            continue  # a random pick (or a count that follows one): what is written stays
+        value, random = observed[step.line]
         default, versions = step.expect, _versions(step)
+        if random:  # a random pick (or a value that follows one) on this kernel
+            if version == DEFAULT_SPEC or default is None or value == default:
+                continue  # what is written stays
+            value = UNCHECKED  # it differs from the default's, which is then no spec here
         if version == DEFAULT_SPEC:
             default = value
         elif value == default:

@@ -102,9 +102,8 @@ def divergence_text(result: ScenarioResult, minimal: str | None = None) -> str:
     """How to read it: the step, what each side said (the model with its reason), the problem."""
     out = [f"DIVERGED {result.scenario.path}"]
     for s in result.divergent:
-        expect = f" = {s.expect}" if s.expect is not None else ""
-        if s.expect is not None and s.expect_from != "default":
-            expect += f"   [{s.expect_from}]"
+        expect = f" = {s.step.expect}" if s.step.expect is not None else ""
+        expect += "".join(f"   {c}" for c in s.step.versions)  # as written, every version's
         out.append(f"  line {s.step.line}: {s.step.call}{expect}")
         out.append(f"    model : {_outcome_text(s.model)}")
         out.append(f"    kernel: {_outcome_text(s.kernel)}")

@@ -129,12 +129,14 @@ class Runner:
                 model = ModelExecutor(self.profile, self.seed, self._secret(scenario)).run(scenario, choices)
         result = compare(scenario, model, kernel, self.spec)
         if kernel is not None and not result.agreed and self.pool.last_unsettled:
+            result.timing = True
             result.skipped = (
                 "diverged after a close whose orphan did not become TIME_WAIT: the peer's ACK "
                 "met the socket still owned by close() (tcp_rcv_state_process, TCP_FIN_WAIT1: "
                 "sock_owned_by_user keeps a FIN_WAIT2 orphan for tcp_fin_timeout), a race only "
                 "a slow kernel loses; the model has no timing")
         elif kernel is not None and not result.agreed and self._outlived_request_timer(scenario):
+            result.timing = True
             result.skipped = (
                 f"diverged after {self.pool.last_seconds:.1f} s on the kernel with requests "
                 f"pending: past {REQUEST_PRUNE_AGE:.0f} s reqsk_timer_handler may prune them, "

@@ -46,5 +46,7 @@ def ensure_inferred(say=print) -> None:
         probe.save_inferred(release, inf, plan)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `make test`: say which profile the kernel runs under
     ensure_inferred()
+    chosen, why = running_profile()
+    print(f"kernel {platform.release()}: profile {chosen.name}" + (f" ({why})" if why else ""))

@@ -8,9 +8,20 @@ import pytest
 
 IS_ROOT = os.geteuid() == 0
 NOT_ROOT = "not root: the kernel half (namespaces, real sockets) cannot run"
+# set by harness/kernels/guest.py: the tests run inside a kernel booted under QEMU (TCG)
+IN_GUEST = os.environ.get("SOCKH_GUEST") == "1"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "native_speed(reason): cannot run in an emulated guest "
+                            "(a native-speed threshold, or hours under TCG); skipped there with the reason")
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        mark = item.get_closest_marker("native_speed")
+        if IN_GUEST and mark is not None:
+            item.add_marker(pytest.mark.skip(reason=f"native speed only: {mark.args[0]}"))
     if IS_ROOT:
         return
     skip = pytest.mark.skip(reason=NOT_ROOT)
@@ -24,7 +35,12 @@ def pytest_sessionfinish(session, exitstatus):
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:
         return
-    skipped_kernel = [r for r in reporter.stats.get("skipped", []) if "kernel" in r.keywords]
+    skipped = reporter.stats.get("skipped", [])
+    native = [r for r in skipped if "native_speed" in r.keywords and IN_GUEST]
+    if native:
+        reporter.write_line(f"{len(native)} test(s) skipped in this guest: they need native speed "
+                            "(reasons above, -rs)")
+    skipped_kernel = [r for r in skipped if "kernel" in r.keywords and r not in native]
     if not skipped_kernel:
         return
     reporter.write_line("")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import subprocess
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernel-tests", nargs="*", default=["tests/kernel"],
                     help="pytest paths run inside the guest (none: skip the phase)")
     args = ap.parse_args(argv)
+    # every phase's tests know they run under emulation (tests/conftest.py: native_speed skips)
+    os.environ["SOCKH_GUEST"] = "1"
     args.out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     meta: dict = {"kernel_release": platform.release(), "phases": {}}

@@ -65,6 +65,7 @@ def test_pool_removes_its_namespace():
     assert _gone([pid])
 
 
+@pytest.mark.native_speed("waits at most 30 s for a `sockharness run` to start, which an emulated kernel exceeds")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_leaves_nothing(sig):
     proc, name, kids = _start_run()
@@ -76,6 +77,7 @@ def test_signal_leaves_nothing(sig):
     assert _gone(kids)
 
 
+@pytest.mark.native_speed("waits at most 30 s for a `sockharness run` to start, which an emulated kernel exceeds")
 def test_kill_9_is_reaped_by_the_next_run():
     proc, name, kids = _start_run()
     proc.kill()
@@ -176,6 +178,7 @@ def _kill_by_pid(pids) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.native_speed("waits at most 30 s for a `sockharness run` to start, which an emulated kernel exceeds")
 def test_kill_9_after_a_uid_change_leaves_nothing(tmp_path):
     """seteuid() clears PR_SET_PDEATHSIG (prctl(2)): a worker that has run a uid=1000 socket
     must still die with its killed parent, not live on under PID 1 with its namespace and TUN

@@ -19,7 +19,8 @@ import pytest
 from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, RepliesLost, TunInjector, pin_to_cpu
 from netns import namespace, topology
 
-pytestmark = pytest.mark.kernel
+pytestmark = [pytest.mark.kernel, pytest.mark.native_speed(
+    "the injector's TUN drain cadence and a 0.1 s drop window assume native speed")]
 N = 200
 WAIT = 0.2
 CHILD_TIMEOUT = 20.0

@@ -87,7 +87,9 @@ bind(b, 10.0.0.1:8080) = EADDRINUSE
 
 
 def _rec(text: str, observed: dict, version) -> str:
-    return record.recorded_text(parse_text("s.scn", text), observed, version)
+    """observed: line -> value, or (value, True) for a random pick."""
+    seen = {k: v if isinstance(v, tuple) else (v, False) for k, v in observed.items()}
+    return record.recorded_text(parse_text("s.scn", text), seen, version)
 
 
 def test_record_writes_differences_as_clauses_and_keeps_comments():
@@ -112,8 +114,15 @@ def test_record_on_the_default_kernel_rewrites_the_default_and_drops_repeats():
     assert out.splitlines()[2].startswith("bind(a, 10.0.0.1:8080) = EINVAL") and "[" not in out.splitlines()[2]
 
 
-def test_record_leaves_random_values_as_written():
-    assert _rec(SCN, {3: None, 4: None}, (5, 10)) == SCN
+def test_record_of_random_values():
+    """A random pick is never written; where it differs from the default on another kernel,
+    that kernel's clause says `*` (nothing to check there)."""
+    assert _rec(SCN, {3: ("0", True), 4: ("EADDRINUSE", True)}, (5, 10)) == SCN
+    assert _rec(SCN, {4: ("0", True)}, (6, 18)) == SCN
+    out = _rec(SCN, {4: ("0", True)}, (5, 10))
+    assert out.splitlines()[3] == "bind(b, 10.0.0.1:8080) = EADDRINUSE   [5.10: *]"
+    step = parse_text("s.scn", out).steps[3]
+    assert step.expected((5, 10)) == (None, "5.10") and step.expected((6, 1)) == ("EADDRINUSE", "default")
 
 
 def _report(tmp_path: Path, path: Path, steps: list[dict], profile="5.10",
