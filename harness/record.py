@@ -19,7 +19,7 @@ from harness.scenario import (
     VersionSpan,
     version_text,
 )
-from model.profiles import PROFILES, parse_release
+from model.profiles import PROFILES, RELEASE_PROFILES, parse_release
 
 # line -> (the kernel's value, whether it came from a random pick) on the recorded kernel
 Observed = dict[int, "tuple[str, bool]"]
@@ -139,18 +139,31 @@ def rewrite_line(raw: str, tail: str) -> str:
     return new
 
 
-def recorded_text(scenario: Scenario, observed: Observed, version: Version) -> str:
-    """The scenario's source with `version`'s observed values written in."""
+# verbs whose outcome no earlier port or listener pick decides (inet_create, do_*_setsockopt)
+UNTAINTED = frozenset({"socket", "setsockopt"})
+
+
+def recorded_text(scenario: Scenario, observed: Observed, version: Version,
+                  default_random: frozenset[int] = frozenset()) -> str:
+    """The scenario's source with `version`'s observed values written in. `default_random`:
+    the lines whose value is a random pick on the default's kernel too (the model says so)."""
     lines = list(scenario.lines)
+    tainted = False  # a random pick that is fixed on the default's kernel shaped what follows
     for step in scenario.steps:
         if step.line not in observed:
             continue
         value, random = observed[step.line]
         default, versions = step.expect, _versions(step)
-        if random:  # a random pick (or a value that follows one) on this kernel
+        if version != DEFAULT_SPEC and random and step.line not in default_random:
+            tainted = True
+        if version != DEFAULT_SPEC and tainted and step.verb not in UNTAINTED:
+            if default is None:
+                continue  # nothing to say on this kernel either
+            value = UNCHECKED  # on this kernel it follows a random pick: the default is no spec
+        elif random:  # random here as on the default's kernel
             if version == DEFAULT_SPEC or default is None or value == default:
                 continue  # what is written stays
-            value = UNCHECKED  # it differs from the default's, which is then no spec here
+            value = UNCHECKED
         if version == DEFAULT_SPEC:
             default = value
         elif value == default:
@@ -159,6 +172,16 @@ def recorded_text(scenario: Scenario, observed: Observed, version: Version) -> s
             versions[version] = value
         lines[step.line - 1] = rewrite_line(lines[step.line - 1], render(default, versions))
     return "\n".join(lines) + "\n"
+
+
+def default_random(scenario: Scenario) -> frozenset[int]:
+    """Lines the model says are a random pick under the default's profile (model only: this
+    decides what not to check, never a value)."""
+    from harness.model_backend import ModelExecutor
+
+    profile = next(p for p in RELEASE_PROFILES if p.version == DEFAULT_SPEC)
+    return frozenset(s.line for s, o in zip(scenario.steps, ModelExecutor(profile).run(scenario),
+                                            strict=True) if o.random)
 
 
 def write(run: KernelRun, only: set[Path] | None, say) -> int:
@@ -178,7 +201,7 @@ def write(run: KernelRun, only: set[Path] | None, say) -> int:
         if only is not None and path.resolve() not in only:
             continue
         scenario = parse_file(path)
-        text = recorded_text(scenario, observed, run.version)
+        text = recorded_text(scenario, observed, run.version, default_random(scenario))
         changed = sum(a != b for a, b in zip(text.splitlines(), scenario.lines, strict=True))
         if changed:
             path.write_text(text)
