@@ -132,6 +132,60 @@ def locate(root: Path) -> Guest:
     raise FetchError(f"no kernel image and modules tree under {root}")
 
 
+def bzimage_release(image: Path) -> str:
+    """The release a bzImage names in its setup header: the kernel_version field (a u16 at
+    0x20E) points, less 0x200, at the NUL-terminated version string ("6.12.1 (user@host) #1
+    SMP …"); its first word. Documentation/arch/x86/boot.rst."""
+    with open(image, "rb") as f:
+        head = f.read(0x10000)
+    if len(head) < 0x210 or head[0x202:0x206] != b"HdrS":
+        raise ValueError(f"{image}: not a bzImage (no HdrS setup header)")
+    at = int.from_bytes(head[0x20E:0x210], "little") + 0x200
+    end = head.find(b"\0", at)
+    words = head[at:end].decode(errors="replace").split() if 0x200 < at < end else []
+    if not words or not re.match(r"\d+\.\d+", words[0]):
+        raise ValueError(f"{image}: no kernel version string in its setup header")
+    return words[0]
+
+
+def _modules_tree(folder: Path) -> Path:
+    """A modules tree given as lib/modules/<release> itself, or as the root it was installed
+    under (make modules_install INSTALL_MOD_PATH=…: lib/modules/<release> below it)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--modules {folder}: no such folder")
+    if any((folder / n).exists() for n in ("modules.order", "modules.builtin", "kernel")):
+        return folder
+    below = [*folder.glob("lib/modules/*"), *folder.glob("usr/lib/modules/*")]
+    return below[0] if len(below) == 1 else folder
+
+
+def own_kernel(path: Path, modules: Path | None = None) -> Guest:
+    """A kernel given by path: a bzImage/vmlinuz (with its modules tree, if any), or a kernel
+    build tree (arch/x86/boot/bzImage, its built *.ko and modules.builtin). Its release: the
+    modules tree's name, else the build tree's include/config/kernel.release, else the
+    bzImage's header. Wanted modules found nowhere do not stop the boot (missing_ok): the
+    caller reports them."""
+    path = path.resolve()
+    named = path / "include/config/kernel.release"
+    if path.is_dir():
+        image = path / "arch/x86/boot/bzImage"
+        if not image.exists():
+            raise FileNotFoundError(f"{path}: a kernel build tree has arch/x86/boot/bzImage; "
+                                    "this one has none (make bzImage modules)")
+    elif path.is_file():
+        image = path
+    else:
+        raise FileNotFoundError(f"--kernel {path}: no such file or folder")
+    moddir = _modules_tree(modules.resolve()) if modules else path if path.is_dir() else None
+    if modules and re.match(r"\d+\.\d+", moddir.name):
+        release = moddir.name
+    elif path.is_dir() and named.exists():
+        release = named.read_text().strip()
+    else:
+        release = bzimage_release(image)
+    return Guest(release, image, moddir, missing_ok=True)
+
+
 def fetch_tools(cache: Path, say: Callable[[str], None] = print) -> Path:
     """busybox and virtiofsd unpacked under cache/tools/root (not installed)."""
     folder = cache / "tools"

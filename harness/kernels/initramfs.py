@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import lzma
+import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,17 +50,21 @@ def _modinfo(data: bytes) -> dict[str, str]:
 
 
 def index_modules(moddir: Path) -> dict[str, Path]:
-    """Module name (dashes as underscores) -> file, over a kernel's modules tree."""
+    """Module name (dashes as underscores) -> file, over a kernel's modules tree or a kernel
+    build tree (its built *.ko; dot folders such as .git are not searched)."""
     found: dict[str, Path] = {}
-    for path in moddir.rglob("*.ko*"):
-        for suffix in _SUFFIXES:
-            if path.name.endswith(suffix):
-                found[path.name[: -len(suffix)].replace("-", "_")] = path
+    for folder, subdirs, names in os.walk(moddir):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        for name in names:
+            for suffix in _SUFFIXES:
+                if name.endswith(suffix) and not name.startswith("."):
+                    found.setdefault(name[: -len(suffix)].replace("-", "_"), Path(folder) / name)
     return found
 
 
 def builtin(moddir: Path) -> set[str]:
-    """Modules built into the kernel image (modules.builtin)."""
+    """Modules built into the kernel image (modules.builtin, at the top of a modules tree or
+    of a build tree)."""
     listing = moddir / "modules.builtin"
     if not listing.exists():
         return set()
@@ -67,12 +72,16 @@ def builtin(moddir: Path) -> set[str]:
             for line in listing.read_text().split() if line}
 
 
-def load_order(moddir: Path, wanted: tuple[str, ...] = WANTED) -> list[Module]:
-    """The modules to insmod, dependencies first; built-in ones are left out."""
-    files = index_modules(moddir)
-    inside = builtin(moddir)
+def plan(moddir: Path | None, wanted: tuple[str, ...] = WANTED) -> tuple[list[Module], list[str]]:
+    """The modules to insmod, dependencies first, built-in ones left out; and the wanted
+    modules (or their dependencies) neither found under `moddir` nor listed built in. No
+    `moddir` (a bare kernel image): every wanted module is then one the kernel must have
+    built in, and is returned as not found."""
+    files = index_modules(moddir) if moddir else {}
+    inside = builtin(moddir) if moddir else set()
     order: list[Module] = []
     seen: set[str] = set()
+    missing: list[str] = []
 
     def visit(name: str) -> None:
         name = name.replace("-", "_")
@@ -80,7 +89,8 @@ def load_order(moddir: Path, wanted: tuple[str, ...] = WANTED) -> list[Module]:
             return
         seen.add(name)
         if name not in files:
-            raise FileNotFoundError(f"module {name} is neither built in nor under {moddir}")
+            missing.append(name)
+            return
         path = files[name]
         mod = Module(name, path, ())
         deps = tuple(d for d in _modinfo(mod.data()).get("depends", "").split(",") if d)
@@ -90,6 +100,15 @@ def load_order(moddir: Path, wanted: tuple[str, ...] = WANTED) -> list[Module]:
 
     for name in wanted:
         visit(name)
+    return order, missing
+
+
+def load_order(moddir: Path, wanted: tuple[str, ...] = WANTED) -> list[Module]:
+    """The modules to insmod, dependencies first; built-in ones are left out; a module
+    neither found nor built in is an error."""
+    order, missing = plan(moddir, wanted)
+    if missing:
+        raise FileNotFoundError(f"module {', '.join(missing)} is neither built in nor under {moddir}")
     return order
 
 

@@ -45,8 +45,10 @@ class Column:
     cells: dict[str, Cell] = field(default_factory=dict)
     exercised: dict[str, list[str]] = field(default_factory=dict)  # field -> scenarios
     kernel_tests: str = ""  # the kernel tests' summary line, if they ran
+    probe: str = ""  # the probe's verdict on the profile it inferred with this one withheld
     swap_profile: str = ""  # the other profile the exercised scenarios were rerun under
     swapped: dict[str, Cell] = field(default_factory=dict)  # their cells under it
+    missing: list[str] = field(default_factory=list)  # modules the guest wanted and lacked
 
     def count(self, status: Status) -> int:
         return sum(c.status is status for c in self.cells.values())
@@ -131,6 +133,8 @@ def markdown(columns: list[Column], *, full: bool) -> str:
                    f"{c.count(Status.AGREE)} | {c.count(Status.DIVERGE)} | {c.count(Status.SKIPPED)} "
                    f"| {c.count(Status.NOT_RUN)} | {c.seconds:.0f} s |")
     problems = [f"- {c.version}: {c.problem}" for c in columns if c.problem]
+    problems += [f"- {c.version}: ran without module(s) {', '.join(c.missing)} (found nowhere, "
+                 "not built in)" for c in columns if c.missing]
     if problems:
         out += ["", *problems]
     paths = sorted({p for c in columns for p in c.cells})
@@ -169,6 +173,12 @@ def markdown(columns: list[Column], *, full: bool) -> str:
                 text += f" ({bad} diverge with {c.swap_profile})"
             parts.append(text)
         out.append(f"- {c.version} (against {c.swap_profile or 'the reference'}): " + ", ".join(parts))
+    tested = [c for c in columns if c.kernel_tests or c.probe]
+    if tested:
+        out += ["", "Kernel tests in each guest, and the profile probe with the kernel's own "
+                "profile withheld (`profiles --probe --withhold`):", ""]
+        out += [f"- {c.version}: kernel tests {c.kernel_tests or '(not run)'}; probe: "
+                f"{c.probe or '(not run)'}" for c in tested]
     return "\n".join(out) + "\n"
 
 

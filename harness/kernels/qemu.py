@@ -3,7 +3,8 @@
 The guest's /init (busybox) loads modules, mounts the host root read-only at /newroot with one
 writable results folder, gives it its own /proc, /sys, /dev, /tmp and /run (so nothing the
 guest does lands in the host's /run/netns or /tmp), runs one command chrooted there, prints
-its exit status as a console marker and powers off. virtiofsd and QEMU are our children and
+its exit status as a console marker and powers off. Paths under those private /tmp and /run
+(a checkout in /tmp) are bound back from the host after them. virtiofsd and QEMU are our children and
 are killed by PID on every exit path.
 """
 
@@ -26,6 +27,16 @@ from harness.kernels import initramfs, reap
 
 EXIT_MARK = "SOCKH-EXIT "
 READY_MARK = "SOCKH-READY"
+# printed by the guest's command when a path it needs (the project, its python) is not there
+MISSING_MARK = "SOCKH-MISSING "
+# printed by /init for a module it was asked about (found nowhere on the host) that the
+# running kernel has built in after all: code of that name in /proc/kallsyms, not a module's
+BUILTIN_MARK = "SOCKH-BUILTIN "
+# the modules the mounted virtiofs root proves present, whatever their symbols' names
+_ROOT_MODULES = ("virtio_pci", "fuse", "virtiofs")
+# the folders /init mounts a tmpfs of the guest's own over: a host path under one of them is
+# hidden in the guest unless bound back (init_script)
+GUEST_TMPFS = (Path("/tmp"), Path("/run"), Path("/dev/shm"), Path("/var/tmp"))
 TAG = "hostroot"
 # No Spectre/Meltdown mitigations in the guest: emulated page-table isolation flushes TCG's TLB
 # on every syscall (measured ~15% of a corpus run); socket semantics do not depend on them.
@@ -49,11 +60,14 @@ class Tools:
 
 @dataclass(frozen=True)
 class Guest:
-    """A bootable kernel: its image and its modules tree."""
+    """A bootable kernel: its image and its modules tree (or build tree; none for a bare
+    image). `missing_ok`: boot even if a module the guest wants is neither found nor known
+    built in (a kernel given by path, which may have it built in without saying so)."""
 
     release: str
     vmlinuz: Path
-    moddir: Path
+    moddir: Path | None
+    missing_ok: bool = False
 
 
 @dataclass
@@ -62,6 +76,7 @@ class BootResult:
     seconds: float
     log: Path
     reason: str = ""  # why there is no exit code (timeout, panic, QEMU error)
+    builtin: tuple[str, ...] = ()  # of the modules asked about (probe), those the kernel has
 
 
 INIT = """#!/bin/busybox sh
@@ -69,7 +84,7 @@ INIT = """#!/bin/busybox sh
 mount -t devtmpfs dev /dev
 mount -t proc proc /proc
 mount -t sysfs sys /sys
-for m in /modules/*.ko; do insmod "$m" 2>/dev/null || echo "SOCKH: insmod $m failed"; done
+for m in /modules/*.ko; do [ -e "$m" ] || continue; insmod "$m" 2>/dev/null || echo "SOCKH: insmod $m failed"; done
 mount -t virtiofs {tag} /host || {{ echo "{exit_mark}-1 cannot mount the host root"; poweroff -f; }}
 mount --bind /host /newroot && mount -o remount,bind,ro /newroot
 mount -t proc proc /newroot/proc
@@ -77,7 +92,9 @@ mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm 2>/dev/null
 mount -t devpts devpts /newroot/dev/pts
-for d in /newroot/tmp /newroot/run /newroot/dev/shm /newroot/var/tmp; do mount -t tmpfs tmpfs "$d"; done
+{probes}
+for d in {tmpfs}; do mount -t tmpfs tmpfs "$d"; done
+{ro_binds}
 {rw_binds}
 mkdir -p /newroot/run/netns
 ip link set lo up 2>/dev/null
@@ -106,24 +123,60 @@ def find_tools(cache: Path) -> Tools:
     return Tools(Path(qemu), virtiofsd, busybox)
 
 
-def init_script(command: str, writable: list[Path], env: dict[str, str]) -> str:
-    binds = "\n".join(f"mkdir -p /newroot{p}; mount --bind /host{p} /newroot{p}" for p in writable)
-    return INIT.format(tag=TAG, exit_mark=EXIT_MARK, ready=READY_MARK, rw_binds=binds,
-                       command=shlex.quote(command),
-                       env=" ".join(shlex.quote(f"{k}={v}") for k, v in env.items()))
+def _under_tmpfs(path: Path) -> bool:
+    return any(path == d or d in path.parents for d in GUEST_TMPFS)
+
+
+def init_script(command: str, writable: list[Path], env: dict[str, str],
+                readonly: list[Path] = (), probe: list[str] = ()) -> str:
+    """The guest's /init. `writable` folders are bound writable from the host; `readonly`
+    ones (the project, its virtualenv) are bound back read-only where they lie under a folder
+    the guest mounts its own tmpfs over (GUEST_TMPFS), which would hide them; both after the
+    tmpfs mounts. Every path is quoted. `probe`: modules not found on the host, each reported
+    with BUILTIN_MARK if the kernel has it built in."""
+    q = shlex.quote
+    probes = "\n".join(
+        f"echo {q(BUILTIN_MARK + m)}" if m in _ROOT_MODULES else
+        f"grep -q {q(f' [tT] {m}_[^[]*$')} /proc/kallsyms && echo {q(BUILTIN_MARK + m)}"
+        for m in probe)
+    ro = [p for p in dict.fromkeys(readonly) if _under_tmpfs(p)]
+    ro = [p for p in ro if not any(o in p.parents for o in ro)]  # the outermost of nested ones
+    ro_binds = "\n".join(
+        f"mkdir -p {q(f'/newroot{p}')} && mount --bind {q(f'/host{p}')} {q(f'/newroot{p}')} && "
+        f"mount -o remount,bind,ro {q(f'/newroot{p}')}" for p in ro)
+    rw_binds = "\n".join(f"mkdir -p {q(f'/newroot{p}')}; mount --bind {q(f'/host{p}')} {q(f'/newroot{p}')}"
+                         for p in writable)
+    return INIT.format(tag=TAG, exit_mark=EXIT_MARK, ready=READY_MARK, ro_binds=ro_binds, probes=probes,
+                       rw_binds=rw_binds, command=q(command),
+                       tmpfs=" ".join(q(f"/newroot{d}") for d in GUEST_TMPFS),
+                       env=" ".join(q(f"{k}={v}") for k, v in env.items()))
+
+
+def guarded(command: str, needed: list[Path]) -> str:
+    """`command` after a check that each needed path exists in the guest; the first missing
+    one is printed as one MISSING_MARK line (the host reports it) and the command exits 127."""
+    q = shlex.quote
+    checks = "".join(f"[ -e {q(str(p))} ] || {{ echo {q(MISSING_MARK + str(p))}; exit 127; }}; "
+                     for p in needed)
+    return checks + command
 
 
 def boot(tools: Tools, guest: Guest, command: str, *, accel: Accel, writable: list[Path],
          log: Path, timeout: float, env: dict[str, str] | None = None, cpus: int = 2,
-         memory_mb: int = 1536,
+         memory_mb: int = 1536, readonly: list[Path] = (),
          on_line: Callable[[str], None] | None = None) -> BootResult:
-    """Run `command` (a shell line, in the host's root) inside `guest`; wait for its exit code."""
+    """Run `command` (a shell line, in the host's root) inside `guest`; wait for its exit code.
+    `writable` and `readonly`: see init_script."""
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=reap.temp_prefix()) as tmp:
         tmpdir = Path(tmp)
         initrd = tmpdir / "initrd.gz"
+        modules, missing = initramfs.plan(guest.moddir)
+        if missing and not guest.missing_ok:
+            raise FileNotFoundError(f"module {', '.join(missing)} is neither built in nor under "
+                                    f"{guest.moddir}")
         initrd.write_bytes(initramfs.build(
-            tools.busybox, initramfs.load_order(guest.moddir), init_script(command, writable, env or {})))
+            tools.busybox, modules, init_script(command, writable, env or {}, readonly, missing)))
         sock = tmpdir / "vfs.sock"
         procs: list[subprocess.Popen] = []
         try:
@@ -160,6 +213,7 @@ def _follow(qemu: subprocess.Popen, log: Path, start: float, timeout: float,
             on_line: Callable[[str], None] | None) -> BootResult:
     code: int | None = None
     reason = ""
+    builtin: list[str] = []
     sel = selectors.DefaultSelector()
     assert qemu.stdout is not None
     os.set_blocking(qemu.stdout.fileno(), False)
@@ -188,16 +242,23 @@ def _follow(qemu: subprocess.Popen, log: Path, start: float, timeout: float,
             for raw in lines:
                 line = raw.decode(errors="replace").rstrip("\r")
                 if line.startswith(EXIT_MARK):
+                    status, _, why = line[len(EXIT_MARK):].partition(" ")
                     try:
-                        code = int(line[len(EXIT_MARK):].split()[0])
-                    except (ValueError, IndexError):
+                        code = int(status)
+                    except ValueError:
                         reason = line
+                    if why.strip() and not reason:  # /init's own failure ("-1 cannot mount …")
+                        reason = why.strip()
+                elif line.startswith(BUILTIN_MARK):
+                    builtin.append(line[len(BUILTIN_MARK):].strip())
+                elif line.startswith(MISSING_MARK):
+                    reason = f"not found inside the guest: {line[len(MISSING_MARK):]}"
                 elif on_line:
                     on_line(line)
     sel.close()
     if code is None and not reason:
         reason = f"the guest stopped without reporting (QEMU exit {qemu.poll()}); see {log}"
-    return BootResult(code, time.monotonic() - start, log, reason)
+    return BootResult(code, time.monotonic() - start, log, reason, tuple(builtin))
 
 
 _live: set[subprocess.Popen] = set()

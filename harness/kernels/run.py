@@ -1,8 +1,11 @@
 """`sockharness kernels`: fetch, boot each kernel, run the corpus in it, build the matrix.
 
 Progress is printed per kernel as it happens; the elapsed time of the whole matrix is printed
-at the end. Exit 0 when every scenario agrees (or is skipped for a printed reason) on every
-kernel, 1 on a divergence or a kernel whose corpus did not run, 2 when nothing could boot.
+at the end. Exit EXIT_AGREE (0) when every scenario agrees (or is skipped for a printed reason)
+on every kernel, EXIT_DIVERGE (1) on a divergence or (Debian's kernels) a kernel whose corpus
+did not run. With --kernel PATH, for `git bisect run`: EXIT_UNTESTABLE (125, "skip this
+commit") when that kernel could not be prepared, did not boot or gave no corpus results
+(timeout, a module the guest needs found nowhere).
 """
 
 from __future__ import annotations
@@ -12,17 +15,21 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from harness.kernels import fetch, matrix, offload, qemu, reap
+from harness import probe
+from harness.kernels import fetch, initramfs, matrix, offload, qemu, reap
 from harness.kernels.fetch import KERNELS, Release
 from harness.runner import load
+from harness.running import running_profile
 from model.profiles import PROFILES, profile_for_release
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +47,37 @@ GUEST_TESTS = ("tests/kernel/test_hash_formula.py", "tests/kernel/test_harness_c
 # against 6.12's
 REFERENCE, REFERENCE_OF_REFERENCE = "6.18", "6.12"
 _print_lock = threading.Lock()
+# exit statuses; 125 is `git bisect run`'s "cannot test this commit"
+EXIT_AGREE, EXIT_DIVERGE, EXIT_UNTESTABLE = 0, 1, 125
+
+
+@dataclass(frozen=True)
+class Target:
+    """One kernel to boot as a matrix column: its name (results folder and label), the model
+    profile the guest runs under (None: the guest infers the running kernel's), its Guest, and
+    the wanted modules found nowhere (a kernel given by path)."""
+
+    name: str
+    profile: str | None
+    guest: qemu.Guest
+    missing: tuple[str, ...] = ()
+
+
+def debian_target(release: Release, guest: qemu.Guest) -> Target:
+    return Target(release.version, release.version, guest)
+
+
+def own_target(path: Path, modules: Path | None) -> Target:
+    """--kernel PATH [--modules DIR]: the column is named after the kernel's release, run under
+    the profile of exactly that version if the model has one."""
+    guest = fetch.own_kernel(path, modules)
+    try:
+        profile, note = profile_for_release(guest.release)
+    except ValueError:
+        profile, note = None, "not a release"
+    _, missing = initramfs.plan(guest.moddir)
+    return Target(guest.release.replace("/", "_"), None if note else profile.name, guest,
+                  tuple(missing))
 
 
 def say(text: str) -> None:
@@ -60,44 +98,67 @@ def choose_accel(tools: qemu.Tools, guest: qemu.Guest, out: Path) -> tuple[qemu.
     return qemu.Accel.TCG, f"KVM could not boot a kernel here ({why}); using TCG"
 
 
-def run_kernel(release: Release, guest: qemu.Guest, tools: qemu.Tools, accel: qemu.Accel,
-               out: Path, *, tests: tuple[str, ...], cpus: int, timeout: float) -> matrix.Column:
+def run_kernel(target: Target, tools: qemu.Tools, accel: qemu.Accel, out: Path, *,
+               tests: tuple[str, ...], cpus: int, timeout: float) -> matrix.Column:
     """Boot one kernel, run the corpus (and `tests`) in it, read its results back; a kernel
     that cannot be prepared is a column with the reason, not the end of the matrix."""
     try:
-        return _run_kernel(release, guest, tools, accel, out, tests=tests, cpus=cpus,
-                           timeout=timeout)
+        return _run_kernel(target, tools, accel, out, tests=tests, cpus=cpus, timeout=timeout)
     except (OSError, ValueError) as e:  # FileNotFoundError (a module), a bad results file
-        say(f"[{release.version}] failed: {e}")
-        return matrix.Column(release.version, guest.release, release.version,
+        say(f"[{target.name}] failed: {e}")
+        return matrix.Column(target.name, target.guest.release, target.profile or "",
                              problem=f"{type(e).__name__}: {e}")
 
 
-def _run_kernel(release: Release, guest: qemu.Guest, tools: qemu.Tools, accel: qemu.Accel,
-                out: Path, *, tests: tuple[str, ...], cpus: int, timeout: float) -> matrix.Column:
-    kout = out / release.version
-    numba = CACHE / "numba"
+def guest_command(kout: Path, profile: str | None, tests: tuple[str, ...]) -> str:
+    """The guest's shell line, every path quoted; it first checks that the project and its
+    python are there (a missing one is reported as one line, qemu.MISSING_MARK)."""
+    q = shlex.quote
+    line = (f"cd {q(str(ROOT))} && {q(sys.executable)} -m harness.kernels.guest {q(str(kout))}"
+            + (f" --profile {q(profile)}" if profile else "")
+            + " --kernel-tests" + "".join(f" {q(t)}" for t in tests))
+    return qemu.guarded(line, [ROOT, Path(sys.executable)])
+
+
+def guest_readonly() -> list[Path]:
+    """What the guest reads from the host besides the results: the project, the virtualenv
+    and the python it was made from (bound back if under a guest tmpfs: qemu.init_script)."""
+    return [ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent]
+
+
+def _run_kernel(target: Target, tools: qemu.Tools, accel: qemu.Accel, out: Path, *,
+                tests: tuple[str, ...], cpus: int, timeout: float) -> matrix.Column:
+    name, guest = target.name, target.guest
+    kout = out / name
+    numba = (CACHE / "numba").resolve()
     numba.mkdir(parents=True, exist_ok=True)
-    command = (f"cd {ROOT} && {sys.executable} -m harness.kernels.guest {kout} "
-               f"--profile {release.version} "
-               f"--kernel-tests {' '.join(tests)}")
-    say(f"[{release.version}] booting {guest.release} ({accel.name}, {cpus} CPUs)")
+    command = guest_command(kout, target.profile, tests)
+    say(f"[{name}] booting {guest.release} ({accel.name}, {cpus} CPUs)")
 
     def relay(line: str) -> None:
         if line.startswith("SOCKH-PROGRESS "):
-            say(f"[{release.version}] {line[len('SOCKH-PROGRESS '):]}")
+            say(f"[{name}] {line[len('SOCKH-PROGRESS '):]}")
+        elif line.startswith(("SOCKH: ", qemu.MISSING_MARK)):  # /init: an insmod failed
+            say(f"[{name}] guest: {line.strip()}")
         elif "Kernel panic" in line or "BUG:" in line or "Oops" in line:
-            say(f"[{release.version}] console: {line.strip()}")
+            say(f"[{name}] console: {line.strip()}")
 
     with offload.Server(kout / "calibrate") as server:
         result = qemu.boot(tools, guest, command, accel=accel, writable=[kout, numba],
+                           readonly=guest_readonly(),
                            env={"NUMBA_CACHE_DIR": str(numba), offload.ENV: str(server.folder)},
                            log=kout / "console.log", timeout=timeout, cpus=cpus, on_line=relay)
-    column = matrix.Column(release.version, guest.release, release.version, result.seconds,
-                           swap_profile=f"{REFERENCE}'s rules")
+    column = matrix.Column(name, guest.release, target.profile or "", result.seconds,
+                           swap_profile=f"{REFERENCE}'s rules",
+                           missing=[m for m in target.missing if m not in result.builtin])
+    if target.missing:
+        say(f"[{name}] " + (f"without module(s) {', '.join(column.missing)}: not built in either"
+                            if column.missing else
+                            f"module(s) {', '.join(target.missing)}: built in after all"))
     corpus = kout / "corpus.json"
     if corpus.exists():
-        column.cells, _ = matrix.cells_from_json(corpus)
+        column.cells, meta = matrix.cells_from_json(corpus)
+        column.profile = column.profile or str(meta.get("profile", ""))  # the guest's own pick
     else:
         column.problem = result.reason or f"no corpus results (guest exit {result.exit_code}); see {kout}"
     if (kout / "swap.json").exists():
@@ -106,11 +167,15 @@ def _run_kernel(release: Release, guest: qemu.Guest, tools: qemu.Tools, accel: q
     if meta.exists() and "kernel-tests" in json.loads(meta.read_text())["phases"]:
         tail = (kout / "kernel-tests.log").read_text(errors="replace").strip().splitlines()
         column.kernel_tests = tail[-1] if tail else ""
+    if (kout / "probe.log").exists():
+        tail = (kout / "probe.log").read_text(errors="replace").strip().splitlines()
+        column.probe = next((ln for ln in reversed(tail) if ln.startswith("recovered")), tail[-1] if tail else "")
     status = column.problem or (f"{column.count(matrix.Status.AGREE)} agree, "
                                 f"{column.count(matrix.Status.DIVERGE)} diverge, "
                                 f"{column.count(matrix.Status.SKIPPED)} skipped")
-    say(f"[{release.version}] done in {result.seconds:.0f} s: {status}"
-        + (f"; kernel tests: {column.kernel_tests}" if column.kernel_tests else ""))
+    say(f"[{name}] done in {result.seconds:.0f} s: {status}"
+        + (f"; kernel tests: {column.kernel_tests}" if column.kernel_tests else "")
+        + (f"; probe: {column.probe}" if column.probe else ""))
     return column
 
 
@@ -157,7 +222,7 @@ def run_host(out: Path, scenarios: list) -> matrix.Column:
     hout = out / "host"
     hout.mkdir(parents=True, exist_ok=True)
     release = platform.release()
-    profile, _ = profile_for_release(release)
+    profile, _ = running_profile()
     say(f"[host] corpus on {release} (profile {profile.name})")
     t0 = time.monotonic()
     with open(hout / "corpus.log", "w") as log:
@@ -185,14 +250,36 @@ def run_host(out: Path, scenarios: list) -> matrix.Column:
     return column
 
 
-def main(args: argparse.Namespace) -> int:
-    start = time.monotonic()
+def _targets(args: argparse.Namespace) -> list[Target]:
+    """Debian's kernels named by --versions (fetched into the cache), or the one --kernel names."""
+    if args.kernel:
+        return [own_target(Path(args.kernel), Path(args.modules) if args.modules else None)]
     wanted = args.versions or [k.version for k in KERNELS]
     unknown = [v for v in wanted if v not in {k.version for k in KERNELS}]
     if unknown:
         raise ValueError(f"unknown kernel version(s) {unknown}; choose from "
                          f"{', '.join(k.version for k in KERNELS)}")
-    releases = [k for k in KERNELS if k.version in wanted]
+    return [debian_target(k, fetch.fetch_release(k, CACHE, say)) for k in KERNELS if k.version in wanted]
+
+
+def exit_status(columns: list[matrix.Column], own: Target | None) -> int:
+    """EXIT_UNTESTABLE if the kernel given by path did not run its corpus or lacks a module the
+    guest needs; else EXIT_DIVERGE on any divergence (or a Debian/host column without results),
+    else EXIT_AGREE."""
+    if own is not None:
+        mine = next((c for c in columns if c.version == own.name), None)
+        if mine is None or mine.problem or not mine.cells or mine.missing:
+            return EXIT_UNTESTABLE
+    diverged = any(c.problem or c.count(matrix.Status.DIVERGE) for c in columns)
+    return EXIT_DIVERGE if diverged else EXIT_AGREE
+
+
+def main(args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    if args.kernel and args.versions:
+        raise ValueError("--kernel PATH boots that kernel instead of Debian's: no --versions with it")
+    if args.modules and not args.kernel:
+        raise ValueError("--modules DIR goes with --kernel PATH")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stale = reap.reap_stale()
@@ -200,37 +287,60 @@ def main(args: argparse.Namespace) -> int:
         say(f"reaped {len(stale)} leftover(s) of a killed run: {', '.join(stale)}")
     fetch.fetch_tools(CACHE, say)
     tools = qemu.find_tools(CACHE)
-    guests = {r.version: fetch.fetch_release(r, CACHE, say) for r in releases}
-    accel, why = choose_accel(tools, guests[releases[0].version], out)
+    own = None
+    if args.kernel:
+        try:
+            targets = _targets(args)
+        except (OSError, ValueError) as e:  # no bzImage (a failed build), not a bzImage
+            say(f"--kernel {args.kernel}: cannot boot it: {e}")
+            return EXIT_UNTESTABLE
+        own = targets[0]
+        say(f"[{own.name}] {own.guest.vmlinuz}, modules "
+            f"{own.guest.moddir or 'none (a bare image: what the guest needs must be built in)'}; "
+            + (f"profile {own.profile}" if own.profile else
+               "no profile of that version: the guest infers the running kernel's"))
+        if own.missing:
+            say(f"[{own.name}] modules not found: {', '.join(own.missing)} (neither under "
+                f"{own.guest.moddir or '--modules'} nor in its modules.builtin); the guest checks "
+                f"whether the kernel has them built in: a module it lacks makes the run a skip "
+                f"(exit {EXIT_UNTESTABLE})")
+    else:
+        targets = _targets(args)
+    accel, why = choose_accel(tools, targets[0].guest, out)
     say(f"accelerator: {accel.name} ({why})")
-    jobs = max(1, min(args.jobs or (os.cpu_count() or 1), len(releases)))
+    jobs = max(1, min(args.jobs or (os.cpu_count() or 1), len(targets)))
     # two CPUs per guest whatever the jobs: @cpu 1 scenarios and SO_INCOMING_CPU need a second
     cpus = args.cpus or 2
     tests = tuple(args.kernel_tests) if args.kernel_tests is not None else GUEST_TESTS
-    for r in releases:  # a fresh results folder each (the guest waits for swap.txt there)
-        kout = out / r.version
+    for t in targets:  # a fresh results folder each (the guest waits for swap.txt there)
+        kout = out / t.name
         shutil.rmtree(kout, ignore_errors=True)
         kout.mkdir(parents=True)
     if accel is qemu.Accel.TCG and jobs * cpus > (os.cpu_count() or 1):
         accel = qemu.Accel.TCG_SINGLE
-    say(f"running {len(releases)} kernel(s), {jobs} at a time, {cpus} CPU(s) each ({accel.value})")
+    say(f"running {len(targets)} kernel(s), {jobs} at a time, {cpus} CPU(s) each ({accel.value})")
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = [pool.submit(run_kernel, r, guests[r.version], tools, accel, out, tests=tests,
-                               cpus=cpus, timeout=args.timeout) for r in releases]
+        futures = [pool.submit(run_kernel, t, tools, accel, out, tests=tests, cpus=cpus,
+                               timeout=args.timeout) for t in targets]
         # while the guests boot: which scenarios each kernel's profile fields decide; the
         # guest reruns those under the reference profile after its corpus (swap.txt)
         scenarios = load([ROOT / "tests/scenarios"])
         exercised = {}
-        for r in releases:
-            exercised[r.version] = _exercised(r.version, scenarios)
-            swap = sorted({p for paths in exercised[r.version].values() for p in paths})
-            tmp = out / r.version / "swap.tmp"
-            tmp.write_text("".join(f"set {k}={v}\n" for k, v in _swap_settings(r.version).items())
+        for t in targets:
+            exercised[t.name] = _exercised(t.profile, scenarios) if t.profile else {}
+            swap = sorted({p for paths in exercised[t.name].values() for p in paths})
+            settings = _swap_settings(t.profile) if t.profile else {}
+            tmp = out / t.name / "swap.tmp"
+            tmp.write_text("".join(f"set {k}={v}\n" for k, v in settings.items())
                            + "".join(f"path {p}\n" for p in swap))
-            tmp.rename(out / r.version / "swap.txt")
-            say(f"[{r.version}] {len(swap)} scenario(s) depend on its profile's fields; "
-                f"they rerun with {REFERENCE}'s values after the corpus")
+            tmp.rename(out / t.name / "swap.txt")
+            if t.profile:
+                say(f"[{t.name}] {len(swap)} scenario(s) depend on its profile's fields; "
+                    f"they rerun with {REFERENCE}'s values after the corpus")
+        # the probe's plan, before any guest's probe phase reads it (the project is read-only
+        # there: a guest without it would compute it itself, slowly)
+        probe.cached_plan(scenarios)
         columns = [run_host(out, scenarios)] if args.host else []
         columns += [f.result() for f in futures]
         for c in columns:
@@ -246,8 +356,11 @@ def main(args: argparse.Namespace) -> int:
     print()
     print(matrix.markdown(columns, full=False))
     elapsed = time.monotonic() - start
-    print(f"matrix: {len(columns)} kernel(s), {len(load([ROOT / 'tests/scenarios']))} scenarios, "
+    print(f"matrix: {len(columns)} kernel(s), {len(scenarios)} scenarios, "
           f"{int(elapsed // 60)} min {elapsed % 60:.0f} s ({accel.name}); "
           f"full table: {out / 'matrix.md'}, {out / 'matrix.html'}")
-    diverged = any(c.problem or c.count(matrix.Status.DIVERGE) for c in columns)
-    return 1 if diverged else 0
+    code = exit_status(columns, own)
+    if own is not None:
+        print(f"exit {code}: " + {EXIT_AGREE: "every scenario agrees", EXIT_DIVERGE: "a divergence",
+                                  EXIT_UNTESTABLE: "the kernel could not be tested"}[code])
+    return code

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import lzma
+import shlex
+import time
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,203 @@ def test_exercised_names_the_scenarios_a_field_decides():
     assert names["reuseport_incoming_cpu"] == ["008-incoming-cpu-some.scn"]
     assert names["network_address_broadcast"] == ["eaddrnotavail.scn"]
     assert names["migrate_req"] == []
+
+
+# --- a kernel given by path (--kernel PATH [--modules DIR]) -------------------------------------
+
+def _bzimage(path: Path, version: str = "6.12.9-own (me@box) #1 SMP PREEMPT") -> Path:
+    """A file with a bzImage setup header whose kernel_version field points at `version`."""
+    data = bytearray(0x1000)
+    data[0x202:0x206] = b"HdrS"
+    data[0x20E:0x210] = (0x800 - 0x200).to_bytes(2, "little")
+    data[0x800:0x800 + len(version) + 1] = version.encode() + b"\0"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_bzimage_release_is_read_from_the_setup_header(tmp_path):
+    assert fetch.bzimage_release(_bzimage(tmp_path / "bzImage")) == "6.12.9-own"
+    (tmp_path / "vmlinux").write_bytes(b"\x7fELF" + bytes(0x1000))
+    with pytest.raises(ValueError, match="not a bzImage"):
+        fetch.bzimage_release(tmp_path / "vmlinux")
+
+
+def _build_tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "linux"
+    _bzimage(tree / "arch/x86/boot/bzImage")
+    (tree / "include/config").mkdir(parents=True)
+    (tree / "include/config/kernel.release").write_text("6.13.0-rc1-00042-gdeadbeef\n")
+    (tree / "modules.builtin").write_text("kernel/drivers/virtio/virtio_pci.ko\nkernel/fs/fuse/fuse.ko\n"
+                                          "kernel/fs/fuse/virtiofs.ko\nkernel/net/ipv4/inet_diag.ko\n")
+    _ko(tree / "drivers/net/tun.ko", "tun", "")
+    _ko(tree / "net/ipv4/tcp_diag.ko", "tcp_diag", "inet_diag")
+    _ko(tree / ".git/stale/tun.ko", "tun", "bogus")  # not searched
+    (tree / "drivers/net/.tun.ko.cmd").write_text("cmd\n")  # kbuild's, not a module
+    return tree
+
+
+def test_a_build_tree_gives_its_bzimage_release_and_built_modules(tmp_path):
+    tree = _build_tree(tmp_path)
+    guest = fetch.own_kernel(tree)
+    assert guest.vmlinuz == tree / "arch/x86/boot/bzImage" and guest.moddir == tree
+    assert guest.release == "6.13.0-rc1-00042-gdeadbeef" and guest.missing_ok
+    order, missing = initramfs.plan(guest.moddir)
+    assert [(m.name, m.path) for m in order] == [("tun", tree / "drivers/net/tun.ko"),
+                                                 ("tcp_diag", tree / "net/ipv4/tcp_diag.ko")]
+    assert missing == []
+    (tree / "include/config/kernel.release").unlink()  # then the image's header says it
+    assert fetch.own_kernel(tree).release == "6.12.9-own"
+
+
+def test_a_build_tree_without_bzimage_cannot_boot(tmp_path):
+    (tmp_path / "linux").mkdir()
+    with pytest.raises(FileNotFoundError, match="arch/x86/boot/bzImage"):
+        fetch.own_kernel(tmp_path / "linux")
+
+
+def test_an_image_takes_its_release_from_the_modules_dir_else_its_header(tmp_path):
+    image = _bzimage(tmp_path / "boot/vmlinuz")
+    mods = tmp_path / "root/lib/modules/6.12.118+deb13-cloud-amd64"
+    (mods / "kernel").mkdir(parents=True)
+    assert fetch.own_kernel(image, mods).release == "6.12.118+deb13-cloud-amd64"
+    # the root modules_install wrote into is taken for the tree below it
+    assert fetch.own_kernel(image, tmp_path / "root").moddir == mods
+    bare = fetch.own_kernel(image)
+    assert bare.release == "6.12.9-own" and bare.moddir is None
+    # no modules at all: everything the guest wants must be built in, so all are reported
+    assert initramfs.plan(None) == ([], list(initramfs.WANTED))
+
+
+def test_own_kernel_profile_is_an_exact_version_match_only(tmp_path):
+    from harness.kernels import run
+
+    image = _bzimage(tmp_path / "a/vmlinuz", "6.12.9-own")
+    assert run.own_target(image, None).profile == "6.12"
+    image = _bzimage(tmp_path / "b/vmlinuz", "6.13.0-rc1")
+    target = run.own_target(image, None)
+    assert target.profile is None and target.name == "6.13.0-rc1"
+    assert "--profile" not in run.guest_command(tmp_path / "out", None, ())
+
+
+# --- exit statuses for `git bisect run` (the boot mocked) ----------------------------------------
+
+@pytest.fixture
+def fake_kernels(tmp_path, monkeypatch):
+    """run.main with nothing fetched or booted: the guest's corpus result is `booted["corpus"]`
+    (agree / diverge / None for none), its BootResult reason `booted["reason"]`."""
+    from harness.kernels import run
+
+    booted: dict = {"corpus": "agree", "reason": "", "commands": []}
+
+    def boot(tools, guest, command, *, writable, log, readonly=(), **kw):
+        booted["commands"].append(command)
+        booted["readonly"] = readonly
+        if booted["corpus"] is not None:
+            root = writable[0]
+            (root / "corpus.json").write_text(_corpus(tmp_path, booted["corpus"] == "agree").read_text())
+        return qemu.BootResult(0 if booted["corpus"] else None, 1.0, log, booted["reason"])
+
+    monkeypatch.setattr(run, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(run.reap, "reap_stale", lambda: [])
+    monkeypatch.setattr(run.fetch, "fetch_tools", lambda cache, say: cache)
+    monkeypatch.setattr(run.qemu, "find_tools", lambda cache: qemu.Tools(Path("q"), Path("v"), Path("b")))
+    monkeypatch.setattr(run, "choose_accel", lambda tools, guest, out: (qemu.Accel.TCG, "test"))
+    monkeypatch.setattr(run.qemu, "boot", boot)
+    monkeypatch.setattr(run, "load", lambda paths: [])
+    monkeypatch.setattr(run, "_exercised", lambda profile, scenarios: {})
+    return run, booted
+
+
+def _args(tmp_path: Path, kernel: Path, modules: Path | None = None):
+    import argparse
+
+    return argparse.Namespace(kernel=str(kernel), modules=str(modules) if modules else None,
+                              versions=None, out=str(tmp_path / "out dir"), jobs=None, cpus=None,
+                              kernel_tests=[], host=False, timeout=60)
+
+
+@pytest.mark.parametrize("corpus,reason,expected", [
+    ("agree", "", 0), ("diverge", "", 1),
+    (None, "timed out after 60 s", 125),
+    (None, "not found inside the guest: /tmp/co/.venv/bin/python3", 125),
+])
+def test_exit_status_of_a_kernel_given_by_path(tmp_path, fake_kernels, capsys, corpus, reason, expected):
+    run, booted = fake_kernels
+    booted.update(corpus=corpus, reason=reason)
+    code = run.main(_args(tmp_path, _build_tree(tmp_path)))
+    assert code == expected
+    assert (run.EXIT_AGREE, run.EXIT_DIVERGE, run.EXIT_UNTESTABLE) == (0, 1, 125)
+    printed = capsys.readouterr().out
+    assert "6.13.0-rc1-00042-gdeadbeef" in printed  # the column is named after the release
+    if reason:
+        assert reason in printed  # the column's problem, as the guest said it
+    # the results folder (with a space) reaches the guest quoted
+    assert shlex.quote(str(tmp_path / "out dir" / "6.13.0-rc1-00042-gdeadbeef")) in booted["commands"][0]
+
+
+def test_a_module_found_nowhere_is_one_line_and_untestable(tmp_path, fake_kernels, capsys):
+    run, booted = fake_kernels
+    code = run.main(_args(tmp_path, _bzimage(tmp_path / "vmlinuz")))  # bare: no modules
+    assert code == run.EXIT_UNTESTABLE and booted["commands"]  # booted all the same
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "modules not found" in ln]
+    assert len(lines) == 1 and "tun, inet_diag, tcp_diag" in lines[0]
+
+
+def test_a_build_tree_without_bzimage_is_untestable_without_a_boot(tmp_path, fake_kernels):
+    run, booted = fake_kernels
+    (tmp_path / "linux").mkdir()
+    assert run.main(_args(tmp_path, tmp_path / "linux")) == run.EXIT_UNTESTABLE
+    assert booted["commands"] == []
+
+
+# --- any checkout location ----------------------------------------------------------------------
+
+def test_paths_under_the_guests_tmpfs_are_bound_back_after_it_and_quoted():
+    script = qemu.init_script("true", [Path("/tmp/my co/reports/k/6.12"), Path("/work/out")], {},
+                              readonly=[Path("/tmp/my co"), Path("/tmp/my co/.venv"), Path("/usr")])
+    ro = "mount --bind '/host/tmp/my co' '/newroot/tmp/my co' && mount -o remount,bind,ro '/newroot/tmp/my co'"
+    assert ro in script and script.count("remount,bind,ro") == 2  # / and the project, once
+    assert "/newroot/usr" not in script  # not under a guest tmpfs: the read-only root has it
+    rw = "mount --bind '/host/tmp/my co/reports/k/6.12' '/newroot/tmp/my co/reports/k/6.12'"
+    # tmpfs, then the project read-only, then the results writable on top of it
+    assert script.index("mount -t tmpfs") < script.index(ro) < script.index(rw)
+    assert "mount --bind /host/work/out /newroot/work/out" in script
+
+
+def test_a_missing_project_is_one_line_the_host_reports(tmp_path):
+    import subprocess
+
+    from harness.kernels import run
+
+    command = qemu.guarded("echo ran", [tmp_path, tmp_path / "no such/python3"])
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+    assert proc.returncode == 127 and proc.stdout == f"{qemu.MISSING_MARK}{tmp_path}/no such/python3\n"
+    # as the console carries it: the boot's reason, which becomes the column's problem
+    fake = subprocess.Popen(["sh", "-c", command + f"; echo {qemu.EXIT_MARK}$?"], stdout=subprocess.PIPE)
+    result = qemu._follow(fake, tmp_path / "console.log", time.monotonic(), 30, None)
+    fake.wait()
+    assert result.reason == f"not found inside the guest: {tmp_path}/no such/python3"
+    assert run.guest_command(Path("/tmp/a b/out"), "6.12", ("t x.py",)).count("'/tmp/a b/out'") == 1
+
+
+def test_modules_found_nowhere_are_probed_in_the_guest_and_built_in_ones_are_fine(tmp_path, fake_kernels,
+                                                                                 monkeypatch, capsys):
+    run, booted = fake_kernels
+    real = run.qemu.boot
+
+    def boot(*a, **kw):  # the guest's /init found them all in /proc/kallsyms
+        result = real(*a, **kw)
+        return qemu.BootResult(result.exit_code, result.seconds, result.log, result.reason,
+                               initramfs.WANTED)
+
+    monkeypatch.setattr(run.qemu, "boot", boot)
+    assert run.main(_args(tmp_path, _bzimage(tmp_path / "vmlinuz"))) == run.EXIT_AGREE
+    assert "built in after all" in capsys.readouterr().out
+
+
+def test_init_probes_the_modules_asked_about_after_the_root_is_mounted():
+    script = qemu.init_script("true", [], {}, probe=["virtiofs", "tun"])
+    assert f"echo {qemu.BUILTIN_MARK}virtiofs" in script.replace("'", "")  # the mount proves it
+    probe = f"grep -q ' [tT] tun_[^[]*$' /proc/kallsyms && echo '{qemu.BUILTIN_MARK}tun'"
+    assert probe in script and script.index("mount -t virtiofs") < script.index(probe)
