@@ -199,6 +199,19 @@ def _descend(start: Profile, score: _Scorer) -> tuple[Profile, frozenset[int]]:
     return p, best
 
 
+def _moot(profile: Profile, name: str, observations: list[Observation]) -> bool:
+    """Does flipping the field change no model outcome of any observed scenario (the kernel's
+    picks followed)? Then no observation can tell its value (bhash2 fields without bhash2)."""
+    other = put(profile, name, not get(profile, name))
+    for ob in observations:
+        choices = [o.choice for o in ob.kernel]
+        mine = ModelExecutor(profile, 0, ob.secret).run(ob.scenario, choices)
+        theirs = ModelExecutor(other, 0, ob.secret).run(ob.scenario, choices)
+        if _values(mine) != _values(theirs) or [o.one_of for o in mine] != [o.one_of for o in theirs]:
+            return False
+    return True
+
+
 def infer(observations: list[Observation], version: Version, lport_outside: bool,
           withheld: Iterable[Profile] = ()) -> Inference:
     """The best-fitting profile for a kernel of `version`; `withheld` profiles (and those with
@@ -224,9 +237,12 @@ def infer(observations: list[Observation], version: Version, lport_outside: bool
         decided = sorted(got - other)
         if decided:
             inf.verdicts.append(FieldVerdict(fname, value, str(observations[decided[0]].scenario.path)))
+        elif _moot(final, fname, observations):
+            inf.verdicts.append(FieldVerdict(fname, value, note=f"moot: under these rules no probe "
+                                             f"scenario's outcome depends on it; kept from {start.name}"))
         else:
-            inf.verdicts.append(FieldVerdict(fname, value, note=f"undecided: no probe scenario "
-                                             f"tells; kept from {start.name}"))
+            inf.verdicts.append(FieldVerdict(fname, value, note=f"undecided: the kernel's outcomes "
+                                             f"fit either value; kept from {start.name}"))
     twins = [r for r in RELEASE_PROFILES if same_rules(profile, r)]
     inf.twin = max(twins, key=lambda r: r.version).name if twins else ""
     return inf
