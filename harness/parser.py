@@ -58,6 +58,8 @@ class ScenarioError(Exception):
     """A problem in a scenario file, located to the column."""
 
     def __init__(self, path: Path | str, line: int, col: int, message: str):
+        if len(message) > MESSAGE_MAX:  # a huge line is quoted in part, never whole
+            message = message[:MESSAGE_MAX] + "…"
         super().__init__(f"{path}:{line}:{col}: {message}")
         self.path, self.line, self.col, self.message = path, line, col, message
 
@@ -72,14 +74,21 @@ class Arg:
 
 
 CALL = re.compile(r"\s*(?:(?P<name>[A-Za-z_]\w*)\s*=\s*)?(?P<verb>[A-Za-z_]\w*)\s*\(")
-_KERNEL = re.compile(r"(>=|<=|==|!=|>|<)\s*(\d+)\.(\d+)\s*$")
+_KERNEL = re.compile(r"(>=|<=|==|!=|>|<)\s*([0-9]{1,3})\.([0-9]{1,3})\s*$")
 _EXPECT = re.compile(r"\s*=\s*(\S+)")
 _CLAUSE_VALUE = re.compile(r"\s*(\S+)")
 _SPACE = re.compile(r"\s*")
-_SPAN = re.compile(r"(\d{1,3})\.(\d{1,3})(?:\s*-\s*(\d{1,3})\.(\d{1,3}))?")
+_SPAN = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})(?:\s*-\s*([0-9]{1,3})\.([0-9]{1,3}))?")
 # the kernel versions a version clause may name: those of the kernels the corpus records
 KNOWN_VERSIONS = frozenset(p.version for p in RECORDED)
 CLIP = 60  # characters of a bad fragment an error message quotes
+MESSAGE_MAX = 400  # characters of an error message at most
+MAX_FILE = 64 << 20  # bytes of a scenario file at most
+
+
+def _ascii_int(text: str) -> bool:
+    """Digits 0-9 only, at most 20 (str.isdigit also takes '²', which int() refuses)."""
+    return 0 < len(text) <= 20 and text.isascii() and text.isdigit()
 
 
 def _clip(text: str) -> str:
@@ -161,7 +170,7 @@ class Parser:
                 raise ln.error(rest_col, f"expected '@kernel OP X.Y' (OP one of >= <= == != > <), got {rest!r}")
             return "kernel", KernelRange(m.group(1), (int(m.group(2)), int(m.group(3))))
         if word == "cpu":
-            if not rest.isdigit():
+            if not _ascii_int(rest) or int(rest) > 4095:
                 raise ln.error(rest_col, f"expected a CPU number, got {rest!r}")
             return "cpu", int(rest)
         if word == "sysctl":
@@ -328,7 +337,7 @@ class Parser:
             if expect != "0":
                 raise ln.error(col, f"expected 0 or an errno name (EADDRINUSE, EINVAL, …), got {expect!r}")
         elif verb in ("inuse", "queue", "tw"):
-            if not expect.isdigit():
+            if not _ascii_int(expect):
                 raise ln.error(col, f"expected a count, got {expect!r}")
         elif verb == "getsockname":
             try:
@@ -349,8 +358,8 @@ class Parser:
     @staticmethod
     def _int(ln: _Line, arg: Arg, what: str) -> int:
         text = arg.text
-        if not re.fullmatch(r"-?\d+", text):
-            raise ln.error(arg.col, f"expected {what} (an integer), got {text!r}")
+        if not re.fullmatch(r"-?[0-9]{1,20}", text):
+            raise ln.error(arg.col, f"expected {what} (an integer of at most 20 digits), got {_clip(text)!r}")
         return int(text)
 
     def _no_keywords(self, ln: _Line, args: list[Arg], allowed: tuple[str, ...] = ()) -> None:
@@ -403,7 +412,7 @@ class Parser:
                 self.unroutable[sock.text] = f"bound to device {value}"
         elif option.kind == "portrange":
             lo, dash, hi = val.text.partition("-")
-            if not (lo.isdigit() and hi.isdigit() and dash) or int(lo) > 65535 or int(hi) > 65535:
+            if not (_ascii_int(lo) and _ascii_int(hi) and dash) or int(lo) > 65535 or int(hi) > 65535:
                 raise ln.error(val.col, f"expected a port range LOW-HIGH (0 for no bound), got {val.text!r}")
             value = int(hi) << 16 | int(lo)
         elif option.kind == "program":
@@ -429,9 +438,9 @@ class Parser:
         for a in args:
             if a.key == "family":
                 fams = {"AF_UNSPEC": 0, **FAMILIES}
-                if a.text not in fams and not a.text.isdigit():
-                    raise ln.error(a.col, f"expected {', '.join(fams)} or a number, got {a.text!r}")
-                raw_family = fams.get(a.text, int(a.text) if a.text.isdigit() else 0)
+                if a.text not in fams and not _ascii_int(a.text):
+                    raise ln.error(a.col, f"expected {', '.join(fams)} or a number, got {_clip(a.text)!r}")
+                raw_family = fams.get(a.text, int(a.text) if _ascii_int(a.text) else 0)
                 if raw_family > 0xFFFF:
                     raise ln.error(a.col, "expected a family 0-65535")
             elif a.key == "len":
@@ -590,14 +599,18 @@ class Parser:
 
 
 def parse_text(path: Path | str, text: str) -> Scenario:
-    return Parser(Path(path), text).parse()
+    return Parser(Path(path), text.removeprefix("\ufeff")).parse()  # a UTF-8 BOM is no text
 
 
 def parse_file(path: Path | str) -> Scenario:
     """Parse a file; a missing or unreadable file is a ScenarioError at line 0."""
     p = Path(path)
     try:
-        text = p.read_text()
+        with open(p, "rb") as f:
+            data = f.read(MAX_FILE + 1)  # bounded: /dev/zero, a huge file
+        if len(data) > MAX_FILE:
+            raise ScenarioError(p, 0, 0, f"larger than {MAX_FILE >> 20} MiB; a scenario is a text file of steps")
+        text = data.decode()
     except (OSError, UnicodeDecodeError) as e:
         raise ScenarioError(p, 0, 0, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
     return parse_text(p, text)

@@ -51,23 +51,40 @@ class Sysctls:
         return replace(self, **{name: parse_value(name, text)})
 
 
+_DIGITS = 10  # /proc/sys integers are C ints (proc_dointvec): ten digits at most
+MAX_PORT = 65535
+
+
+def _is_int(text: str, signed: bool = False) -> bool:
+    """ASCII digits only (str.isdigit also takes '²', which int() refuses), bounded length."""
+    body = text[1:] if signed and text.startswith("-") else text
+    return 0 < len(body) <= _DIGITS and body.isascii() and body.isdigit()
+
+
 def parse_value(name: str, text: str) -> object:
-    words = text.replace(",", " ").split()
     if name == "ip_local_port_range":
-        if len(words) != 2 or not all(w.isdigit() for w in words):
-            raise ValueError(f"expected two ports 'low high', got {text!r}")
+        # proc_dointvec_minmax reads two whitespace-separated ints (net/ipv4/sysctl_net_ipv4.c
+        # ipv4_local_port_range): a comma is not a separator there
+        words = text.split()
+        if len(words) != 2 or not all(_is_int(w) for w in words):
+            raise ValueError(f"expected two ports 'low high', got {text[:40]!r}")
         low, high = int(words[0]), int(words[1])
-        if not (1 <= low <= high <= 65535):
+        if not (1 <= low <= high <= MAX_PORT):
             raise ValueError(f"expected 1 <= low <= high <= 65535, got {text!r}")
         return (low, high)
     if name == "ip_local_reserved_ports":
+        # proc_do_large_bitmap: comma-separated ports and LOW-HIGH ranges below 65536
         ports: set[int] = set()
-        for w in words:
-            lo, _, hi = w.partition("-")
-            if not lo.isdigit() or (hi and not hi.isdigit()):
-                raise ValueError(f"expected ports or ranges like 40000-40010, got {w!r}")
-            ports.update(range(int(lo), int(hi or lo) + 1))
+        for w in text.strip().split(","):
+            lo, dash, hi = w.strip().partition("-")
+            if not _is_int(lo) or (dash and not _is_int(hi)):
+                raise ValueError(f"expected ports or ranges like 40000-40010, comma-separated, got {w[:40]!r}")
+            first, last = int(lo), int(hi) if dash else int(lo)
+            if not first <= last <= MAX_PORT:
+                raise ValueError(f"expected ports 0-65535 and LOW <= HIGH, got {w[:40]!r}")
+            ports.update(range(first, last + 1))
         return frozenset(ports)
-    if len(words) != 1 or not words[0].lstrip("-").isdigit():
-        raise ValueError(f"expected an integer, got {text!r}")
+    words = text.split()
+    if len(words) != 1 or not _is_int(words[0], signed=True):
+        raise ValueError(f"expected an integer, got {text[:40]!r}")
     return int(words[0])
