@@ -20,6 +20,7 @@ from harness.calibrate import warm_up
 from harness.lookups import scenarios
 from harness.runner import Backend, Runner
 from harness.running import running_profile
+from harness.signals import run_interruptible
 from harness.worker import Pool
 
 
@@ -91,4 +92,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_interruptible("sockharness-bench", main))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import json
 import os
 import platform
-import signal
 import sys
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from harness.report import Summary, divergence_text, summary_table, write_json, 
 from harness.runner import Backend, Runner, collect, load
 from harness.running import ensure_inferred, running_profile
 from harness.scenario import version_text
+from harness.signals import run_interruptible
 from harness.worker import EnvironmentProblem, Pool
 from model.profiles import (
     HISTORICAL,
@@ -266,11 +267,19 @@ def _fields(p: Profile) -> dict[str, object]:
     return out
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sockharness")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="sockharness",
         description="Run TCP bind/listen scenarios on the reference model and the real kernel.",
     )
+    ap.add_argument("--version", action="version", version=f"sockharness {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run scenario files or folders; exit 0 agree, 1 divergence, 2 error")
     run.add_argument("paths", nargs="+", metavar="PATH")
@@ -349,23 +358,19 @@ def cmd_kernels(args: argparse.Namespace) -> int:
         qemu.stop_all()
 
 
-def _on_sigterm(signum, frame) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        return args.func(args)
-    except (ScenarioError, UsageError, EnvironmentProblem) as e:
-        print(f"sockharness: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("sockharness: interrupted; namespaces and workers removed", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        os._exit(EXIT_USAGE)
+
+    def body() -> int:
+        try:
+            return args.func(args)
+        except (ScenarioError, UsageError, EnvironmentProblem) as e:
+            print(f"sockharness: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        except BrokenPipeError:
+            os._exit(EXIT_USAGE)
+
+    return run_interruptible("sockharness", body)
 
 
 if __name__ == "__main__":

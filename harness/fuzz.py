@@ -19,6 +19,7 @@ from harness.parser import parse_text
 from harness.runner import Backend, Runner
 from harness.running import running_profile
 from harness.scenario import Scenario
+from harness.signals import run_interruptible
 from harness.worker import Pool
 
 V4 = ("0.0.0.0", "10.0.0.1", "10.0.0.2", "127.0.0.1", "192.0.2.1")
@@ -233,4 +234,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_interruptible("sockharness-fuzz", main))
