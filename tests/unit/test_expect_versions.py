@@ -169,3 +169,10 @@ def test_record_refuses_a_report_made_under_another_profile(tmp_path):
     scn.write_text(SCN)
     with pytest.raises(ScenarioError, match="under the kernel's own profile"):
         record.from_json(_report(tmp_path, scn, [], profile="6.18"))
+
+
+def test_a_recorded_star_stays_when_a_later_run_sees_no_random_pick():
+    once = _rec(SCN, {3: ("EINVAL", True), 4: "EADDRINUSE"}, (6, 1))
+    assert "[5.10: EINVAL] [6.1: *]" in once.splitlines()[2]
+    again = _rec(once, {3: "0", 4: "0"}, (6, 1))
+    assert again == once
