@@ -114,6 +114,18 @@ def read_sockstat(path: str = "/proc/thread-self/net/sockstat") -> dict[str, dic
     return out
 
 
+def synack_retransmits(path: str = "/proc/thread-self/net/netstat") -> int:
+    """TcpExt TCPSynRetrans of this thread's namespace: SYN-ACKs the request timer sent again
+    (tcp_rtx_synack counts each), so a nonzero rise means reqsk_timer_handler ran."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(table.get("TCPSynRetrans", 0))
+    return 0
+
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 

@@ -32,6 +32,7 @@ from harness.kernel_backend import (
     die_with_parent,
     probe_reuseport,
     read_sockstat,
+    synack_retransmits,
 )
 from harness.kernels.offload import calibrate_here_or_host
 from harness.scenario import Scenario
@@ -82,6 +83,7 @@ class WorkerReply:
     dirt: str = ""
     seconds: float = 0.0  # time the worker spent running the steps
     unsettled: bool = False  # a closed socket stayed an orphan (KernelExecutor.do_close)
+    retransmits: int = 0  # SYN-ACKs the request timer sent again during the steps
 
 
 def _injector_class(kind: str) -> type:
@@ -140,15 +142,15 @@ def _serve(name: str, conn: Connection, injector: str) -> None:
         job: Job = msg
         try:
             apply_sysctls(job.sysctls)
-            t0 = time.perf_counter()
+            t0, rtx = time.perf_counter(), synack_retransmits()
             outcomes = executor.run(job)
-            busy = time.perf_counter() - t0
+            busy, rtx = time.perf_counter() - t0, synack_retransmits() - rtx
             apply_sysctls(defaults)
             tcp = read_sockstat()["TCP"]
             left = [k for k, v in defaults if sysctl.read(k) != v]
             dirt = "" if tcp["inuse"] == 0 and tcp["tw"] == 0 else f"TCP {tcp} after reset"
             dirt += f" sysctls not restored: {left}" if left else ""
-            conn.send(("done", WorkerReply(outcomes, not dirt, dirt, busy, executor.unsettled)))
+            conn.send(("done", WorkerReply(outcomes, not dirt, dirt, busy, executor.unsettled, rtx)))
         except BaseException:
             conn.send(("error", traceback.format_exc()))
             return
@@ -253,6 +255,7 @@ class Pool:
         self.busy_seconds = 0.0  # time workers spent running steps
         self.last_seconds = 0.0  # the last scenario collected
         self.last_unsettled = False  # and whether an orphan outlived its close step
+        self.last_retransmits = 0  # and how many SYN-ACKs its request timers sent again
         self.generation = 0  # bumped with every new namespace (its own hash secret)
         self.inflight: collections.deque[Scenario] = collections.deque()
         self._secret: Calibration | None = None
@@ -293,6 +296,7 @@ class Pool:
         self.busy_seconds += reply.seconds
         self.last_seconds = reply.seconds
         self.last_unsettled = reply.unsettled
+        self.last_retransmits = reply.retransmits
         if not reply.clean:
             behind = list(self.inflight)
             for queued in behind:  # ran after the dirt: their results do not count

@@ -59,6 +59,10 @@ def test_random_port_results_are_followed(pool):
 def test_timewait_scenarios_leave_namespaces_clean(pool):
     """Each scenario's TIME_WAIT sockets are destroyed at its end (SOCK_DESTROY), so the pool
     does not have to replace the namespace."""
+    if running_profile()[0].version < (6, 1):
+        pytest.skip("this kernel cannot SOCK_DESTROY a TIME_WAIT socket (5.10 tcp.c:tcp_abort "
+                    "answers EOPNOTSUPP for any !sk_fullsock but a request): the pool replaces "
+                    "the namespace instead")
     before = pool.replaced
     scenarios = [parse_file(p) for p in sorted((SCENARIOS / "timewait").glob("client-*.scn"))[:6]]
     for r in Runner(running_profile()[0], Backend.BOTH, 0, pool).run(scenarios):

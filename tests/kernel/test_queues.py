@@ -18,13 +18,16 @@ SCENARIOS = Path(__file__).parents[1] / "scenarios"
 
 def test_rolling_restart_loses_no_connection(pool):
     """8 listeners holding 16 connections, replaced one by one with tcp_migrate_req=1: every
-    connection ends up queued on a new listener where the model says, none is reset."""
+    connection ends up queued on a new listener where the model says, none is reset (where
+    tcp_migrate_req exists; elsewhere every one is reset, as the model says)."""
     sc = parse_file(SCENARIOS / "migration" / "rolling-8x2.scn")
     r = Runner(running_profile()[0], Backend.BOTH, 0, pool).run_one(sc)
     assert r.agreed, [(s.step.line, s.problems) for s in r.divergent]
     queues = [s for s in r.steps if s.step.verb == "queue"]
     assert len(queues) == 8
-    assert sum(int(s.kernel.value) for s in queues) == 16
+    # without tcp_migrate_req (5.10 has the sysctl, nothing reads it: profile migrate_req) a
+    # closing listener resets what it queues, as the model says
+    assert sum(int(s.kernel.value) for s in queues) == (16 if running_profile()[0].migrate_req else 0)
     assert all(Check.EXACT in s.checks and Check.PROPERTY not in s.checks for s in queues)
     tw = [s for s in r.steps if s.step.verb == "tw"]
     assert tw and all(s.kernel.value == "0" for s in tw)
