@@ -71,7 +71,7 @@ def is_our_worker(proc: psutil.Process) -> bool:
             or any(a == "-m" and b == "harness" for a, b in zip(argv, argv[1:], strict=False)))
 
 
-def _netns_id(path: str) -> tuple[int, int] | None:
+def netns_id(path: str) -> tuple[int, int] | None:
     """(st_dev, st_ino) of a network namespace file (/run/netns/NAME, /proc/PID/task/TID/ns/net)."""
     try:
         st = os.stat(path)
@@ -86,7 +86,7 @@ def _in_netns(pid: int, ns: tuple[int, int]) -> bool:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return False
-    return any(_netns_id(f"/proc/{pid}/task/{tid}/ns/net") == ns for tid in tids)
+    return any(netns_id(f"/proc/{pid}/task/{tid}/ns/net") == ns for tid in tids)
 
 
 def processes_in(ns: tuple[int, int]) -> list[psutil.Process]:
@@ -161,7 +161,7 @@ def reap_stale() -> list[str]:
     for name in ours():
         if owner_alive(name):
             continue
-        ns = _netns_id(os.path.join(_netns.NETNS_RUN_DIR, name))
+        ns = netns_id(os.path.join(_netns.NETNS_RUN_DIR, name))
         inside = processes_in(ns) if ns is not None else []
         if any(_running(p) and not is_our_worker(p) for p in inside):
             continue  # anyone else's process: not ours to kill, nor its namespace to hide

@@ -104,15 +104,6 @@ UID_SCENARIO = ("a = socket(AF_INET, SOCK_STREAM, uid=1000) = 0\n"
                 "listen(a, 8) = 0\n")
 
 
-def _netns_id(path: str) -> tuple[int, int] | None:
-    """(st_dev, st_ino) of a network namespace file (/run/netns/NAME, /proc/PID/ns/net)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def _in_netns(ns: tuple[int, int]) -> list[int]:
     """PIDs with a thread in the network namespace `ns` (a zombie has none)."""
     found = []
@@ -121,7 +112,7 @@ def _in_netns(ns: tuple[int, int]) -> list[int]:
             tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue
-        if any(_netns_id(f"/proc/{pid}/task/{tid}/ns/net") == ns for tid in tids):
+        if any(namespace.netns_id(f"/proc/{pid}/task/{tid}/ns/net") == ns for tid in tids):
             found.append(pid)
     return found
 
@@ -202,9 +193,9 @@ def test_kill_9_after_a_uid_change_leaves_nothing(tmp_path):
         names = [n for n in namespace.ours() if n.startswith(f"{namespace.PREFIX}{proc.pid}-")]
         assert len(names) == 1, names
         name = names[0]
-        ns = _netns_id(f"/run/netns/{name}")
+        ns = namespace.netns_id(f"/run/netns/{name}")
         assert ns is not None
-        workers = [c.pid for c in psutil.Process(proc.pid).children() if _netns_id(f"/proc/{c.pid}/ns/net") == ns]
+        workers = [c.pid for c in psutil.Process(proc.pid).children() if namespace.netns_id(f"/proc/{c.pid}/ns/net") == ns]
         assert len(workers) == 1, workers
         assert any(pid == workers[0] for pid, _, _ in _tun_fds())  # the worker holds the TUNs
 
@@ -256,7 +247,7 @@ def test_reaper_kills_our_worker_left_in_a_stale_namespace(whose):
     name, pid_text = out.split()
     pid = int(pid_text)
     try:
-        ns = _netns_id(f"/run/netns/{name}")
+        ns = namespace.netns_id(f"/run/netns/{name}")
         assert ns is not None and _in_netns(ns) == [pid]
         assert not namespace.owner_alive(name)
         with Pool() as p:
