@@ -151,8 +151,8 @@ class Runner:
         (TCP_TIMEOUT_INIT, doubling). Scenarios run well under 1 s natively; an emulated
         kernel can take longer."""
         assert self.pool is not None
-        # the timer ran if it retransmitted a SYN-ACK (TcpExt TCPSynRetrans rose): the elapsed
-        # time alone let a prune through in test_corpus_kernel in the 5.10 and 6.1 guests
+        # the timer ran if it retransmitted a SYN-ACK (TcpExt TCPSynRetrans rose, counted by
+        # tcp_output.c:tcp_rtx_synack): a direct sign, besides the elapsed time
         timers = self.pool.last_seconds >= REQUEST_PRUNE_AGE or self.pool.last_retransmits > 0
         return timers and any(s.verb == "syn_only" for s in scenario.steps)
 
