@@ -46,6 +46,7 @@ class Sequence:
         self.connections = rng.random() < 0.33
         self.bound: dict[str, int] = {}  # the port each socket asked bind() for
         self.mapped: set[str] = set()  # sockets that connect()ed to a v4-mapped address
+        self.connected: set[str] = set()  # sockets that connect()ed (no listen() after: parser rule)
 
     def text(self) -> str:
         r = self.rng
@@ -96,8 +97,10 @@ class Sequence:
             port = r.choice(PORTS)
             self.bound.setdefault(name, port)  # the first bind() is the one that can succeed
             self.lines.append(f"bind({name}, {addr}:{port})")
-        elif what < 0.88:
+        elif what < 0.88 and name not in self.connected:  # the parser refuses listen() then
             self.lines.append(f"listen({name}, 8)")
+        elif what < 0.88:
+            self.lines.append(f"getsockname({name})")
         elif what < 0.95:
             self.lines.append(f"close({name})")
             del self.families[name]
@@ -117,6 +120,7 @@ class Sequence:
             if "::ffff:" in target:
                 self.mapped.add(name)
             self.lines.append(f"connect({name}, {target}:{port})")
+            self.connected.add(name)
         elif what < 0.85:
             new = f"s{self.made}"
             self.made += 1

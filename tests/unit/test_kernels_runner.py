@@ -126,6 +126,7 @@ def test_flips_name_each_differing_field():
 
 class _Pool:
     last_seconds = 0.0
+    last_retransmits = 0
 
 
 @pytest.mark.parametrize("seconds,verb,expected", [(8.0, "syn_only", True), (0.3, "syn_only", False),
