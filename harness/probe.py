@@ -390,5 +390,8 @@ def load_inferred(release: str) -> tuple[Profile, dict] | None:
     path = _inferred_path(release)
     if not path.exists():
         return None
-    data = json.loads(path.read_text())
-    return profile_from_json(data, RELEASE_PROFILES[0]), data
+    try:
+        data = json.loads(path.read_text())
+        return profile_from_json(data, RELEASE_PROFILES[0]), data
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # a damaged file: as if none were kept (the next probe rewrites it)

@@ -78,16 +78,24 @@ def from_json(report: Path) -> KernelRun:
     try:
         data = json.loads(report.read_text())
         release, name = data["kernel_release"], data["profile"]
-    except (OSError, ValueError, KeyError) as e:
+        version = parse_release(release)
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise ScenarioError(report, 0, 0, f"not a `sockharness run --json` report: {e}") from None
-    version = parse_release(release)
     profile = PROFILES.get(name)
     if profile is None or profile.version != version or data.get("backend") != "both":
         raise ScenarioError(report, 0, 0, f"ran under profile {name!r} on {release} "
                             f"(backend {data.get('backend')}); recording needs a run on both "
                             "backends under the kernel's own profile")
     run = KernelRun(version, release)
-    for sc in data["scenarios"]:
+    try:
+        _read_scenarios(run, data["scenarios"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ScenarioError(report, 0, 0, f"not a `sockharness run --json` report: {e!r}") from None
+    return run
+
+
+def _read_scenarios(run: KernelRun, scenarios: list) -> None:
+    for sc in scenarios:
         path = Path(sc["path"])
         if sc["skipped"]:
             run.skipped[path] = sc["skipped"]
@@ -101,7 +109,6 @@ def from_json(report: Path) -> KernelRun:
             bad += [f"line {s['line']}: {p}" for p in s["problems"]
                     if not p.startswith("kernel ") or " != expected" not in p]
         _keep(run, path, steps, bad)
-    return run
 
 
 def _versions(step: Step) -> dict[Version, str]:

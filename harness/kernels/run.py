@@ -11,7 +11,6 @@ commit") when that kernel could not be prepared, did not boot or gave no corpus 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -184,22 +183,12 @@ def _key(path: Path) -> str:
     return str(path.resolve().relative_to(ROOT)) if path.is_absolute() else str(path)
 
 
-def _inputs_digest(scenarios: list) -> str:
-    """What the model-only `exercised` computation depends on: the model's and the model
-    backend's source and the scenario files."""
-    digest = hashlib.sha256()
-    sources = sorted([*(ROOT / "model").glob("*.py"), *(ROOT / "harness").glob("*.py")])
-    for path in [*sources, *sorted(Path(s.path) for s in scenarios)]:
-        digest.update(str(path).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def _exercised(profile: str, scenarios: list) -> dict[str, list[str]]:
     """Field -> scenarios whose model outcome changes with the reference profile's value
     (for the reference itself: against REFERENCE_OF_REFERENCE). Pure, so cached under
     .cache/kernels/exercised/ by the digest of its inputs."""
     other = PROFILES[REFERENCE if profile != REFERENCE else REFERENCE_OF_REFERENCE]
-    cached = CACHE / "exercised" / f"{profile}-{other.name}-{_inputs_digest(scenarios)}.json"
+    cached = CACHE / "exercised" / f"{profile}-{other.name}-{probe.inputs_digest(Path(s.path) for s in scenarios)}.json"
     if cached.exists():
         return json.loads(cached.read_text())
     found = matrix.exercised(PROFILES[profile], other, scenarios)

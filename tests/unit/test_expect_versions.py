@@ -176,3 +176,13 @@ def test_a_recorded_star_stays_when_a_later_run_sees_no_random_pick():
     assert "[5.10: EINVAL] [6.1: *]" in once.splitlines()[2]
     again = _rec(once, {3: "0", 4: "0"}, (6, 1))
     assert again == once
+
+
+@pytest.mark.parametrize("body", ['{"kernel_release": 5, "profile": "5.10"}',
+                                  '{"kernel_release": "5.10.0-46", "profile": "5.10", "backend": "both", "scenarios": [{"x": 1}]}',
+                                  "not json"])
+def test_a_malformed_report_is_one_error(tmp_path, body):
+    report = tmp_path / "corpus.json"
+    report.write_text(body)
+    with pytest.raises(ScenarioError, match="not a `sockharness run --json` report"):
+        record.from_json(report)

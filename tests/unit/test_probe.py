@@ -81,3 +81,10 @@ def test_a_kernel_without_a_profile_runs_under_its_inferred_one(tmp_path, monkey
     assert probe.same_rules(profile, PROFILES["6.18"]) and "inferred by" in note and "the rules of 7.2" in note
     monkeypatch.setattr(running.platform, "release", lambda: "6.18.44")
     assert running.running_profile() == (PROFILES["6.18"], "")
+
+
+def test_a_damaged_kept_profile_is_as_if_none_were_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(probe, "CACHE", tmp_path)
+    monkeypatch.setattr(probe, "_MEMORY", {})
+    probe._inferred_path("6.9.1-x").write_text('{"profile": 3')
+    assert probe.load_inferred("6.9.1-x") is None
