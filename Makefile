@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test run lint bench fuzz clean kernels kernel-tools
+.PHONY: install test run lint bench fuzz mutate clean kernels kernel-tools
 
 install: $(STAMP)
 
@@ -44,6 +44,14 @@ SEED ?= 1
 COUNT ?= 5000
 fuzz: install
 	$(BIN)/python -m harness.fuzz --seed $(SEED) --count $(COUNT)
+
+# 20,000 malformed scenario files mutated from the corpus (MUTATE_SEED, MUTATE_COUNT) through
+# the parser and the model in one process: every one must end as a parse error or a model run,
+# within 10 s and 1 GiB each; failures are kept in reports/mutate/. `make test` runs 2,000.
+MUTATE_SEED ?= 1
+MUTATE_COUNT ?= 20000
+mutate: install
+	$(BIN)/python -m harness.mutate --seed $(MUTATE_SEED) --count $(MUTATE_COUNT)
 
 # Boot Debian's 5.10, 6.1, 6.12 and 7.2 cloud kernels under QEMU (KVM if it can boot them, else
 # TCG) and run the corpus in each: the scenario x kernel matrix in reports/kernels/. Not part of
