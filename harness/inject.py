@@ -1,4 +1,5 @@
-"""TCP handshakes injected through TUN devices from precomputed packet bytes (DESIGN §5, §7.1).
+"""TCP handshakes injected through TUN devices from precomputed packet bytes (docs/design.md,
+"The kernel side" and "Kernel facts").
 
 A packet is a cached per-(src, dst, payload length) template (IP headers final, TCP checksum
 summed over the constant words) with ports, sequence numbers and the checksum patched in. The
@@ -218,7 +219,7 @@ def parse(packet: bytes) -> Reply | None:
     return Reply(src, sport, dst, dport, flags, seq, ack)
 
 
-# The standard topology's client ranges (DESIGN §4); all byte-aligned, matched as byte prefixes.
+# The standard topology's client ranges (docs/design.md, Topology); all byte-aligned, matched as byte prefixes.
 _CLIENT_RANGES = tuple(
     (net.network_address.packed[: net.prefixlen // 8], net.max_prefixlen // 8, name)
     for net, name in (

@@ -2,7 +2,7 @@
 
 Same persistent TUN fds, same batching, matching and ACKing as harness.inject; only the bytes
 come from `IP()/TCP()` and replies are dissected with `IP(raw)` / `IPv6(raw)` — the ordinary
-scapy way, without sendp/sniff (DESIGN §7.1).
+scapy way, without sendp/sniff (docs/design.md, Kernel facts the harness relies on).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ IN6ADDR_ANY = ipaddress.IPv6Address("::")
 
 @dataclass(frozen=True)
 class Kernel39:
-    """What Linux 3.9 does where later kernels differ (DESIGN §6); for comparison only."""
+    """What Linux 3.9 does where later kernels differ (docs/design.md, Kernel profiles); for comparison only."""
 
     name: str
     version: tuple[int, int]

@@ -96,7 +96,7 @@ LINUX_6_18 = Profile(name="6.18", version=(6, 18), autobind_reuse=True, ehash_lp
 
 # The bhash2 regression windows (model/bind.py BindRules). These profiles differ from 6.18 in
 # the bind rules and in the two fields dated above (ehash_lport_outside 6.15, connect_bind_reset
-# 6.18); other version differences (DESIGN §6) belong to the multi-kernel profiles, so they are
+# 6.18); other version differences (docs/design.md, Kernel profiles) belong to the multi-kernel profiles, so they are
 # exercised by unit tests on bind sequences, not against a booted kernel.
 # Mainline v6.1 and v6.2: bhash2 as merged (28044fc1d495), before any fix.
 MAINLINE_6_2 = Profile(

@@ -1,4 +1,4 @@
-"""The standard topology of DESIGN §4, as data, and how to build it in the current namespace."""
+"""The standard topology (docs/design.md, Topology), as data, and how to build it in the current namespace."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Generates tests/scenarios/queues/: the accept and SYN queues of DESIGN §7.5 (syncookies
+"""Generates tests/scenarios/queues/: the accept and SYN queues (docs/design.md, Kernel facts) (syncookies
 0/1/2 × backlog 0/1/5 × handshakes completed one by one or SYNs first in a burst), somaxconn
 capping, re-listen changing the backlog, tcp_abort_on_overflow, tcp_max_syn_backlog's last
 quarter without cookies, and accept() draining the queue. Expectations are recorded from the
@@ -32,7 +32,7 @@ def _head(title: str, sysctls: dict[str, int], backlog: int, v6: bool = False) -
 
 
 def table(cookies: int, backlog: int, order: str, v6: bool = False) -> str:
-    """DESIGN §7.5: how many handshakes a listener takes, and when cookies start."""
+    """docs/design.md, Kernel facts (queues): how many handshakes a listener takes, and when cookies start."""
     n = backlog + 4
     server = SERVER6 if v6 else SERVER
     lines = _head(f"tcp_syncookies={cookies}, backlog {backlog}, {order}{', IPv6' if v6 else ''}",
