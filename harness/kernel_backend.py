@@ -16,8 +16,10 @@ import signal
 import socket
 import struct
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.calibrate import Observation
 from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
@@ -43,6 +45,7 @@ from harness.scenario import (
 )
 from model.cbpf import Program
 from model.outcome import Outcome
+from model.sysctl import proc_text
 from netns import sysctl
 from netns.diag import DiagUnavailable, destroy_timewait
 
@@ -60,6 +63,21 @@ TCP_LISTEN_STATE = 1 << 10  # TCPF_LISTEN for sock_diag
 TCP_SYN_RECV_STATE = 1 << 3  # TCPF_SYN_RECV: request sockets are dumped in this state
 REPLY_OUTCOMES = {RST_KIND: Outcome("RST"), DROP: Outcome("DROP")}
 NO_CHILD = Outcome("NO_CHILD")  # the handshake completed, yet no listener held the connection
+NOT_RUN = Outcome("NOT_RUN")  # a step after a harness error: the kernel side did not run it
+
+
+def harness_error(e: BaseException, where: str = "") -> Outcome:
+    """The outcome of a step the kernel backend failed to run (a harness bug, never a kernel
+    answer): it names the exception and the harness line it came from, and the scenario's
+    report shows it as that step's kernel value, so one bad step costs one scenario, not the run."""
+    frames = traceback.extract_tb(e.__traceback__)
+    at = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return Outcome(f"HARNESS_ERROR({where}{type(e).__name__}: {str(e)[:160]}{at})")
+
+
+def failed_job(steps: int, e: BaseException, where: str = "") -> list[Outcome]:
+    """Outcomes of a scenario the harness could not run at all: the error, then NOT_RUN."""
+    return [harness_error(e, where)] + [NOT_RUN] * (steps - 1)
 
 
 PR_SET_PDEATHSIG = 1
@@ -127,6 +145,15 @@ def synack_retransmits(path: str = "/proc/thread-self/net/netstat") -> int:
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def raw_listen(fd: int, backlog: int) -> None:
+    """listen(2) with the backlog as given: Python's listen() turns a negative one into 0, and
+    the kernel's clamp of it (__sys_listen_socket: (unsigned int)backlog > somaxconn) is what
+    a scenario may ask about."""
+    if _libc.listen(fd, ctypes.c_int(backlog)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def raw_bind(fd: int, data: bytes, length: int) -> None:
@@ -212,7 +239,9 @@ class Job:
             flow_of(s) if type(s) is SynStep else s
             for s in scenario.steps)
         injects = any(isinstance(s, Flow | SynOnlyStep | AckStep) for s in steps)
-        return cls(scenario.sysctls, scenario.cpu, steps, injects)
+        # the values the model read, as text the kernel's handlers read the same way
+        sysctls = tuple((key, proc_text(key, value)) for key, value in scenario.sysctls)
+        return cls(sysctls, scenario.cpu, steps, injects)
 
 
 class KernelExecutor:
@@ -239,18 +268,28 @@ class KernelExecutor:
         try:
             i = 0
             while i < len(steps):
-                if isinstance(steps[i], Flow):  # a run of SYNs is one injector batch
-                    j = i
-                    while j < len(steps) and isinstance(steps[j], Flow):
-                        j += 1
-                    self.do_syns(steps[i:j])
-                    i = j
-                    continue
-                if steps[i].verb not in KEEPS_QUEUES:
-                    self.sweep()
-                self.outcomes.append(self.step(steps[i]))
-                i += 1
-            self.sweep()
+                try:
+                    if isinstance(steps[i], Flow):  # a run of SYNs is one injector batch
+                        j = i
+                        while j < len(steps) and isinstance(steps[j], Flow):
+                            j += 1
+                        self.do_syns(steps[i:j])
+                        i = j
+                        continue
+                    if steps[i].verb not in KEEPS_QUEUES:
+                        self.sweep()
+                    self.outcomes.append(self.step(steps[i]))
+                    i += 1
+                except Exception as e:  # a harness bug: this step's error; the rest not run
+                    del self.outcomes[i:]
+                    self.pending = {k: v for k, v in self.pending.items() if v[0] < i}
+                    self.outcomes.append(harness_error(e))
+                    self.outcomes.extend([NOT_RUN] * (len(steps) - i - 1))
+                    break
+            try:
+                self.sweep()
+            except Exception as e:  # the handshakes whose listener the sweep would have named
+                self.outcomes = [harness_error(e, "sweep: ") if o is None else o for o in self.outcomes]
             return [o or NO_CHILD for o in self.outcomes]
         finally:
             self.close_all()
@@ -442,7 +481,7 @@ class KernelExecutor:
 
     def do_listen(self, step: ListenStep) -> Outcome:
         s = self.socks[step.sock]
-        out = self._call(step.sock, s.listen, step.backlog)
+        out = self._call(step.sock, raw_listen, s.fileno(), step.backlog)
         if out.value == "0" and self.linger:
             # the harness's teardown: children copy the listener's sk_flags and sk_lingertime
             # (sk_clone_lock), so their close() is an abort. A listener's own close() never
@@ -534,8 +573,27 @@ class KernelExecutor:
 
 
 def apply_sysctls(settings: tuple[tuple[str, str], ...]) -> None:
+    """A scenario's settings, in its order (the model checked them in that order)."""
     for key, value in settings:
         sysctl.write(key, value)
+
+
+def restore_sysctls(settings: tuple[tuple[str, str], ...]) -> None:
+    """Write back a namespace's defaults whatever a scenario left. A write the kernel refuses
+    for now is retried after the others: net/ipv4/sysctl_net_ipv4.c ipv4_local_port_range and
+    ipv4_privileged_ports each check the other's current value. What still fails is left for
+    the caller's check (a sysctl not restored: the namespace is replaced)."""
+    pending = list(settings)
+    for _ in range(2):
+        failed = []
+        for key, value in pending:
+            try:
+                sysctl.write(key, value)
+            except OSError:
+                failed.append((key, value))
+        if not failed:
+            return
+        pending = failed
 
 
 # -- hash calibration probe ------------------------------------------------------------------

@@ -41,7 +41,7 @@ from harness.scenario import (
 from harness.spec import RECORDED
 from model.addr import RawSockAddr, SockAddr, parse_sockaddr
 from model.cbpf import parse_program
-from model.sockopt import SockOpt
+from model.sockopt import SockOpt, option_int
 from model.sysctl import Sysctls
 from netns.topology import STANDARD
 
@@ -84,6 +84,10 @@ KNOWN_VERSIONS = frozenset(p.version for p in RECORDED)
 CLIP = 60  # characters of a bad fragment an error message quotes
 MESSAGE_MAX = 400  # characters of an error message at most
 MAX_FILE = 64 << 20  # bytes of a scenario file at most
+INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1  # a C int: what listen(2) takes
+# uid_t is a u32 and (uid_t)-1 is INVALID_UID: kernel/sys.c __sys_setresuid refuses a euid
+# that make_kuid cannot map (!uid_valid -> EINVAL), so the harness's seteuid could not run it
+UID_MAX = (1 << 32) - 2
 
 
 def _ascii_int(text: str) -> bool:
@@ -122,6 +126,8 @@ class Parser:
         self.shut: set[str] = set()  # sockets shut down (listen() again would resurrect them)
         self.connected: set[str] = set()  # sockets a connect() that may have failed was made on
         self.connected_ok: set[str] = set()  # sockets a connect() stated '= 0' was made on
+        self.sysctl_state = Sysctls()  # the settings so far, in the order they are written
+        self.sysctl_lines: dict[str, int] = {}  # the line each sysctl is set on
 
     def parse(self) -> Scenario:
         steps: list[Step] = []
@@ -180,10 +186,17 @@ class Parser:
             key, value = key.strip(), value.strip()
             if not eq or not key or not value:
                 raise ln.error(rest_col, f"expected '@sysctl net.x.y = value', got {rest!r}")
+            if key in self.sysctl_lines:
+                raise ln.error(rest_col, f"{key} is already set on line {self.sysctl_lines[key]}; "
+                               "set it once (the settings are written in file order)")
             try:
-                Sysctls().with_setting(key, value)
+                # as the kernel's handler takes it, after the settings above it (the harness
+                # writes them in this order): ip_local_port_range and ip_unprivileged_port_start
+                # check each other
+                self.sysctl_state = self.sysctl_state.with_setting(key, value)
             except ValueError as e:
                 raise ln.error(rest_col, str(e)) from None
+            self.sysctl_lines[key] = ln.lineno
             return "sysctl", (key, value)
         raise ln.error(indent + 1, f"unknown directive @{word}; expected @kernel, @sysctl or @cpu")
 
@@ -384,8 +397,9 @@ class Parser:
         for a in args:
             if a.key == "uid":
                 uid = self._int(ln, a, "a uid")
-                if uid < 0:
-                    raise ln.error(a.col, "expected a uid >= 0")
+                if not 0 <= uid <= UID_MAX:
+                    raise ln.error(a.col, f"expected a uid 0..{UID_MAX} (uid_t; {UID_MAX + 1} is "
+                                   "(uid_t)-1, which seteuid refuses), got " + _clip(a.text))
         if name in self.open:
             raise ln.error(m.start("name") + 1, f"socket {name!r} is still open; close() it before reusing the name")
         self.defined.add(name)
@@ -425,7 +439,10 @@ class Parser:
             except ValueError as e:
                 raise ln.error(val.col, str(e)) from None
         else:
-            value = self._int(ln, val, "an option value")
+            try:  # the 4 bytes the kernel reads as an int
+                value = option_int(self._int(ln, val, "an option value"))
+            except ValueError as e:
+                raise ln.error(val.col, str(e)) from None
         return SetsockoptStep(ln.lineno, call, expect, self._sock_ref(ln, sock), option, value)
 
     def _bind(self, ln, call, expect, name, args, m) -> Step:
@@ -476,8 +493,11 @@ class Parser:
             raise ln.error(sock.col, "listen() after a connect() not stated '= 0' on the same socket "
                            "is not modelled (after a refused connect() kernels differ: 0 or EINVAL)")
         n = self._int(ln, backlog, "a backlog")
-        if n < 0:
-            raise ln.error(backlog.col, "expected a backlog >= 0")
+        if not INT_MIN <= n <= INT_MAX:
+            # listen(2) takes an int; within it a negative or huge backlog is the kernel's to
+            # clamp (__sys_listen_socket: (unsigned int)backlog > somaxconn -> somaxconn)
+            raise ln.error(backlog.col, f"expected a backlog that fits a C int ({INT_MIN}..{INT_MAX}), "
+                           f"got {_clip(backlog.text)}")
         return ListenStep(ln.lineno, call, expect, self._sock_ref(ln, sock), n)
 
     def _close(self, ln, call, expect, name, args, m) -> Step:

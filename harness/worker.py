@@ -7,7 +7,9 @@ it), and it closes its copy of the parent's end of the pipe, so a dead parent is
 Ctrl-C and kill -9 of a run leave no worker.
 The parent removes the namespace; a namespace left by a killed parent is reaped on the next
 start. After every scenario the worker resets: sockets closed, sysctls restored, and the
-namespace proven clean (TCP inuse and tw 0), else the pool replaces it.
+namespace proven clean (TCP inuse and tw 0), else the pool replaces it. A step the worker
+fails to run (a harness bug) is that scenario's error, its kernel value HARNESS_ERROR(…) and
+the rest NOT_RUN: the run goes on and the report says what broke.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from harness.kernel_backend import (
     KernelExecutor,
     apply_sysctls,
     die_with_parent,
+    failed_job,
     probe_reuseport,
     read_sockstat,
+    restore_sysctls,
     synack_retransmits,
 )
 from harness.kernels.offload import calibrate_here_or_host
@@ -141,19 +145,34 @@ def _serve(name: str, conn: Connection, injector: str) -> None:
             continue
         job: Job = msg
         try:
-            apply_sysctls(job.sysctls)
             t0, rtx = time.perf_counter(), synack_retransmits()
-            outcomes = executor.run(job)
+            outcomes, dirt = _run_job(executor, job)
             busy, rtx = time.perf_counter() - t0, synack_retransmits() - rtx
-            apply_sysctls(defaults)
+            restore_sysctls(defaults)
             tcp = read_sockstat()["TCP"]
             left = [k for k, v in defaults if sysctl.read(k) != v]
-            dirt = "" if tcp["inuse"] == 0 and tcp["tw"] == 0 else f"TCP {tcp} after reset"
+            dirt += "" if tcp["inuse"] == 0 and tcp["tw"] == 0 else f"TCP {tcp} after reset"
             dirt += f" sysctls not restored: {left}" if left else ""
             conn.send(("done", WorkerReply(outcomes, not dirt, dirt, busy, executor.unsettled, rtx)))
         except BaseException:
             conn.send(("error", traceback.format_exc()))
             return
+
+
+def _run_job(executor: KernelExecutor, job: Job) -> tuple[list[Outcome], str]:
+    """A scenario's outcomes, and dirt if the namespace cannot be trusted after it. A sysctl
+    the kernel refuses, or a failure the executor does not catch itself (its cleanup), is that
+    scenario's error (its first step's kernel value says what broke), not the run's."""
+    try:
+        apply_sysctls(job.sysctls)
+    except sysctl.HostSysctlRefused:
+        raise  # not in our namespace: the environment is wrong, not this scenario
+    except Exception as e:  # the scenario cannot run as written; the defaults go back after
+        return failed_job(len(job.steps), e, "@sysctl: "), ""
+    try:
+        return executor.run(job), ""
+    except Exception as e:  # after the steps (KernelExecutor.run catches a step's own error)
+        return failed_job(len(job.steps), e), f"kernel backend failed ({type(e).__name__}: {e}); "
 
 
 class Worker:

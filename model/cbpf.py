@@ -63,18 +63,33 @@ class Program:
         return self.arg, f"ret #{self.arg}"
 
 
+# struct sock_filter's k is a __u32 (include/uapi/linux/filter.h): a C program cannot pass a
+# bigger constant, so a bigger N or K is a parse error, not a kernel outcome
+K_MAX = 0xFFFFFFFF
+
+
+def _k(text: str) -> int | None:
+    """An ASCII decimal K (str.isdigit also takes '²'), or None."""
+    if not (0 < len(text) <= 10 and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def parse_program(text: str) -> Program:
     """'payload%4', 'cpu' or a constant like '3'; ValueError otherwise."""
     text = text.strip()
     if text == "cpu":
         return Program(Kind.CPU)
     if text.startswith("payload%"):
-        n = text[len("payload%"):]
-        if not n.isdigit() or int(n) == 0:
-            raise ValueError(f"expected payload%N with N >= 1, got {text!r}")
-        return Program(Kind.PAYLOAD_MOD, int(n))
-    if text.isdigit():
-        return Program(Kind.CONST, int(text))
+        n = _k(text[len("payload%"):])
+        if n is None or not 1 <= n <= K_MAX:
+            raise ValueError(f"expected payload%N with N >= 1 and <= {K_MAX} (a BPF K is a u32), got {text!r}")
+        return Program(Kind.PAYLOAD_MOD, n)
+    k = _k(text)
+    if k is not None:
+        if k > K_MAX:
+            raise ValueError(f"expected a constant 0..{K_MAX} (a BPF K is a u32), got {text!r}")
+        return Program(Kind.CONST, k)
     raise ValueError(f"expected a program: payload%N, cpu or a constant, got {text!r}")
 
 

@@ -33,6 +33,17 @@ class SockOpt(enum.Enum):
 OptValue = int | str | Program
 
 
+def option_int(value: int) -> int:
+    """What the kernel reads from an int option: 4 bytes as a C int (net/core/sock.c
+    sk_setsockopt: copy_from_sockptr(&val, optval, sizeof(val)); do_ip_setsockopt and
+    do_ipv6_setsockopt the same), so 4294967295 is -1. ValueError if the value needs more than
+    4 bytes, which a C program passing an int (or unsigned int) cannot write."""
+    if not -(1 << 31) <= value < (1 << 32):
+        raise ValueError(f"expected an option value that fits a C int or unsigned int "
+                         f"(-2147483648..4294967295), got {value}")
+    return value - (1 << 32) if value >= (1 << 31) else value
+
+
 def setsockopt(sk: Sock, opt: SockOpt, value: OptValue, ifindex: dict[str, int],
                hashed: bool, attach_needs_reuseport: bool = True,
                local_port_range_opt: bool = True) -> tuple[str, str]:

@@ -20,7 +20,12 @@ def read(key: str) -> str:
 
 
 def write(key: str, value: str) -> None:
-    """Write a sysctl of the namespace this process is in; never the host's."""
+    """Write a sysctl of the namespace this process is in; never the host's. The text goes as
+    given (callers write the model's normalised value, model.sysctl.proc_text); a refusal is an
+    OSError naming the key and the value."""
     if current_is_host():
         raise HostSysctlRefused(f"refusing to set {key} in the host's network namespace")
-    _path(key).write_text(value + "\n")
+    try:
+        _path(key).write_text(value + "\n")
+    except OSError as e:
+        raise OSError(e.errno, f"writing {value[:40]!r} to {key}: {e.strerror}") from None
