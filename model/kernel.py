@@ -148,10 +148,12 @@ class Kernel(Connections, Handshakes):
 
     def socket(self, name: str, family: int, uid: int) -> tuple[int, Outcome]:
         """socket(): inet_create / inet6_create; the inode uid (sock_i_uid) is the caller's
-        fsuid; an AF_INET6 socket starts v6-only iff net.ipv6.bindv6only."""
+        fsuid; an AF_INET6 socket starts v6-only iff net.ipv6.bindv6only is odd."""
         sk = Sock(name=name, family=family, uid=uid)
         if family == AF_INET6:
-            sk.ipv6only = bool(self.sysctls.bindv6only)
+            # inet6_create: sk->sk_ipv6only = net->ipv6.sysctl.bindv6only, a u8 (0..255) stored
+            # in the 1-bit skc_ipv6only (include/net/sock.h): its low bit
+            sk.ipv6only = bool(self.sysctls.bindv6only & 1)
         self.socks.append(sk)
         fn = "inet6_create" if family == AF_INET6 else "inet_create"
         return len(self.socks) - 1, Outcome("0", f"{fn}: {name} uid {uid}")
