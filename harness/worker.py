@@ -42,7 +42,7 @@ from harness.kernels.offload import calibrate_here_or_host
 from harness.scenario import Scenario
 from model.outcome import Outcome
 from model.sysctl import KEYS
-from netns import namespace, sysctl, topology
+from netns import devices, namespace, sysctl
 
 _STOP = object()  # ends a Worker's sender thread
 READY_TIMEOUT = 30.0
@@ -122,7 +122,7 @@ def _serve(name: str, conn: Connection, injector: str) -> None:
         namespace.enter(name)
         if namespace.current_is_host():
             raise EnvironmentProblem("worker is still in the host's namespace after setns")
-        built = topology.build()
+        built = devices.build()
         defaults = tuple((k, sysctl.read(k)) for k in KEYS)
         conn.send(("ready", built.ifindex))
     except BaseException as e:  # report anything: the parent turns it into an exit 2

@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection
 import pytest
 
 from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, RepliesLost, TunInjector, pin_to_cpu
-from netns import namespace, topology
+from netns import devices, namespace
 
 pytestmark = [pytest.mark.kernel, pytest.mark.native_speed(
     "the injector's TUN drain cadence and a 0.1 s drop window assume native speed")]
@@ -64,7 +64,7 @@ def _flows() -> tuple[list[Flow], list[Flow]]:
 
 def _scenario() -> dict:
     """Runs in the namespace: every check's raw observations, for the parent to assert."""
-    built = topology.build()
+    built = devices.build()
     pin_to_cpu(0)
     inj = TunInjector(built.tun_fds)
     l4 = _listener(socket.AF_INET, "10.0.0.1", 8080, 1024)
