@@ -1,0 +1,85 @@
+"""The fences between layers (docs/design.md, Layers), read from the source's import statements:
+the model is pure, netns knows no socket semantics, and the scenario language and the model
+backend do not load the kernel side's pyroute2."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STDLIB = sys.stdlib_module_names
+
+
+def imports(path: Path) -> list[tuple[int, str, bool]]:
+    """(line, module, at module level) of every import in a file; relative imports resolved."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    top = {id(n) for n in tree.body} | {id(n) for n in ast.walk(tree)
+                                        if isinstance(n, ast.If | ast.Try) and n in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name, id(node) in top) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                mod = ".".join([*base, mod]) if mod else ".".join(base)
+            found.append((node.lineno, mod, id(node) in top))
+    return found
+
+
+def sources(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def offenders(folder: str, allowed, top_level_only: bool = False) -> list[str]:
+    bad = []
+    for f in sources(folder):
+        for line, mod, top in imports(f):
+            if top_level_only and not top:
+                continue
+            if not allowed(f, mod):
+                bad.append(f"{f.relative_to(ROOT)}:{line}: imports {mod}")
+    return bad
+
+
+def test_the_model_imports_only_the_standard_library_and_itself():
+    def pure(f: Path, mod: str) -> bool:
+        root = mod.split(".")[0]
+        return root == "model" or (root in STDLIB and root not in ("subprocess", "os", "time"))
+    assert offenders("model", pure) == []
+
+
+def test_netns_imports_no_harness_and_no_model():
+    assert offenders("netns", lambda f, mod: mod.split(".")[0] not in ("harness", "model")) == []
+
+
+def _loaded_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sys.modules))"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
+    return set(out.split())
+
+
+@pytest.mark.parametrize("code", ["import harness.parser", "import harness.model_backend"])
+def test_the_scenario_language_and_the_model_backend_do_not_load_pyroute2(code):
+    loaded = _loaded_after(code)
+    assert not {m for m in loaded if m.split(".")[0] == "pyroute2"}
+
+
+def test_the_fence_test_sees_every_kind_of_import(tmp_path, monkeypatch):
+    """The checks above would see a violation however it is written."""
+    pkg = tmp_path / "model"
+    pkg.mkdir()
+    (pkg / "bad.py").write_text("import harness.parser\nfrom netns import topology\n"
+                                "from .sock import Sock\ndef f():\n    import pyroute2\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    found = [(line, mod, top) for line, mod, top in imports(pkg / "bad.py")]
+    assert found == [(1, "harness.parser", True), (2, "netns", True), (3, "model.sock", True),
+                     (5, "pyroute2", False)]
+    assert len(offenders("model", lambda f, mod: mod.split(".")[0] == "model")) == 3
