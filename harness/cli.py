@@ -9,18 +9,28 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 from harness import record
 from harness.compare import ScenarioResult
-from harness.minimize import minimize
+from harness.minimize import MAX_CANDIDATES, Progress, minimize
 from harness.model_backend import ModelExecutor
 from harness.parser import KNOWN_VERSIONS, ScenarioError
-from harness.report import Summary, divergence_text, summary_table, write_json, write_junit
+from harness.report import (
+    Summary,
+    divergence_text,
+    steps_line,
+    summary_table,
+    visible,
+    write_json,
+    write_junit,
+)
 from harness.runner import Backend, Runner, collect, load
 from harness.running import ensure_inferred, running_profile
 from harness.scenario import version_text
-from harness.signals import run_interruptible
+from harness.signals import deferred, run_interruptible, why_stopped
+from harness.spec import spec_for
 from harness.worker import EnvironmentProblem, Pool
 from model.profiles import (
     HISTORICAL,
@@ -67,13 +77,79 @@ def _progress(quiet: bool):
         else:
             status = f"DIVERGED at line {r.divergent[0].step.line}"
         if not quiet or not r.agreed:
-            print(f"[{i}/{n}] {r.scenario.path}: {status}", flush=True)
+            print(visible(f"[{i}/{n}] {r.scenario.path}: {status}"), flush=True)
         elif i % 50 == 0 or i == n:
             print(f"[{i}/{n}] …", flush=True)
     return show
 
 
+MINIMIZE_QUIET_FOR = 25  # candidates a minimization tries before it shows progress
+MINIMIZE_EVERY = 25  # then a line every this many
+
+
+def _minimize_progress(quiet: bool):
+    """Progress lines on stderr for a minimization that takes more than a few reruns."""
+    def show(p: Progress) -> None:
+        if quiet or p.candidates < MINIMIZE_QUIET_FOR or p.candidates % MINIMIZE_EVERY:
+            return
+        print(visible(f"minimizing {p.path}: {p.candidates} of at most {p.budget} candidates, "
+                      f"{p.steps_before} -> {p.steps_now} steps"), file=sys.stderr, flush=True)
+    return show
+
+
+def _output(option: str, text: str | None) -> Path | None:
+    """A report file named on the command line, checked before anything runs: not a
+    folder, in a folder that exists (none is created) and may be written."""
+    if text is None:
+        return None
+    path = Path(text)
+    if text.endswith("/") or path.is_dir():
+        raise UsageError(visible(f"{option} {text}: is a folder; give a file name"))
+    folder = path.parent
+    if not folder.is_dir():
+        raise UsageError(visible(f"{option} {text}: no folder {folder} (create it first)"))
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise UsageError(visible(f"{option} {text}: not writable"))
+    return path
+
+
+def _outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
+    json_path, junit_path = _output("--json", args.json), _output("--junit", args.junit)
+    if json_path is not None and junit_path is not None and json_path.resolve() == junit_path.resolve():
+        raise UsageError(visible(f"--json and --junit name the same file, {args.json}"))
+    return json_path, junit_path
+
+
+def _write_reports(outputs: tuple[Path | None, Path | None], results: list[ScenarioResult],
+                   meta: dict, say=print) -> None:
+    json_path, junit_path = outputs
+    if json_path is not None:
+        write_json(json_path, results, meta)
+        say(visible(f"\nreport: {json_path}"))
+    if junit_path is not None:
+        write_junit(junit_path, results, meta)
+        say(visible(f"JUnit XML: {junit_path}"))
+
+
+def _write_incomplete(outputs: tuple[Path | None, Path | None], results: list[ScenarioResult],
+                      meta: dict, stopped: BaseException, total: int) -> None:
+    """After Ctrl-C, SIGTERM or a worker's failure: the reports of the runs that finished,
+    marked "complete": false with what stopped the run and when."""
+    if outputs == (None, None):
+        return
+    ran = (f"after {len(results)} of {total} scenario runs" if len(results) < total
+           else f"after all {total} scenario runs, while minimizing")
+    meta.update(complete=False, incomplete=f"{why_stopped(stopped)} {ran}")
+    try:
+        with deferred():
+            _write_reports(outputs, results, meta, say=lambda m: print(
+                f"{m.strip()} (incomplete: {meta['incomplete']})", file=sys.stderr))
+    except OSError as e:
+        print(visible(f"sockharness: the incomplete reports could not be written: {e}"), file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    outputs = _outputs(args)  # a bad report path fails now, not after the run
     if args.profile is None and args.backend != "model":
         ensure_inferred()  # a kernel without a profile of its own: infer it first (root)
     profile, note = _profile(args.profile, args.set)
@@ -82,22 +158,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     if note:
         print(f"note: {note}")
     print(f"profile {profile.name}; backend {backend.value}; {len(scenarios)} scenario(s)")
-    pool = Pool() if backend.uses_kernel else None
+    results: list[ScenarioResult] = []
+    meta: dict | None = None
+    total = len(scenarios) * args.repeat
+    t0 = time.monotonic()
     try:
-        if pool and pool.reaped:
-            print(f"reaped {len(pool.reaped)} namespace(s) left by a killed run: {', '.join(pool.reaped)}")
-        runner = Runner(profile, backend, args.seed, pool, expectations=args.expect)
-        print(f"expectations: {_spec_label(runner)}" + (f" ({runner.spec_note})" if runner.spec_note else ""))
-        results = []
-        for k in range(args.repeat):
-            if args.repeat > 1:
-                print(f"run {k + 1} of {args.repeat}", flush=True)
-            results += runner.run(scenarios, _progress(args.quiet))
-        texts = [divergence_text(r, minimize(r, runner.run_one) if args.minimize else None)
-                 for r in results if not r.skipped and not r.agreed]
-    finally:
-        if pool:
-            pool.close()
+        pool = Pool() if backend.uses_kernel else None
+        try:
+            if pool and pool.reaped:
+                print(f"reaped {len(pool.reaped)} namespace(s) left by a killed run: {', '.join(pool.reaped)}")
+            runner = Runner(profile, backend, args.seed, pool, expectations=args.expect)
+            meta = {"profile": profile.name, "kernel_release": platform.release(),
+                    "backend": backend.value, "profile_note": note, "hash_problem": "",
+                    "expectations": _spec_label(runner)}
+            print(f"expectations: {_spec_label(runner)}" + (f" ({runner.spec_note})" if runner.spec_note else ""))
+            for k in range(args.repeat):
+                if args.repeat > 1:
+                    print(f"run {k + 1} of {args.repeat}", flush=True)
+                runner.run(scenarios, _progress(args.quiet), results)
+            show = _minimize_progress(args.quiet)
+            texts = [divergence_text(r, minimize(r, runner.run_one, args.minimize_budget, progress=show)
+                                     if args.minimize else None)
+                     for r in results if r.divergent and not r.skipped]
+        finally:
+            if pool:
+                pool.close()
+    except BaseException as e:
+        if meta is not None:  # the reports of what ran, marked incomplete
+            meta.update(hash_problem=runner.hash_problem, seconds=round(time.monotonic() - t0, 3))
+            _write_incomplete(outputs, results, meta, e, total)
+        raise
     for text in texts:
         print()
         print(text)
@@ -107,22 +197,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = Summary.of(results)
     print()
     print(summary_table(summary))
-    meta = {"profile": profile.name, "kernel_release": platform.release(),
-            "backend": backend.value, "profile_note": note, "hash_problem": runner.hash_problem,
-            "expectations": _spec_label(runner)}
-    if args.json:
-        write_json(Path(args.json), results, meta)
-        print(f"\nreport: {args.json}")
-    if args.junit:
-        write_junit(Path(args.junit), results, meta)
-        print(f"JUnit XML: {args.junit}")
+    meta.update(hash_problem=runner.hash_problem, complete=True,
+                seconds=round(time.monotonic() - t0, 3))
+    with deferred():  # a signal now waits until the reports are whole
+        _write_reports(outputs, results, meta)
     t = summary.total
-    print(f"\n{t.steps_agreed} agreed, {t.steps_diverged} diverged steps; "
-          f"{t.kernel_steps} kernel steps executed; {t.skipped} scenario(s) skipped")
+    print("\n" + steps_line(t))
     if pool is not None and pool.replaced:
         print(f"{pool.replaced} namespace(s) replaced: not clean after a scenario's reset")
     if backend.uses_kernel and t.kernel_steps == 0:
         print("error: no step ran on the kernel", file=sys.stderr)
+        return EXIT_DIVERGED
+    if t.steps and not t.steps_checked:
+        print("error: no step was checked (nothing to compare them with)", file=sys.stderr)
         return EXIT_DIVERGED
     return EXIT_DIVERGED if t.diverged or runner.hash_problem else EXIT_OK
 
@@ -182,15 +269,29 @@ def cmd_explain(args: argparse.Namespace) -> int:
     profile, note = _profile(args.profile)
     if note:
         print(f"note: {note}")
+    spec, spec_note = spec_for(profile)
     for sc in load([args.file]):
-        print(f"{sc.path} (profile {profile.name})")
+        print(visible(f"{sc.path} (profile {profile.name})"))
+        if spec_note:
+            print(f"  note: {spec_note}")
         for key, value in sc.sysctls:
-            print(f"  @sysctl {key} = {value}")
+            print(visible(f"  @sysctl {key} = {value}"))
         outcomes = ModelExecutor(profile, args.seed).run(sc)
+        differ = 0
         for step, o in zip(sc.steps, outcomes, strict=True):
             extra = " (a random pick; the kernel may pick another)" if o.random else ""
-            print(f"  {step.line:>4}  {step.call} = {o.value}{extra}")
-            print(f"        {o.reason}")
+            expect, source = step.expected(spec) if spec is not None else (None, "")
+            if expect is not None and expect != o.value:
+                on = "" if source == "default" else f" on {source}"
+                if o.random:
+                    extra += f"   [the file states {expect}{on}; a random pick, not compared]"
+                else:
+                    extra += f"   [DIFFERS: the file states {expect}{on}]"
+                    differ += 1
+            print(visible(f"  {step.line:>4}  {step.call} = {o.value}{extra}"))
+            print(visible(f"        {o.reason}"))
+        if differ:
+            print(f"  {differ} step(s) where the model's value DIFFERS from the file's (marked)")
     return EXIT_OK
 
 
@@ -296,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed of the model's own random picks")
     run.add_argument("--no-minimize", dest="minimize", action="store_false",
                      help="print the scenario cut at the divergence instead of shrinking it")
+    run.add_argument("--minimize-budget", type=_positive, default=MAX_CANDIDATES, metavar="N",
+                     help="candidate scenarios a minimization may try, each rerun on the backends "
+                     "(default: %(default)s); past it the reproducer is 'reduced', not minimal")
     run.add_argument("-q", "--quiet", action="store_true", help="print only divergent scenarios (and a progress line every 50)")
     run.add_argument("--repeat", type=_positive, default=1, metavar="N",
                      help="run everything N times (a flakiness check); the summary counts all runs")
@@ -365,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             return args.func(args)
         except (ScenarioError, UsageError, EnvironmentProblem) as e:
-            print(f"sockharness: {e}", file=sys.stderr)
+            print(visible(f"sockharness: {e}"), file=sys.stderr)
             return EXIT_USAGE
         except BrokenPipeError:
             os._exit(EXIT_USAGE)

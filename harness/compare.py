@@ -14,6 +14,14 @@ class Check(enum.Enum):
     PROPERTY = "property"  # the kernel's random pick was checked against the model's set
 
 
+# Why a step was not checked (StepResult.unchecked): a model-only run has only the files'
+# expectations to compare the model with, a kernel-only run only them for the kernel.
+NO_EXPECTATION = "no expectation stated (model-only runs compare against `= …` only)"
+NO_EXPECTATION_KERNEL = "no expectation stated (kernel-only runs compare against `= …` only)"
+RANDOM_PICK = "a random kernel pick: only a kernel run can check it"
+NOT_RUN = "run on neither backend"
+
+
 @dataclass
 class StepResult:
     step: Step
@@ -26,7 +34,24 @@ class StepResult:
 
     @property
     def agreed(self) -> bool:
+        """No problem found; true of an unchecked step too (see `checked`)."""
         return not self.problems
+
+    @property
+    def checked(self) -> bool:
+        """Was anything compared: model against kernel, or either against the expectation?"""
+        return bool(self.checks)
+
+    @property
+    def unchecked(self) -> str:
+        """Why nothing was compared ("" when something was)."""
+        if self.checks:
+            return ""
+        if self.model is None and self.kernel is None:
+            return NOT_RUN
+        if self.model is not None and self.model.random and self.expect is not None:
+            return RANDOM_PICK
+        return NO_EXPECTATION if self.kernel is None else NO_EXPECTATION_KERNEL
 
 
 @dataclass
@@ -35,6 +60,8 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     skipped: str = ""  # why the scenario did not run (e.g. @kernel excludes this profile)
     timing: bool = False  # skipped for a race only a slow (emulated) kernel loses
+    error: str = ""  # why it could not finish (the namespace worker crashed): no steps
+    seconds: float = 0.0  # wall time the runner spent on it (for the JUnit `time`)
 
     @property
     def divergent(self) -> list[StepResult]:
@@ -42,7 +69,12 @@ class ScenarioResult:
 
     @property
     def agreed(self) -> bool:
-        return not self.skipped and not self.divergent
+        return not self.skipped and not self.error and not self.divergent
+
+    @property
+    def checked(self) -> bool:
+        """Ran, and at least one step was compared with something."""
+        return not self.skipped and not self.error and any(s.checked for s in self.steps)
 
 
 def compare_step(step: Step, model: Outcome | None, kernel: Outcome | None,
@@ -74,15 +106,17 @@ def compare_step(step: Step, model: Outcome | None, kernel: Outcome | None,
         r.expect, r.expect_from = step.expected(spec)
     if r.expect is not None:
         which = "expected" if r.expect_from == "default" else f"expected on {r.expect_from}"
-        if kernel is not None and kernel.value != r.expect:
-            r.problems.append(f"kernel {kernel.value} != {which} {r.expect}")
-        if model is not None and kernel is None:
-            if model.random:
-                r.checks.append(Check.PROPERTY)  # a random pick: only the kernel can say
-            else:
+        if kernel is not None:
+            if model is None:  # a kernel-only run: the expectation is all it is checked against
                 r.checks.append(Check.EXACT)
-                if model.value != r.expect:
-                    r.problems.append(f"model {model.value} != {which} {r.expect}")
+            if kernel.value != r.expect:
+                r.problems.append(f"kernel {kernel.value} != {which} {r.expect}")
+        # a model-only run: a random pick (model.random) can't be compared, only the kernel
+        # can say; it stays unchecked (StepResult.unchecked says why)
+        if model is not None and kernel is None and not model.random:
+            r.checks.append(Check.EXACT)
+            if model.value != r.expect:
+                r.problems.append(f"model {model.value} != {which} {r.expect}")
     return r
 
 

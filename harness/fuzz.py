@@ -14,7 +14,7 @@ import random
 import sys
 from pathlib import Path
 
-from harness.minimize import minimize
+from harness.minimize import Progress, minimize
 from harness.parser import parse_text
 from harness.runner import Backend, Runner
 from harness.running import running_profile
@@ -214,6 +214,13 @@ def sequences(count: int, seed: int) -> list[Scenario]:
     return out
 
 
+def _minimize_progress(p: Progress) -> None:
+    """A line on stderr every 25 candidates of a long minimization."""
+    if p.candidates % 25 == 0:
+        print(f"minimizing {p.path}: {p.candidates} of at most {p.budget} candidates, "
+              f"{p.steps_before} -> {p.steps_now} steps", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="sockharness-fuzz", description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=2000)
@@ -229,9 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         for i, r in enumerate(bad[:20]):
             path = args.out / f"seed{args.seed}-{i}.scn"
-            path.write_text(minimize(r, runner.run_one))
+            reduction = minimize(r, runner.run_one, progress=_minimize_progress)
+            path.write_text(f"# {reduction.label}\n{reduction.text}")
             first = r.divergent[0]
-            print(f"{path}: line {first.step.line} {first.step.call}: {'; '.join(first.problems)}")
+            print(f"{path}: line {first.step.line} {first.step.call}: {'; '.join(first.problems)} "
+                  f"({reduction.status.value})")
     steps = sum(len(r.steps) for r in results)
     print(f"{len(results)} sequences, {steps} steps: {len(results) - len(bad)} agree, {len(bad)} diverge")
     return 1 if bad else 0

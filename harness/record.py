@@ -97,8 +97,8 @@ def from_json(report: Path) -> KernelRun:
 def _read_scenarios(run: KernelRun, scenarios: list) -> None:
     for sc in scenarios:
         path = Path(sc["path"])
-        if sc["skipped"]:
-            run.skipped[path] = sc["skipped"]
+        if sc["skipped"] or sc.get("error"):  # error: the worker failed in it (no outcomes)
+            run.skipped[path] = sc["skipped"] or sc["error"].splitlines()[0]
             continue
         steps = []
         bad = []

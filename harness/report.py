@@ -1,25 +1,53 @@
-"""Reports: the terminal summary and divergences, and the JSON of every step."""
+"""Reports: the terminal summary and divergences, the JSON of every step, JUnit XML. Steps are
+counted as checked (agreed or diverged) or unchecked (nothing to compare them with)."""
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.compare import Check, ScenarioResult, StepResult
 from model.outcome import Outcome
 
+if TYPE_CHECKING:
+    from harness.minimize import Reduction
+
+# C0 controls but tab and newline, DEL, C1 controls, lone surrogates (an undecodable file
+# name): a terminal acts on them, and XML 1.0 cannot hold them even as character references
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def _escape(m: re.Match) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def visible(text: object) -> str:
+    """Text with its control characters as visible escapes (\\x07): safe for a terminal and
+    for XML 1.0. Tabs and newlines stay."""
+    return _CONTROL.sub(_escape, str(text))
+
 
 @dataclass
 class Tally:
+    """Scenarios: skipped + errors + agreed + diverged + unchecked. Steps: checked (agreed +
+    diverged) + unchecked; 'agreed' counts only steps something was compared with."""
+
     scenarios: int = 0
     skipped: int = 0
-    agreed: int = 0
+    errors: int = 0  # could not finish (the namespace worker crashed)
+    agreed: int = 0  # at least one step checked, none diverged
     diverged: int = 0
+    unchecked: int = 0  # ran, but no step had anything to compare with
     steps: int = 0
+    steps_checked: int = 0
     steps_agreed: int = 0
     steps_diverged: int = 0
+    steps_unchecked: int = 0
     kernel_steps: int = 0
     model_steps: int = 0
     exact: int = 0
@@ -30,12 +58,18 @@ class Tally:
         if r.skipped:
             self.skipped += 1
             return
-        self.agreed += r.agreed
-        self.diverged += not r.agreed
+        if r.error:
+            self.errors += 1
+            return
+        self.diverged += bool(r.divergent)
+        self.agreed += not r.divergent and r.checked
+        self.unchecked += not r.divergent and not r.checked
         for s in r.steps:
             self.steps += 1
-            self.steps_agreed += s.agreed
+            self.steps_checked += s.checked
+            self.steps_agreed += s.checked and s.agreed
             self.steps_diverged += not s.agreed
+            self.steps_unchecked += not s.checked and s.agreed
             self.kernel_steps += s.kernel is not None
             self.model_steps += s.model is not None
             self.exact += Check.EXACT in s.checks
@@ -56,19 +90,28 @@ class Summary:
         return s
 
 
-COLUMNS = ("scenarios", "skipped", "agreed", "diverged", "steps", "steps_agreed",
-           "steps_diverged", "kernel_steps", "exact", "property")
-HEADERS = ("scenarios", "skipped", "agreed", "diverged", "steps", "agreed", "diverged",
-           "kernel", "exact", "property")
+COLUMNS = ("scenarios", "skipped", "agreed", "diverged", "unchecked", "steps", "steps_checked",
+           "steps_agreed", "steps_diverged", "steps_unchecked", "kernel_steps", "exact", "property")
+HEADERS = ("scenarios", "skipped", "agreed", "diverged", "unchecked", "steps", "checked",
+           "agreed", "diverged", "unchecked", "kernel", "exact", "property")
+JSON_TOTALS = (*COLUMNS, "errors", "model_steps")  # the JSON's "summary"
 
 
 def summary_table(summary: Summary) -> str:
-    """Scenarios and steps by feature; 'kernel' counts steps executed on the real kernel."""
-    rows = [("feature", *HEADERS)]
+    """Scenarios and steps by feature; of the steps, 'checked' ones agreed or diverged and
+    'unchecked' ones had nothing to compare with; 'kernel' counts steps executed on the real
+    kernel. Scenario columns 'unchecked' (none of its steps checked) and 'errors' (could not
+    finish) appear when not zero."""
+    shown = [(c, h) for c, h in zip(COLUMNS, HEADERS, strict=True)
+             if c != "unchecked" or summary.total.unchecked]
+    if summary.total.errors:
+        shown.insert(2, ("errors", "errors"))
+    columns, headers = [c for c, _ in shown], [h for _, h in shown]
+    rows = [("feature", *headers)]
     for name in sorted(summary.features):
         t = summary.features[name]
-        rows.append((name, *(str(getattr(t, c)) for c in COLUMNS)))
-    rows.append(("TOTAL", *(str(getattr(summary.total, c)) for c in COLUMNS)))
+        rows.append((visible(name), *(str(getattr(t, c)) for c in columns)))
+    rows.append(("TOTAL", *(str(getattr(summary.total, c)) for c in columns)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for j, r in enumerate(rows):
@@ -98,8 +141,24 @@ def reproducer(result: ScenarioResult, upto: StepResult) -> str:
     return "\n".join(keep) + "\n"
 
 
-def divergence_text(result: ScenarioResult, minimal: str | None = None) -> str:
-    """How to read it: the step, what each side said (the model with its reason), the problem."""
+def steps_line(t: Tally) -> str:
+    """The run's last line: what was checked, what agreed, what nothing checked."""
+    unchecked = f"{t.steps_unchecked} unchecked"
+    if t.steps_unchecked:
+        unchecked += " (nothing to compare them with: no `= …`, or a random pick)"
+    errors = f"; {t.errors} scenario(s) could not finish" if t.errors else ""
+    return (f"{t.steps_checked} steps checked: {t.steps_agreed} agreed, {t.steps_diverged} "
+            f"diverged; {unchecked}; {t.kernel_steps} kernel steps executed; {t.skipped} "
+            f"scenario(s) skipped{errors}")
+
+
+def divergence_text(result: ScenarioResult, reduction: Reduction | None = None) -> str:
+    """How to read it: the step, what each side said (the model with its reason), the problem;
+    control characters of the scenario's text shown escaped."""
+    return visible(_divergence_text(result, reduction))
+
+
+def _divergence_text(result: ScenarioResult, reduction: Reduction | None) -> str:
     out = [f"DIVERGED {result.scenario.path}"]
     for s in result.divergent:
         expect = f" = {s.step.expect}" if s.step.expect is not None else ""
@@ -110,9 +169,9 @@ def divergence_text(result: ScenarioResult, minimal: str | None = None) -> str:
         for p in s.problems:
             out.append(f"    problem: {p}")
     first = result.divergent[0]
-    if minimal is not None:
-        out.append("  minimal reproducer (steps removed while the same divergence remained):")
-        out += ["    " + ln for ln in minimal.splitlines()]
+    if reduction is not None:
+        out.append(f"  {reduction.label}:")
+        out += ["    " + ln for ln in reduction.text.splitlines()]
     else:
         out.append(f"  reproducer (steps up to line {first.step.line}; save as a .scn and 'sockharness run' it):")
         out += ["    " + ln for ln in reproducer(result, first).splitlines()]
@@ -138,10 +197,13 @@ def _outcome_json(o: Outcome | None) -> dict | None:
 
 
 def to_json(results: list[ScenarioResult], meta: dict) -> dict:
+    """Every step's outcomes, checks and problems; `meta` first (the cli's says whether the
+    run was complete)."""
     summary = Summary.of(results)
+    runs = _run_numbers(results)
     return {
         **meta,
-        "summary": {c: getattr(summary.total, c) for c in (*COLUMNS, "model_steps")},
+        "summary": {c: getattr(summary.total, c) for c in JSON_TOTALS},
         "features": {k: {c: getattr(v, c) for c in COLUMNS} for k, v in sorted(summary.features.items())},
         "scenarios": [
             {
@@ -149,6 +211,10 @@ def to_json(results: list[ScenarioResult], meta: dict) -> dict:
                 "feature": r.scenario.feature,
                 "skipped": r.skipped or None,
                 "agreed": r.agreed,
+                "checked": r.checked,
+                "error": r.error or None,
+                "run": run,
+                "seconds": round(r.seconds, 4),
                 "sysctls": dict(r.scenario.sysctls),
                 "steps": [
                     {
@@ -159,42 +225,88 @@ def to_json(results: list[ScenarioResult], meta: dict) -> dict:
                         "model": _outcome_json(s.model),
                         "kernel": _outcome_json(s.kernel),
                         "checks": [c.value for c in s.checks],
+                        "checked": s.checked,
+                        "unchecked": s.unchecked or None,
                         "problems": s.problems,
                     }
                     for s in r.steps
                 ],
             }
-            for r in results
+            for r, run in zip(results, runs, strict=True)
         ],
     }
 
 
+def _run_numbers(results: list[ScenarioResult]) -> list[int]:
+    """Which run of its scenario each result is (1, 2, … under --repeat)."""
+    seen: Counter[str] = Counter()
+    out = []
+    for r in results:
+        seen[str(r.scenario.path)] += 1
+        out.append(seen[str(r.scenario.path)])
+    return out
+
+
 def write_json(path: Path, results: list[ScenarioResult], meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The JSON report; the folder must exist (checked before the run, see cli)."""
     path.write_text(json.dumps(to_json(results, meta), indent=1) + "\n")
 
 
-def write_junit(path: Path, results: list[ScenarioResult], meta: dict) -> None:
-    """JUnit XML: one testcase per scenario run; a divergence is a failure, a skip says why."""
+def junit_tree(results: list[ScenarioResult], meta: dict):
+    """JUnit XML: one testcase per scenario run (named apart under --repeat) with its time;
+    a divergence is a failure, a worker crash an error, a skip or a scenario nothing was
+    checked in says why; a run cut short (meta "complete": false) is one more error."""
     import xml.etree.ElementTree as ET
 
     summary = Summary.of(results).total
-    suite = ET.Element("testsuite", name=f"sockharness corpus ({meta.get('kernel_release', '?')}, "
-                       f"profile {meta.get('profile', '?')})", tests=str(summary.scenarios),
-                       failures=str(summary.diverged), skipped=str(summary.skipped), errors="0")
+    incomplete = meta.get("complete") is False
+    seconds = meta.get("seconds", sum(r.seconds for r in results))
+    suite = ET.Element("testsuite", name=visible(
+        f"sockharness corpus ({meta.get('kernel_release', '?')}, profile {meta.get('profile', '?')})"),
+        tests=str(summary.scenarios + incomplete), failures=str(summary.diverged),
+        errors=str(summary.errors + incomplete), skipped=str(summary.skipped + summary.unchecked),
+        time=f"{seconds:.3f}")
     props = ET.SubElement(suite, "properties")
-    for key in ("profile", "kernel_release", "expectations"):
+    for key in ("profile", "kernel_release", "expectations", "backend", "complete", "incomplete"):
         if key in meta:
-            ET.SubElement(props, "property", name=key, value=str(meta[key]))
-    for r in results:
-        case = ET.SubElement(suite, "testcase", classname=r.scenario.feature,
-                             name=str(r.scenario.path))
+            value = str(meta[key]).lower() if isinstance(meta[key], bool) else meta[key]
+            ET.SubElement(props, "property", name=key, value=visible(value))
+    for key in ("steps", "steps_checked", "steps_agreed", "steps_diverged", "steps_unchecked"):
+        ET.SubElement(props, "property", name=key, value=str(getattr(summary, key)))
+    counts = Counter(str(r.scenario.path) for r in results)
+    for r, run in zip(results, _run_numbers(results), strict=True):
+        name = str(r.scenario.path)
+        if counts[name] > 1:
+            name += f" [run {run} of {counts[name]}]"
+        case = ET.SubElement(suite, "testcase", classname=visible(r.scenario.feature),
+                             name=visible(name), time=f"{r.seconds:.3f}")
         if r.skipped:
-            ET.SubElement(case, "skipped", message=r.skipped)
-        elif not r.agreed:
+            ET.SubElement(case, "skipped", message=visible(r.skipped))
+            continue
+        if r.error:
+            err = ET.SubElement(case, "error", message=visible(r.error.splitlines()[0] if r.error else ""))
+            err.text = visible(r.error)
+            continue
+        if r.divergent:
             first = r.divergent[0]
-            fail = ET.SubElement(case, "failure", message=f"line {first.step.line}: {first.step.call}: "
-                                 f"model {_outcome_text(first.model)}; kernel {_outcome_text(first.kernel)}")
+            fail = ET.SubElement(case, "failure", message=visible(
+                f"line {first.step.line}: {first.step.call}: model {_outcome_text(first.model)}; "
+                f"kernel {_outcome_text(first.kernel)}"))
             fail.text = divergence_text(r)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+        elif not r.checked:
+            ET.SubElement(case, "skipped", message=visible(
+                f"nothing checked: none of its {len(r.steps)} steps had anything to compare "
+                f"with ({r.steps[0].unchecked if r.steps else 'no steps'})"))
+        checked = sum(s.checked for s in r.steps)
+        ET.SubElement(case, "system-out").text = (
+            f"steps: {checked} checked ({checked - len(r.divergent)} agreed, {len(r.divergent)} "
+            f"diverged), {len(r.steps) - checked} unchecked")
+    if incomplete:
+        case = ET.SubElement(suite, "testcase", classname="sockharness", name="run complete", time="0")
+        ET.SubElement(case, "error", message=visible(f"run incomplete: {meta.get('incomplete', '')}"))
+    return ET.ElementTree(suite)
+
+
+def write_junit(path: Path, results: list[ScenarioResult], meta: dict) -> None:
+    """The JUnit XML report; the folder must exist (checked before the run, see cli)."""
+    junit_tree(results, meta).write(path, encoding="utf-8", xml_declaration=True)

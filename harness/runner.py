@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from harness.model_backend import ModelExecutor
 from harness.parser import ScenarioError, parse_file
 from harness.scenario import Scenario, SetsockoptStep
 from harness.spec import spec_for
-from harness.worker import Pool
+from harness.worker import EnvironmentProblem, Pool
 from model.profiles import Profile
 from model.sockopt import SockOpt
 
@@ -86,8 +87,11 @@ class Runner:
     def run_one(self, scenario: Scenario) -> ScenarioResult:
         if self.skip_reason(scenario):
             return ScenarioResult(scenario, skipped=self.skip_reason(scenario))
+        t0 = time.monotonic()
         self.submit(scenario)
-        return self.finish(scenario)
+        result = self.finish(scenario)
+        result.seconds = time.monotonic() - t0
+        return result
 
     def _secret(self, scenario: Scenario) -> int | None:
         """The namespace's calibrated hash secret, if the scenario sends SYNs to compare."""
@@ -157,30 +161,48 @@ class Runner:
         return timers and any(s.verb == "syn_only" for s in scenario.steps)
 
     def run(
-        self, scenarios: list[Scenario], progress: Callable[[int, int, ScenarioResult], None] | None = None
+        self, scenarios: list[Scenario], progress: Callable[[int, int, ScenarioResult], None] | None = None,
+        results: list[ScenarioResult] | None = None,
     ) -> list[ScenarioResult]:
-        """All scenarios, the next one always queued on the kernel while this one's model runs."""
+        """All scenarios, the next one always queued on the kernel while this one's model runs.
+        Each result is appended to `results` (a new list if None) as soon as it is known, so
+        a caller interrupted midway (Ctrl-C, SIGTERM) still has those of what ran; a scenario
+        the namespace worker failed on is appended with its `error` before that propagates."""
         runnable = [s for s in scenarios if not self.skip_reason(s)]
         following = {id(a): b for a, b in zip(runnable, runnable[1:], strict=False)}
         for s in runnable:  # calibrate now: later the worker always has a scenario queued
             if self._secret(s) is not None or self.hash_problem:
                 break
-        results = []
+        results = [] if results is None else results
+        failed = False
         try:
             if runnable:
                 self.submit(runnable[0])
             for i, s in enumerate(scenarios, start=1):
+                t0 = time.monotonic()
                 if self.skip_reason(s):
                     r = ScenarioResult(s, skipped=self.skip_reason(s))
                 else:
                     nxt = following.get(id(s))
-                    if nxt is not None:
-                        self.submit(nxt)
-                    r = self.finish(s)
+                    try:
+                        if nxt is not None:
+                            self.submit(nxt)
+                        r = self.finish(s)
+                    except EnvironmentProblem as e:
+                        results.append(ScenarioResult(s, error=str(e), seconds=time.monotonic() - t0))
+                        raise
+                r.seconds = time.monotonic() - t0
                 results.append(r)
                 if progress:
                     progress(i, len(scenarios), r)
+        except BaseException:
+            failed = True
+            raise
         finally:
             if self.pool is not None:
-                self.pool.discard_inflight()
+                try:
+                    self.pool.discard_inflight()
+                except EnvironmentProblem:
+                    if not failed:  # else the first failure is the one to report
+                        raise
         return results

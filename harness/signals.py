@@ -3,13 +3,20 @@ and namespaces removed), one line is printed, and the exit status is 128 + the s
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+_DEFERRED = {signal.SIGINT, signal.SIGTERM}
+
+
+class Terminated(SystemExit):
+    """SIGTERM, as an exit that unwinds like Ctrl-C does (and says so in one line)."""
 
 
 def _on_sigterm(signum, frame) -> None:
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
 
 
 def run_interruptible(prog: str, body: Callable[[], int]) -> int:
@@ -20,3 +27,38 @@ def run_interruptible(prog: str, body: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; namespaces and workers removed", file=sys.stderr)
         return 128 + signal.SIGINT
+    except Terminated:
+        print(f"{prog}: terminated; namespaces and workers removed", file=sys.stderr)
+        return 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block is done (a report being written after the
+    first one); they are delivered, and unwind as usual, when it ends."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def why_stopped(exc: BaseException) -> str:
+    """What cut a run short, in a few words: Ctrl-C, SIGTERM, a namespace worker's failure,
+    or any other exception."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else 1
+        if code > 128:
+            try:
+                return f"terminated ({signal.Signals(code - 128).name})"
+            except ValueError:
+                pass
+        return f"exited with status {exc.code}"
+    from harness.worker import EnvironmentProblem  # here: signals stays light (mutate, fuzz)
+
+    if isinstance(exc, EnvironmentProblem):
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"the kernel backend failed: {first}"
+    return f"failed: {type(exc).__name__}: {exc}"

@@ -206,7 +206,7 @@ class Worker:
             raise EnvironmentProblem(f"namespace worker {self.proc.pid} did not answer in {timeout:.0f}s")
         try:
             return self.conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # a killed worker: EOF, or ECONNRESET on its socketpair
             raise EnvironmentProblem(f"namespace worker {self.proc.pid} died") from None
 
     def _send_loop(self) -> None:

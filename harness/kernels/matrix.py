@@ -70,6 +70,8 @@ def cells_from_json(path: Path) -> tuple[dict[str, Cell], dict]:
     for sc in data["scenarios"]:
         if sc["skipped"]:
             cells[sc["path"]] = Cell(Status.SKIPPED, sc["skipped"])
+        elif sc.get("error"):  # the namespace worker failed in it: the run stopped there
+            cells[sc["path"]] = Cell(Status.NOT_RUN, sc["error"].splitlines()[0])
         elif sc["agreed"]:
             cells[sc["path"]] = Cell(Status.AGREE)
         else:

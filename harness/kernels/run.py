@@ -158,6 +158,8 @@ def _run_kernel(target: Target, tools: qemu.Tools, accel: qemu.Accel, out: Path,
     if corpus.exists():
         column.cells, meta = matrix.cells_from_json(corpus)
         column.profile = column.profile or str(meta.get("profile", ""))  # the guest's own pick
+        if meta.get("complete") is False:  # cut short (signal, worker crash): what ran
+            column.problem = f"corpus run incomplete: {meta.get('incomplete', '')}"
     else:
         column.problem = result.reason or f"no corpus results (guest exit {result.exit_code}); see {kout}"
     if (kout / "swap.json").exists():

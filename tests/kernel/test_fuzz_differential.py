@@ -28,5 +28,5 @@ def test_random_sequences_agree(pool, capsys):
     assert len(results) == COUNT
     if bad:
         repro = minimize(bad[0], runner.run_one)
-        pytest.fail(f"{len(bad)} sequences diverge; the first, minimized:\n{repro}"
+        pytest.fail(f"{len(bad)} sequences diverge; the first, {repro.label}:\n{repro.text}"
                     f"{bad[0].divergent[0].problems}")

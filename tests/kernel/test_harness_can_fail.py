@@ -36,7 +36,9 @@ def test_reuseport_rule_that_ignores_uid_is_caught(pool, monkeypatch):
     assert "model : 0" in text and "kernel: EADDRINUSE" in text
     # The minimal reproducer keeps what the divergence needs (both SO_REUSEPORT, both binds)
     # and drops the rest of the 30-odd steps.
-    minimal = minimize(res, Runner(running_profile()[0], Backend.BOTH, 0, pool).run_one).splitlines()
+    reduction = minimize(res, Runner(running_profile()[0], Backend.BOTH, 0, pool).run_one)
+    assert reduction.minimal, reduction.label
+    minimal = reduction.text.splitlines()
     assert minimal[-1].startswith("bind(b, 10.0.0.1:8080)")
     calls = [ln.split(" = ")[0] for ln in minimal]
     assert "setsockopt(a, SO_REUSEPORT, 1)" in calls and "setsockopt(b, SO_REUSEPORT, 1)" in calls
