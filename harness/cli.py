@@ -205,6 +205,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\n" + steps_line(t))
     if pool is not None and pool.replaced:
         print(f"{pool.replaced} namespace(s) replaced: not clean after a scenario's reset")
+    if t.errors:
+        print(f"error: {t.errors} scenario(s) could not run (the harness failed, not the kernel)",
+              file=sys.stderr)
+        return EXIT_USAGE
     if backend.uses_kernel and t.kernel_steps == 0:
         print("error: no step ran on the kernel", file=sys.stderr)
         return EXIT_DIVERGED

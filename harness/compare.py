@@ -20,6 +20,9 @@ NO_EXPECTATION = "no expectation stated (model-only runs compare against `= …`
 NO_EXPECTATION_KERNEL = "no expectation stated (kernel-only runs compare against `= …` only)"
 RANDOM_PICK = "a random kernel pick: only a kernel run can check it"
 NOT_RUN = "run on neither backend"
+# the kernel value of a step the kernel backend failed to run (a harness bug, never a kernel
+# answer; harness/kernel_backend.py:harness_error): the scenario is an error, not a divergence
+HARNESS_ERROR = "HARNESS_ERROR"
 
 
 @dataclass
@@ -60,7 +63,7 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     skipped: str = ""  # why the scenario did not run (e.g. @kernel excludes this profile)
     timing: bool = False  # skipped for a race only a slow (emulated) kernel loses
-    error: str = ""  # why it could not finish (the namespace worker crashed): no steps
+    error: str = ""  # why it could not finish (the worker crashed, or failed a step)
     seconds: float = 0.0  # wall time the runner spent on it (for the JUnit `time`)
 
     @property
@@ -132,4 +135,7 @@ def compare(
         res.steps.append(
             compare_step(step, model[i] if model else None, kernel[i] if kernel else None, spec)
         )
+    failed = next((o.value for o in kernel or () if o.value.startswith(HARNESS_ERROR + "(")), None)
+    if failed:
+        res.error = f"the kernel backend failed a step: {failed}"
     return res

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.calibrate import Observation
+from harness.compare import HARNESS_ERROR
 from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
 from harness.scenario import (
     KEEPS_QUEUES,
@@ -72,7 +73,7 @@ def harness_error(e: BaseException, where: str = "") -> Outcome:
     report shows it as that step's kernel value, so one bad step costs one scenario, not the run."""
     frames = traceback.extract_tb(e.__traceback__)
     at = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
-    return Outcome(f"HARNESS_ERROR({where}{type(e).__name__}: {str(e)[:160]}{at})")
+    return Outcome(f"{HARNESS_ERROR}({where}{type(e).__name__}: {str(e)[:160]}{at})")
 
 
 def failed_job(steps: int, e: BaseException, where: str = "") -> list[Outcome]:

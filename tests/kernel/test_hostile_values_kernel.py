@@ -107,6 +107,7 @@ def test_a_step_the_worker_cannot_run_is_one_scenarios_error(pool):
     assert kernel[1].startswith("HARNESS_ERROR(TypeError: ") and "kernel_backend.py:" in kernel[1], kernel
     assert kernel[2] == "NOT_RUN"
     assert [s.step.line for s in r.divergent] == [2, 3]
+    assert r.error.startswith("the kernel backend failed a step: HARNESS_ERROR(TypeError") and not r.agreed
     good = runner.run_one(parse_text("hostile/after.scn", CASES.MODELLED["uid-top"]))
     assert good.agreed, [(s.step.line, s.problems) for s in good.divergent]
     assert pool.replaced == before

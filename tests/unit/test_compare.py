@@ -97,3 +97,18 @@ def test_scenario_result_checked_agreed_error():
     assert res.agreed and res.checked
     crashed = ScenarioResult(sc, error="namespace worker 12 died")
     assert not crashed.agreed and not crashed.checked and crashed.divergent == []
+
+
+def test_a_step_the_kernel_backend_failed_makes_the_scenario_an_error_not_a_divergence():
+    from harness.report import Summary
+
+    sc = parse_text("c.scn", TEXT)
+    model = [Outcome("0"), Outcome("0"), Outcome("EINVAL"), Outcome("10.0.0.1:8080")]
+    kernel = [Outcome("0"), Outcome("HARNESS_ERROR(KeyError: 'a' at kernel_backend.py:1)"),
+              Outcome("NOT_RUN"), Outcome("NOT_RUN")]
+    r = compare(sc, model, kernel)
+    assert r.error == "the kernel backend failed a step: HARNESS_ERROR(KeyError: 'a' at kernel_backend.py:1)"
+    assert not r.agreed
+    t = Summary.of([r]).total
+    assert (t.errors, t.diverged, t.agreed) == (1, 0, 0)
+    assert compare(sc, model, [Outcome(o.value) for o in model]).error == ""
