@@ -139,6 +139,18 @@ class BindTables:
     bhash: dict[tuple[int, int], BindBucket] = field(default_factory=dict)
     bhash2: dict[tuple[int, int, int, int], Bind2Bucket] = field(default_factory=dict)
     rules: BindRules = field(default_factory=BindRules)
+    # the port searches' caches (model.ephemeral.Verdicts): each set collects the ports whose
+    # buckets, owners or 4-tuples changed, to be rechecked at its next search
+    watchers: list[set[int]] = field(default_factory=list, repr=False, compare=False)
+
+    def touch(self, port: int) -> None:
+        """Something a port search reads about `port` changed."""
+        for dirty in self.watchers:
+            dirty.add(port)
+
+    def ports(self) -> Iterator[int]:
+        """The ports that have a bind bucket."""
+        return (port for port, _ in self.bhash)
 
     def _key2(self, port: int, l3mdev: int, sk: Sock) -> tuple[int, int, int, int]:
         """inet_bind2_bucket_addr_match: the address (AF_INET as ::ffff:a.b.c.d, as an integer);
@@ -168,6 +180,7 @@ class BindTables:
         """inet_bind_bucket_create: fastreuse and fastreuseport start at 0."""
         tb = BindBucket(port=port, l3mdev=l3mdev)
         self.bhash[(port, l3mdev)] = tb
+        self.touch(port)
         return tb
 
     def create2(self, tb: BindBucket, sk: Sock) -> Bind2Bucket:
@@ -177,6 +190,7 @@ class BindTables:
         tb2 = Bind2Bucket(tb.port, tb.l3mdev, addr, kind, sk.rcv_saddr, sk.family)
         self.bhash2[self._key2(tb.port, tb.l3mdev, sk)] = tb2
         tb.bhash2.insert(0, tb2)
+        self.touch(tb.port)
         return tb2
 
     def destroy_if_empty(self, tb: BindBucket | None, tb2: Bind2Bucket | None,
@@ -185,6 +199,7 @@ class BindTables:
         connect_bind_reset, a tb left with only connect()-made tb2s becomes connect()-only
         again (fastreuse = fastreuseport = -1), so connect() may share the port once more."""
         if tb2 is not None and not tb2.owners:
+            self.touch(tb2.port)
             fam = tb2.family if self.rules.v4_misses_v4mapped_addr else 0
             self.bhash2.pop((tb2.port, tb2.l3mdev, int(tb2.addr), fam), None)
             if tb2 in self._tb_of(tb2).bhash2:
@@ -193,9 +208,11 @@ class BindTables:
             return
         if not tb.bhash2:
             self.bhash.pop((tb.port, tb.l3mdev), None)
+            self.touch(tb.port)
         elif connect_bind_reset and not (tb.fastreuse == -1 and tb.fastreuseport == -1):
             if all(t.fastreuse == -1 and t.fastreuseport == -1 for t in tb.bhash2):
                 tb.fastreuse = tb.fastreuseport = -1
+                self.touch(tb.port)
 
     def _tb_of(self, tb2: Bind2Bucket) -> BindBucket:
         return self.bhash.get((tb2.port, tb2.l3mdev)) or BindBucket(tb2.port, tb2.l3mdev)
@@ -205,7 +222,17 @@ class BindTables:
         sk.num = port
         sk.bind_hash = tb
         sk.bind2_hash = tb2
+        self.add_owner(tb2, sk)
+
+    def add_owner(self, tb2: Bind2Bucket, sk: Sock) -> None:
+        """sk_add_bind_node: at the head of tb2's owners."""
         tb2.owners.insert(0, sk)
+        self.touch(tb2.port)
+
+    def remove_owner(self, tb2: Bind2Bucket, sk: Sock) -> None:
+        """__sk_del_bind_node."""
+        tb2.owners.remove(sk)
+        self.touch(tb2.port)
 
     def put_port(self, sk: Sock, connect_bind_reset: bool = False) -> None:
         """__inet_put_port: sk leaves its buckets; empty buckets are freed."""
@@ -213,7 +240,7 @@ class BindTables:
         sk.bind_hash = None
         sk.num = 0
         if tb2 is not None:
-            tb2.owners.remove(sk)
+            self.remove_owner(tb2, sk)
             sk.bind2_hash = None
         self.destroy_if_empty(tb, tb2, connect_bind_reset)
 
@@ -236,6 +263,7 @@ class BindTables:
                 entry[2].add(sk)
         for tb, tb2, leaving in gone.values():
             tb2.owners[:] = [s for s in tb2.owners if s not in leaving]
+            self.touch(tb2.port)
             self.destroy_if_empty(tb, tb2, connect_bind_reset)
 
 
@@ -541,5 +569,6 @@ def inet_csk_get_port(
 def _success(tables: BindTables, tb: BindBucket, tb2: Bind2Bucket, sk: Sock, port: int) -> None:
     """inet_csk_get_port's success label: update the fast path, then hash sk if new."""
     inet_csk_update_fastreuse(tb, tb2, sk, tables.rules)
+    tables.touch(port)  # connect()'s port search reads the fast path (port_usable)
     if sk.bind_hash is None:
         tables.bind_hash(sk, tb, tb2, port)

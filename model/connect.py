@@ -4,17 +4,24 @@ makes (net/ipv4/inet_hashtables.c, net/ipv4/tcp_ipv4.c tcp_twsk_unique).
 The kernel starts its scan at an offset from a keyed hash and a random perturbation table
 (`secure_ipv4_port_ephemeral`, `table_perturb`), which the model cannot know; it enumerates
 every starting offset instead, so the set it returns is exactly the set of ports the kernel
-can pick.
+can pick. ConnectSearch gets that set from the ports not usable for the 4-tuple's destination
+(model.ephemeral.Verdicts), without testing every port of the range at every connect().
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from model.bind import BindTables, inet_sk_bound_l3mdev
-from model.ephemeral import local_port_range
+from model.ephemeral import (
+    FreePorts,
+    VerdictCache,
+    even_pass_odd_range,
+    last_of_parity,
+    local_port_range,
+)
 from model.outcome import PortChoice
 from model.sock import Sock, TcpState
 from model.sysctl import Sysctls
@@ -24,6 +31,48 @@ IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 # cheap to hash, and the model looks one up per SYN)
 ConnKey = tuple[int, int, int, int, int]
 LOOPBACK_IFINDEX = 1
+
+
+class EHash(dict):
+    """ehash: 4-tuple -> socket (inet_ehash_insert, inet_unhash). Each change marks its local
+    port for the port searches' caches (BindTables.touch): connect() tests 4-tuples. It also
+    counts the 4-tuples of each (local address, remote address, remote port)."""
+
+    def __init__(self, touch: Callable[[int], None]):
+        super().__init__()
+        self._touch = touch
+        self.peers: dict[tuple[int, int, int, int], int] = {}
+
+    def __setitem__(self, key: ConnKey, sk: Sock) -> None:
+        if key not in self:
+            peer = key[:2] + key[3:]
+            self.peers[peer] = self.peers.get(peer, 0) + 1
+        super().__setitem__(key, sk)
+        self._touch(key[2])
+
+    def __delitem__(self, key: ConnKey) -> None:
+        super().__delitem__(key)
+        peer = key[:2] + key[3:]
+        self.peers[peer] -= 1
+        if not self.peers[peer]:
+            del self.peers[peer]
+        self._touch(key[2])
+
+    def pop(self, key, *default):  # type: ignore[override]
+        if key in self:
+            sk = self[key]
+            del self[key]
+            return sk
+        return super().pop(key, *default)
+
+    def has_peer(self, local: int, remote: int, rport: int, version: int) -> bool:
+        """Does some 4-tuple join this local address to this remote address and port?"""
+        return (version, local, remote, rport) in self.peers
+
+    def _unsupported(self, *args, **kwargs):
+        raise TypeError("EHash: change entries one at a time")
+
+    popitem = clear = update = setdefault = __ior__ = _unsupported  # type: ignore[assignment]
 
 
 def conn_key(local: IPAddr, lport: int, remote: IPAddr, rport: int) -> ConnKey:
@@ -175,3 +224,69 @@ def port_usable(tables: BindTables, sk: Sock, port: int, key: ConnKey,
     if tb.fastreuse >= 0 or tb.fastreuseport >= 0:
         return False
     return check_established(ehash, key, True, sysctls).ok
+
+
+class ConnectSearch:
+    """__inet_hash_connect's candidates from cached verdicts (one Verdicts per source address,
+    destination and sysctls): what hash_connect_candidates finds, without calling `usable` on
+    every port of the range."""
+
+    def __init__(self, tables: BindTables, cache: VerdictCache):
+        self.tables, self.cache = tables, cache
+
+    def candidates(self, sk: Sock, saddr: IPAddr, daddr: IPAddr, dport: int,
+                   ehash: dict[ConnKey, Sock], sysctls: Sysctls,
+                   range_step1: bool = True) -> PortChoice | None:
+        def usable(port: int) -> bool:
+            return port_usable(self.tables, sk, port, conn_key(saddr, port, daddr, dport),
+                               ehash, sysctls)
+
+        low, high, local_ports = local_port_range(sk, sysctls)
+        high += 1
+        if local_ports and range_step1 or high - low < 2:
+            # step 1 (IP_LOCAL_PORT_RANGE), or one port: the ports listed as before
+            return hash_connect_candidates(sk, usable, sysctls, range_step1)
+        reserved = sysctls.ip_local_reserved_ports
+
+        def start() -> Iterator[int]:
+            yield from reserved
+            yield from self.tables.ports()
+
+        # port_usable reads sk only for its l3mdev; the 4-tuple's other three parts and the
+        # sysctls complete what it depends on. With no 4-tuple to this peer from saddr yet, no
+        # port's 4-tuple is taken: the verdicts are those of any such peer.
+        version, local, _, remote, rport = conn_key(saddr, 0, daddr, dport)
+        peer = (version, local, remote, rport)
+        check = usable
+        if isinstance(ehash, EHash) and not ehash.has_peer(local, remote, rport, version):
+            peer = None
+
+            def check(port: int) -> bool:  # the same test, where no 4-tuple is taken
+                return port_usable(self.tables, sk, port, (0, 0, 0, 0, 0), {}, sysctls)
+
+        key = ("connect", peer, inet_sk_bound_l3mdev(sk), sysctls)
+        verdicts = self.cache.get(key, start)
+        b = verdicts.refresh(lambda port: not check(port))
+        if verdicts.raises:  # tcp_twsk_unique's unmodelled case: raise where the scan would
+            return hash_connect_candidates(sk, usable, sysctls, range_step1)
+        remaining = (high - low) & ~1
+        if high - low == remaining:
+            # each pass a rotation over one parity (low's first: offset &= ~1)
+            for parity, rule in ((0, "low's parity"), (1, "the other parity")):
+                first = low + parity
+                found = FreePorts(b, first, last_of_parity(first, high))
+                if found.count:
+                    return PortChoice(found, _rule(low, high, False, rule))
+            return None
+        # high - low odd: from an even offset the first pass is as inet_csk_find_open_port's
+        # even pass over such a range (ephemeral.even_pass_odd_range); the second, from
+        # offset + 1, a rotation over the odd distances
+        res = even_pass_odd_range(b, low, high)
+        even = FreePorts(b, res.lo, res.hi)
+        if not res.fails:
+            return PortChoice(even, _rule(low, high, False, ""))
+        if not even.count:  # every offset goes on to the second pass
+            odd = FreePorts(b, low + 1, high - 2)
+            return PortChoice(odd, _rule(low, high, False, "")) if odd.count else None
+        # one port of the first pass free, found from some offsets only: listed as before
+        return hash_connect_candidates(sk, usable, sysctls, range_step1)

@@ -15,9 +15,7 @@ from model.connect import (
     ConnKey,
     check_established,
     conn_key,
-    hash_connect_candidates,
     key_of,
-    port_usable,
 )
 from model.host import RouteType
 from model.lookup import Syn
@@ -40,6 +38,11 @@ from model.state import KernelState
 class Connections(KernelState):
     """The connection half of the model's system calls."""
 
+    def _touch(self, sk: Sock) -> None:
+        """sk's state or flags changed: the port searches recheck its port (BindTables.touch)."""
+        if sk.bind_hash is not None:
+            self.binds.touch(sk.bind_hash.port)
+
     def _put_port(self, sk: Sock) -> None:
         """inet_put_port; SOCK_CONNECT_BIND is cleared with the port (__inet_put_port)."""
         self.binds.put_port(sk, self.profile.connect_bind_reset)
@@ -58,6 +61,7 @@ class Connections(KernelState):
         locked it (SOCK_BINDPORT_LOCK)."""
         self._unhash_conn(sk)
         sk.state = TcpState.CLOSE
+        self._touch(sk)
         if sk.bind_hash is not None and not sk.userlocks & SOCK_BINDPORT_LOCK:
             self._put_port(sk)
 
@@ -95,6 +99,7 @@ class Connections(KernelState):
         if peer is not None:
             peer.state = TcpState.CLOSE_WAIT
             peer.peer = tw
+            self._touch(peer)
         return f"; now {tw.name} (TIME_WAIT, substate FIN_WAIT2), peer CLOSE_WAIT"
 
     def _passive_close(self, sk: Sock) -> str:
@@ -104,6 +109,7 @@ class Connections(KernelState):
         if tw is not None and tw.state == TcpState.TIME_WAIT:
             tw.tw_substate = TcpState.TIME_WAIT
             tw.peer = None
+            self._touch(tw)  # tcp_twsk_unique reads the substate
         self._unhash_conn(sk)
         return "; the peer's TIME_WAIT socket ACKed our FIN"
 
@@ -125,7 +131,7 @@ class Connections(KernelState):
         tb, tb2 = sk.bind_hash, sk.bind2_hash
         assert tb is not None and tb2 is not None
         tw.bind_hash, tw.bind2_hash = tb, tb2
-        tb2.owners.insert(0, tw)
+        self.binds.add_owner(tb2, tw)
         self._put_port(sk)
         sk.state = TcpState.CLOSE
         return tw
@@ -221,6 +227,7 @@ class Connections(KernelState):
         lost = isinstance(saddr, ipaddress.IPv6Address) and not self.host.ipv6_chk_addr(saddr)
         sk.daddr, sk.dport = daddr, addr.port
         sk.state = TcpState.SYN_SENT
+        self._touch(sk)
         candidates = None
         if sk.num:
             # inet_hash_connect with a bound port: __inet_check_established(..., twp = NULL)
@@ -232,12 +239,9 @@ class Connections(KernelState):
                 self._tw_kill(u.tw)  # inet_twsk_deschedule_put
             how = f"bound port {sk.num}; {u.reason}"
         else:
-            def usable(port: int) -> bool:
-                return port_usable(self.binds, sk, port, conn_key(saddr, port, daddr, addr.port),
-                                   self.ehash, self.sysctls)
-
-            candidates = hash_connect_candidates(sk, usable, self.sysctls,
-                                                 self.profile.connect_range_step1)
+            candidates = self.connect_search.candidates(sk, saddr, daddr, addr.port, self.ehash,
+                                                        self.sysctls,
+                                                        self.profile.connect_range_step1)
             port = self._pick(candidates, choice)
             if port is None:
                 out = self._connect_failed(sk, "EADDRNOTAVAIL", f"{fn}: __inet_hash_connect: "
@@ -266,7 +270,7 @@ class Connections(KernelState):
         if tb is not None:
             tb2 = sk.bind2_hash
             assert tb2 is not None
-            tb2.owners.remove(sk)
+            self.binds.remove_owner(tb2, sk)
             self.binds.destroy_if_empty(None, tb2)
         self._set_saddr(sk, saddr)
         if tb is not None:
@@ -274,7 +278,7 @@ class Connections(KernelState):
             if sk.userlocks & SOCK_CONNECT_BIND and self.profile.connect_bind_reset:
                 tb2.fastreuse = tb2.fastreuseport = -1
             sk.bind2_hash = tb2
-            tb2.owners.insert(0, sk)
+            self.binds.add_owner(tb2, sk)
 
     def _reset_saddr(self, sk: Sock) -> None:
         """inet_bhash2_reset_saddr: back to no source address unless bind() locked it."""
@@ -321,6 +325,7 @@ class Connections(KernelState):
         """tcp_v4_connect's failure label: tcp_set_state(TCP_CLOSE) (the port goes unless
         bind() locked it) and inet_bhash2_reset_saddr (unless bind() locked the address)."""
         sk.state = TcpState.CLOSE
+        self._touch(sk)
         if sk.bind_hash is not None and not sk.userlocks & SOCK_BINDPORT_LOCK:
             self._put_port(sk)
         self._reset_saddr(sk)
@@ -361,6 +366,7 @@ class Connections(KernelState):
                            random=self.search_may_fail)
         self._new_child(listener, daddr, saddr, sk.num, sk)
         sk.state = TcpState.ESTABLISHED
+        self._touch(sk)
         sk.connected = True
         sk.ts_recent_stamp = bool(self.sysctls.tcp_timestamps)
         sk.peer = listener.accept_queue[-1]

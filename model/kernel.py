@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from socket import AF_INET, AF_INET6
 
@@ -23,11 +24,9 @@ from model.addr import (
     SockAddr,
 )
 from model.bind import BindTables, inet_csk_get_port
-from model.connect import (
-    ConnKey,
-)
+from model.connect import ConnectSearch, ConnKey, EHash
 from model.connections import Connections
-from model.ephemeral import PortFinder
+from model.ephemeral import PortFinder, VerdictCache
 from model.handshakes import Handshakes
 from model.host import Host, RouteType
 from model.listen import ListenTables
@@ -74,7 +73,10 @@ class Kernel(Connections, Handshakes):
                              self.profile.reuseport_incoming_cpu)
         self._seen: dict[tuple, Sock] = {}  # tuple -> socket, where the pick was not predicted
         # ehash: connected, child and TIME_WAIT sockets by their 4-tuple (inet_match)
-        self.ehash: dict[ConnKey, Sock] = {}
+        self.ehash: dict[ConnKey, Sock] = EHash(self.binds.touch)
+        # the port searches, with what they learnt of which ports are taken
+        self.port_finder = PortFinder(self.binds, self.sysctls, VerdictCache(self.binds))
+        self.connect_search = ConnectSearch(self.binds, VerdictCache(self.binds))
         self.injected = 0  # children of injected SYNs not yet swept
         self.unswept = 0  # syn steps whose listener the harness learns only by a sweep
         self.half_open: dict[ConnKey, str] = {}  # what each syn_only got (SYNACK, COOKIE, ...)
@@ -104,7 +106,8 @@ class Kernel(Connections, Handshakes):
     ) -> tuple[Outcome | None, PortChoice | None, str]:
         """sk->sk_prot->get_port; on port 0 the pick is the caller's choice when the kernel
         could have made it, else the model's seeded one."""
-        finder = PortFinder(self.binds, self.sysctls)
+        finder = self.port_finder
+        finder.sysctls = self.sysctls
         candidates: PortChoice | None = None
 
         def find_open_port(s: Sock) -> int | None:
@@ -139,9 +142,9 @@ class Kernel(Connections, Handshakes):
             return None
         if choice is not None and choice in candidates:
             return choice
-        options: list[int | None] = list(candidates.ports)
+        options: Sequence[int | None] = candidates.ports
         if candidates.may_fail:
-            options.append(None)
+            options = _OrNone(candidates.ports)
         return self._rng.choice(options)
 
     # -- system calls ----------------------------------------------------------------------
@@ -171,6 +174,7 @@ class Kernel(Connections, Handshakes):
         err, reason = setsockopt(sk, opt, value, self.host.ifindex, hashed,
                                  self.profile.attach_needs_reuseport,
                                  self.profile.local_port_range_opt)
+        self._touch(sk)  # the port's owner may have new flags
         return Outcome(err, reason)
 
     def bind(self, fd: int, addr: SockAddr | RawSockAddr, choice: int | None = None) -> Outcome:
@@ -347,14 +351,17 @@ class Kernel(Connections, Handshakes):
             return Outcome("0", f"__inet_listen_sk: already listening; backlog now {backlog}")
         # inet_csk_listen_start: LISTEN first, then get_port re-validates the port
         sk.state = TcpState.LISTEN
+        self._touch(sk)
         err, candidates, why = self._get_port(sk, sk.num, choice)
         if err:
             sk.state = TcpState.CLOSE  # inet_sk_set_state(sk, TCP_CLOSE)
+            self._touch(sk)
             return Outcome(
                 err.value, f"inet_csk_listen_start: get_port failed: {err.reason}",
                 candidates=err.candidates, random=err.random,
             )
         hash_err = self.listens.inet_hash(sk)
+        self._touch(sk)  # a port bind() did not take is taken now
         if hash_err:
             sk.state = TcpState.CLOSE
             return Outcome(hash_err, "__inet_hash: inet_reuseport_add_sock: sk is already in a "
@@ -390,6 +397,7 @@ class Kernel(Connections, Handshakes):
             # unless request sockets still hold the closed listener
             reuseport_detach_sock(sk)
         sk.state = TcpState.CLOSE
+        self._touch(sk)
         if sk.bind_hash is not None:
             self._put_port(sk)
         sk.fd_closed = True
@@ -409,6 +417,7 @@ class Kernel(Connections, Handshakes):
             return Outcome("UNMODELLED", f"inet_shutdown of a {sk.state.value} socket is not modelled")
         what = self._listen_stop(sk)
         sk.state = TcpState.CLOSE
+        self._touch(sk)
         if sk.bind_hash is not None and not sk.userlocks & SOCK_BINDPORT_LOCK:
             self._put_port(sk)  # tcp_set_state(TCP_CLOSE)
         return Outcome("0", f"inet_shutdown -> tcp_disconnect: {sk.name} stops listening{what}")
@@ -445,3 +454,17 @@ class Kernel(Connections, Handshakes):
         if candidates is not None:
             return f"{why}, from {candidates.describe()}"
         return why
+
+
+class _OrNone(Sequence):
+    """A search's ports and then None (it may also find none), as random.choice reads them:
+    the same draw as from list(ports) + [None], without listing the ports."""
+
+    def __init__(self, ports: Sequence[int]):
+        self.ports = ports
+
+    def __len__(self) -> int:
+        return len(self.ports) + 1
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return None if i == len(self.ports) else self.ports[i]

@@ -155,7 +155,7 @@ class Lookup:
             return Choice(group.socks[0], f"{head}; one member: socks[0] = {group.socks[0].name}")
         if unknown_hash:
             # inet6_ehashfn mixes in a second secret; an uncalibrated IPv4 secret likewise
-            members = tuple(s for s in group.socks)
+            members = tuple(group.socks)  # O(group) per SYN, but a C copy
             why = "inet6_ehashfn" if syn.family == socket.AF_INET6 else "an uncalibrated inet_ehashfn"
             return Choice(None, f"{head}; {why}: one of the group", one_of=members)
         phash = inet_ehashfn_words(self.secret, ipv4_word_of(int(daddr)), syn.dport,

@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+
+class PortSet(Sequence[int]):
+    """A sorted set of ports held without listing them (model.ephemeral.FreePorts: the free
+    ports of a scan, thousands per step); equal to the tuple of its ports."""
+
+    def runs(self) -> str:
+        """The ports as _runs writes them."""
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PortSet):
+            other = tuple(other)
+        return isinstance(other, tuple) and tuple(self) == other
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
 
 
 @dataclass(frozen=True)
@@ -13,13 +31,15 @@ class PortChoice:
     offset, so `ports` is exactly the set of results the kernel can return.
     """
 
-    ports: tuple[int, ...]
+    ports: tuple[int, ...] | PortSet
     rule: str  # which scan produced them, e.g. "inet_csk_find_open_port: lower half, odd"
     # some starting offsets find no port at all: the call may also fail (EADDRINUSE for
     # bind/listen, EADDRNOTAVAIL for connect), which the kernel reports as choice 0
     may_fail: bool = False
 
     def __contains__(self, port: object) -> bool:
+        if isinstance(self.ports, PortSet):
+            return port in self.ports
         return port in self._set
 
     @property
@@ -34,10 +54,14 @@ class PortChoice:
         """Ports as compact runs: '40001-40009/2, 40012' (step 2 marks one parity)."""
         n = len(self.ports)
         fail = ", or none" if self.may_fail else ""
-        return f"{n} port{'s' if n != 1 else ''} {_runs(self.ports)}{fail} ({self.rule})"
+        runs = self.ports.runs() if isinstance(self.ports, PortSet) else _runs(self.ports)
+        return f"{n} port{'s' if n != 1 else ''} {runs}{fail} ({self.rule})"
 
 
-def _runs(ports: tuple[int, ...], limit: int = 6) -> str:
+RUNS_SHOWN = 6  # runs a description writes out before '... (N more runs)'
+
+
+def _runs(ports: tuple[int, ...], limit: int = RUNS_SHOWN) -> str:
     if not ports:
         return "none"
     runs: list[str] = []

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from model.bind import BindTables
-    from model.connect import ConnKey
+    from model.connect import ConnectSearch, ConnKey
+    from model.ephemeral import PortFinder
     from model.host import Host
     from model.listen import ListenTables
     from model.lookup import Lookup
@@ -30,7 +31,9 @@ class KernelState:
         binds: BindTables
         listens: ListenTables
         lookup: Lookup
-        ehash: dict[ConnKey, Sock]
+        ehash: dict[ConnKey, Sock]  # a model.connect.EHash
+        port_finder: PortFinder
+        connect_search: ConnectSearch
         tw_count: int
         injected: int
         unswept: int
