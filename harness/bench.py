@@ -1,5 +1,6 @@
 """`make bench`: verified listener lookups per second, against a scapy-built baseline measured
-in the same run, and the hash-seed calibration time.
+in the same run, the hash-seed calibration time, and the model's time and memory for many
+ephemeral-port searches (bind(:0) and connect()), which must grow linearly.
 
 A verified lookup is one SYN injected through the TUN, its handshake completed, its listener
 found by the accept sweep, and that listener compared with the model's exact prediction. The
@@ -14,14 +15,18 @@ import gc
 import os
 import sys
 import time
+import tracemalloc
 from dataclasses import dataclass
 
 from harness.calibrate import warm_up
 from harness.lookups import scenarios
+from harness.model_backend import ModelExecutor
+from harness.parser import parse_text
 from harness.runner import Backend, Runner
 from harness.running import running_profile
 from harness.signals import run_interruptible
 from harness.worker import Pool
+from model.profiles import LINUX_6_18
 
 
 @dataclass
@@ -62,11 +67,49 @@ def calibration_seconds() -> tuple[float, float, float]:
     return compile_s, c.probe_seconds, c.search_seconds
 
 
+def _ephemeral_scenario(kind: str, n: int) -> str:
+    """n sockets each bind(0.0.0.0:0), or each connect() to one listener (an ephemeral port
+    apiece, from the default range of 28,232 ports)."""
+    lines = []
+    if kind == "connect":
+        lines = ["@sysctl net.core.somaxconn = 1000000", "l = socket(AF_INET, SOCK_STREAM) = 0",
+                 "bind(l, 10.0.0.2:8080) = 0", f"listen(l, {n}) = 0"]
+    call = "bind(s{i}, 0.0.0.0:0)" if kind == "bind" else "connect(s{i}, 10.0.0.2:8080)"
+    for i in range(n):
+        lines += [f"s{i} = socket(AF_INET, SOCK_STREAM) = 0", call.format(i=i) + " = 0"]
+    return "\n".join(lines)
+
+
+def ephemeral_scaling(sizes: tuple[int, ...] = (1_000, 5_000, 20_000)) -> None:
+    """The model alone: seconds (CPU) and peak traced memory for N ephemeral binds and N
+    connects; the 5,000 / 1,000 ratio is near 5 when the searches are linear (each search
+    scanned the whole range and every bound port before: quadratic)."""
+    for kind in ("bind", "connect"):
+        figures: dict[int, tuple[float, float]] = {}
+        for n in sizes:
+            sc = parse_text(f"{kind}-{n}.scn", _ephemeral_scenario(kind, n))
+            t0 = time.process_time()
+            ModelExecutor(LINUX_6_18).run(sc)
+            seconds = time.process_time() - t0
+            tracemalloc.start()  # a second run: tracing slows the first's timing
+            ModelExecutor(LINUX_6_18).run(sc)
+            peak = tracemalloc.get_traced_memory()[1] / 1e6
+            tracemalloc.stop()
+            figures[n] = (seconds, peak)
+            print(f"model, {n:>6} ephemeral {kind}s: {seconds:6.2f} s CPU, peak {peak:7.1f} MB",
+                  flush=True)
+        if 1_000 in figures and 5_000 in figures:
+            (t1, m1), (t5, m5) = figures[1_000], figures[5_000]
+            print(f"model, {kind}s 5,000 / 1,000: time {t5 / t1:.1f}x, memory {m5 / m1:.1f}x "
+                  "(5x is linear)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="sockharness-bench", description=__doc__.splitlines()[0])
     ap.add_argument("--syns", type=int, default=40_000, help="SYNs per measurement (default 40000)")
     ap.add_argument("--scapy-syns", type=int, default=2_000, help="SYNs for the scapy baseline")
     args = ap.parse_args(argv)
+    ephemeral_scaling()
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces)", file=sys.stderr)
         return 2
