@@ -5,16 +5,27 @@ The kernel picks socks[reciprocal_scale(inet_ehashfn(...), num_socks)]; the only
 functions below transcribe model/jhash.py (the one Python source of the formula); a unit test
 proves the two agree. Both kernel variants share one jitted hash: (add + jhash_3words(la, fa, w3,
 secret)) with add = 0 before 6.15 and add = lport from 6.15 on.
+
+Jitted code runs in a helper thread while the calling thread waits in plain Python (see _call):
+Python runs signal handlers in the main thread, and numba's code calls back into Python when it
+boxes the arrays it returns, without checking for an exception, so a Ctrl-C or SIGTERM handler
+raising there made a broken result (a segfault, or a SystemError). The waiting thread takes the
+signal at once and sets `stop`, which the search reads once per block.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, typeof
 
+from harness._numba_cache import CACHE
 from model.jhash import ipv4_word, port_word
 
 U32 = 0xFFFFFFFF
@@ -22,6 +33,8 @@ FULL_RANGE = 1 << 32
 _BLOCK = 4096  # candidates hashed per vectorised pass (the mask stays in L1)
 _CHUNKS = 64  # prange work units over [lo, hi) (64 measured fastest on 2 cores)
 _CAP = 64  # matches kept per chunk; a chunk with more is searched again with room for all
+# tests: search all of [0, 2**32) this many times, saying on stderr once it is under way (a window to signal)
+PASSES_ENV = "SOCKH_CALIBRATE_PASSES"
 
 
 @dataclass(frozen=True)
@@ -39,14 +52,14 @@ class Observation:
 # ---- numba transcription of model/jhash.py (int64 holding u32 values, masked after each step)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _rol32(x, s):
     """rol32 for a u32 held in an int64."""
     # include/linux/bitops.h:rol32
     return ((x << s) | (x >> (32 - s))) & U32
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _jhash_final(a, b, c):
     """__jhash_final; returns c."""
     # include/linux/jhash.h:__jhash_final
@@ -60,7 +73,7 @@ def _jhash_final(a, b, c):
     return c
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _ehash(secret, la, fa, w3, add):
     """inet_ehashfn on prepared words: add + jhash_3words(la, fa, w3, secret), u32."""
     # include/linux/jhash.h:jhash_3words; net/ipv4/inet_hashtables.c:inet_ehashfn
@@ -69,14 +82,14 @@ def _ehash(secret, la, fa, w3, add):
     return (c + add) & U32
 
 
-@njit(cache=True, inline="always")
+@njit(cache=CACHE, inline="always")
 def _reciprocal_scale(val, ep_ro):
     """reciprocal_scale for ep_ro <= 0xffff (so the product fits an int64)."""
     # include/linux/math.h:reciprocal_scale
     return (val * ep_ro) >> 32
 
 
-@njit(cache=True)
+@njit(cache=CACHE)
 def _fits_rest(secret, la, fa, w3, add, n, idx):
     """True when secret reproduces observations 1.. (observation 0 was checked by the caller)."""
     for k in range(1, la.shape[0]):
@@ -86,18 +99,21 @@ def _fits_rest(secret, la, fa, w3, add, n, idx):
     return True
 
 
-@njit(cache=True)
-def _scan_range(start, end, la, fa, w3, add, n, idx, off, wm1, out):
+@njit(cache=CACHE)
+def _scan_range(start, end, la, fa, w3, add, n, idx, off, wm1, out, stop):
     """Search [start, end): write up to len(out) matching secrets into out, return how many match.
 
     Observation 0 is tested for a whole block without branches (so LLVM vectorises the hash),
     as the window test (c - off) mod 2**32 <= wm1; survivors are checked against the rest.
+    A nonzero stop[0] (set by another thread) ends the search at the next block.
     """
     la0, fa0, w30 = np.int64(la[0]), np.int64(fa[0]), np.int64(w3[0])
     mask = np.zeros(_BLOCK, np.uint8)
     words = mask.view(np.uint64)  # skip 8 rejected candidates at a time
     count = 0
     for base in range(start, end, _BLOCK):
+        if stop[0]:
+            break
         m = min(_BLOCK, end - base)
         for j in range(m):
             c = _ehash(base + j, la0, fa0, w30, 0)
@@ -113,18 +129,55 @@ def _scan_range(start, end, la, fa, w3, add, n, idx, off, wm1, out):
     return count
 
 
-@njit(cache=True, parallel=True)
-def _search(starts, ends, la, fa, w3, add, n, idx, off, wm1, cap):
+@njit(cache=CACHE, parallel=True, nogil=True)
+def _search(starts, ends, la, fa, w3, add, n, idx, off, wm1, cap, stop):
     """Run _scan_range over each chunk in parallel; returns (counts, matches[chunk, :cap])."""
     nchunks = starts.shape[0]
     counts = np.zeros(nchunks, np.int64)
     found = np.zeros((nchunks, cap), np.int64)
     for ch in prange(nchunks):
-        counts[ch] = _scan_range(starts[ch], ends[ch], la, fa, w3, add, n, idx, off, wm1, found[ch])
+        counts[ch] = _scan_range(starts[ch], ends[ch], la, fa, w3, add, n, idx, off, wm1, found[ch], stop)
     return counts, found
 
 
-# ---- Python side: observations to u32 words, the window for observation 0, the chunking
+# ---- Python side: jitted code in a helper thread, observations to u32 words, the window for
+# observation 0, the chunking
+
+
+def _call(fn, *args, stop: np.ndarray | None = None):
+    """fn(*args) for a jitted fn, run in a helper thread while this one waits in plain Python.
+
+    Compiling (or loading from numba's cache) happens here first, as Python a signal may
+    interrupt. A signal's handler then runs in this thread, never inside numba's code (it
+    boxes results by calling Python, numba/core/pythonapi.py:nrt_adapt_ndarray_to_python,
+    without an error check); if it raises, stop[0] is set and the helper awaited first.
+    """
+    if not fn.signatures:  # each fn here has one signature; another would compile in the helper
+        fn.compile(tuple(typeof(a) for a in args))
+    done = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as e:  # handed to the waiting thread
+            box["error"] = e
+        finally:
+            done.set()
+
+    helper = threading.Thread(target=run, name=f"calibrate {fn.__name__}", daemon=True)
+    try:
+        helper.start()
+        done.wait()
+    except BaseException:
+        if stop is not None:
+            stop[0] = 1
+        if helper.is_alive():  # not yet alive: it stops at its first block, or was never started
+            done.wait()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _words(observations: Sequence[Observation], lport_outside: bool) -> tuple[np.ndarray, ...]:
@@ -173,14 +226,20 @@ def calibrate(
     la, fa, w3, add, n, idx = _words(observations, lport_outside)
     off, wm1 = _first_window(int(add[0]), int(n[0]), int(idx[0]))
     starts, ends = _chunks(lo, hi)
-    counts, found = _search(starts, ends, la, fa, w3, add, n, idx, off, wm1, _CAP)
+    stop = np.zeros(1, np.uint8)
+    hooked = PASSES_ENV in os.environ and (lo, hi) == (0, FULL_RANGE)
+    passes = max(1, int(os.environ[PASSES_ENV])) if hooked else 1
+    for k in range(passes):
+        counts, found = _call(_search, starts, ends, la, fa, w3, add, n, idx, off, wm1, _CAP, stop, stop=stop)
+        if k == 0 and hooked:  # compiled, searched once: the next search is under way
+            print(f"calibrate: searching [{lo}, {hi}) {passes} time(s)", file=sys.stderr, flush=True)
     result: list[int] = []
     for ch in range(_CHUNKS):
         if counts[ch] <= _CAP:
             result.extend(int(s) for s in found[ch, : counts[ch]])
             continue
         out = np.zeros(int(counts[ch]), dtype=np.int64)  # overflowed: search this chunk again
-        _scan_range(starts[ch], ends[ch], la, fa, w3, add, n, idx, off, wm1, out)
+        _call(_scan_range, starts[ch], ends[ch], la, fa, w3, add, n, idx, off, wm1, out, stop, stop=stop)
         result.extend(int(s) for s in out)
     return sorted(result)
 
@@ -189,7 +248,7 @@ def jit_inet_ehashfn(secret: int, laddr: str, lport: int, faddr: str, fport: int
     """The numba hash through calibrate's own conversion; must equal model.jhash.inet_ehashfn."""
     obs = Observation(saddr=faddr, sport=fport, daddr=laddr, dport=lport, num_socks=1, index=0)
     la, fa, w3, add, _, _ = _words([obs], lport_outside)
-    return int(_ehash(secret & U32, np.int64(la[0]), np.int64(fa[0]), np.int64(w3[0]), np.int64(add[0])))
+    return int(_call(_ehash, secret & U32, np.int64(la[0]), np.int64(fa[0]), np.int64(w3[0]), np.int64(add[0])))
 
 
 def jit_reuseport_index(
@@ -197,7 +256,7 @@ def jit_reuseport_index(
 ) -> int:
     """The numba socks[] pick; must equal model.jhash.reuseport_index."""
     h = jit_inet_ehashfn(secret, daddr, dport, saddr, sport, lport_outside)
-    return int(_reciprocal_scale(np.int64(h), np.int64(num_socks)))
+    return int(_call(_reciprocal_scale, np.int64(h), np.int64(num_socks)))
 
 
 def warm_up() -> None:
@@ -205,5 +264,5 @@ def warm_up() -> None:
     obs = [Observation("192.0.2.1", 1, "10.0.0.1", 1, 2, 0), Observation("192.0.2.2", 2, "10.0.0.1", 1, 2, 1)]
     calibrate(obs, lport_outside=False, lo=0, hi=_CHUNKS * 4)
     la, fa, w3, add, n, idx = _words(obs, False)
-    _scan_range(0, 4, la, fa, w3, add, n, idx, 0, U32, np.zeros(0, dtype=np.int64))
+    _call(_scan_range, 0, 4, la, fa, w3, add, n, idx, 0, U32, np.zeros(0, dtype=np.int64), np.zeros(1, np.uint8))
     jit_reuseport_index(0, "192.0.2.1", 1, "10.0.0.1", 1, 2, lport_outside=True)

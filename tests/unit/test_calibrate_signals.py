@@ -1,0 +1,81 @@
+"""harness/calibrate.py under Ctrl-C and SIGTERM: the search runs in a helper thread, the
+signal's handler runs in the waiting thread and stops the search (its `stop` flag, read once
+per block) before the exception goes on; no result comes back from an interrupted search."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from harness.calibrate import (
+    _CAP,
+    FULL_RANGE,
+    PASSES_ENV,
+    Observation,
+    _chunks,
+    _first_window,
+    _search,
+    _words,
+    calibrate,
+    warm_up,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled():
+    warm_up()
+
+
+def _helpers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("calibrate ")]
+
+
+def test_stop_set_by_another_thread_ends_a_running_search():
+    """A group of 1 fits every secret, so each chunk's count is how far it got: set from
+    another thread while the search runs, stop ends it well short of all 2**32."""
+    obs = [Observation("192.0.2.1", 1, "10.0.0.1", 80, 1, 0)]
+    la, fa, w3, add, n, idx = _words(obs, False)
+    off, wm1 = _first_window(int(add[0]), int(n[0]), int(idx[0]))
+    starts, ends = _chunks(0, FULL_RANGE)
+    stop = np.zeros(1, np.uint8)
+    box = {}
+    t = threading.Thread(target=lambda: box.update(r=_search(starts, ends, la, fa, w3, add, n, idx, off, wm1,
+                                                              _CAP, stop)))
+    t.start()
+    time.sleep(0.2)
+    stop[0] = 1
+    t.join(timeout=60)
+    assert not t.is_alive()
+    scanned = int(box["r"][0].sum())
+    assert 0 < scanned < FULL_RANGE // 2, scanned
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_the_search_unwinds_and_stops_it(sig, monkeypatch):
+    """The process-directed signal arrives while the search runs (it repeats the whole range
+    many times): the handler's exception comes out of calibrate() and the helper has ended."""
+    class Stopped(Exception):
+        pass
+
+    def on_term(signum, frame):
+        raise Stopped
+
+    old = signal.signal(signal.SIGTERM, on_term) if sig == signal.SIGTERM else None
+    monkeypatch.setenv(PASSES_ENV, "1000")
+    want = KeyboardInterrupt if sig == signal.SIGINT else Stopped
+    obs = [Observation("192.0.2.1", 1000 + i, "10.0.0.1", 80, 256, 7 * i % 256) for i in range(6)]
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), sig))
+    try:
+        timer.start()
+        with pytest.raises(want):
+            calibrate(obs, lport_outside=False)
+        assert _helpers() == []  # stopped and awaited before the exception went on
+    finally:
+        timer.cancel()
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
