@@ -35,12 +35,18 @@ def run_interruptible(prog: str, body: Callable[[], int]) -> int:
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM until the block is done (a report being written after the
-    first one); they are delivered, and unwind as usual, when it ends."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+    first one); they are delivered, and unwind as usual, when it ends. Python handlers run in
+    the main thread whichever thread the signal reached, so a signal mask (per thread) would
+    not hold them while other threads run: the handlers are swapped for a recorder instead."""
+    held: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in _DEFERRED}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 def why_stopped(exc: BaseException) -> str:

@@ -144,3 +144,28 @@ def test_divergence_text_labels_the_reproducer():
     text = divergence_text(res, reduced)
     assert "reduced reproducer, not shown minimal (200 reruns, budget hit; 900 -> 40 steps" in text
     assert "minimal reproducer" not in text
+
+
+def test_deferred_holds_a_signal_sent_while_another_thread_runs():
+    """A SIGTERM from outside lands in whichever thread; the block still finishes first."""
+    import os
+    import signal
+    import threading
+
+    from harness.signals import deferred
+
+    seen: list[str] = []
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, daemon=True)
+    t.start()
+    old = signal.signal(signal.SIGTERM, lambda *_: seen.append("handler"))
+    try:
+        with deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # bytecodes at which a pending handler would run
+                pass
+            seen.append("block done")
+        assert seen == ["block done", "handler"]
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        stop.set()
