@@ -15,11 +15,16 @@ signal at once and sets `stop`, which the search reads once per block.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 import threading
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -266,3 +271,31 @@ def warm_up() -> None:
     la, fa, w3, add, n, idx = _words(obs, False)
     _call(_scan_range, 0, 4, la, fa, w3, add, n, idx, 0, U32, np.zeros(0, dtype=np.int64), np.zeros(1, np.uint8))
     jit_reuseport_index(0, "192.0.2.1", 1, "10.0.0.1", 1, 2, lport_outside=True)
+
+
+# A guest under emulation asks its host to search (harness/kernels/offload.py:Server): the
+# folder the host watches, and how long to wait for its answer before searching here.
+OFFLOAD_ENV = "SOCKH_CALIBRATE_DIR"
+OFFLOAD_WAIT = 120.0
+
+
+def calibrate_here_or_host(observations: Sequence[Observation], lport_outside: bool) -> list[int]:
+    """calibrate(); in a guest whose host serves requests, by the host."""
+    folder = os.environ.get(OFFLOAD_ENV)
+    if not folder:
+        return calibrate(observations, lport_outside)
+    name = uuid.uuid4().hex
+    request, reply = Path(folder) / f"{name}.request.json", Path(folder) / f"{name}.reply.json"
+    tmp = request.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"lport_outside": lport_outside,
+                               "observations": [dataclasses.asdict(o) for o in observations]}))
+    tmp.rename(request)
+    deadline = time.monotonic() + OFFLOAD_WAIT
+    while time.monotonic() < deadline:
+        if reply.exists():
+            fits = json.loads(reply.read_text())["fits"]
+            reply.unlink()
+            return fits
+        time.sleep(0.02)
+    request.unlink(missing_ok=True)
+    return calibrate(observations, lport_outside)

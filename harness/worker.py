@@ -26,7 +26,7 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from harness.calibrate import Observation
+from harness.calibrate import Observation, calibrate_here_or_host
 from harness.kernel_backend import (
     Job,
     KernelExecutor,
@@ -38,7 +38,6 @@ from harness.kernel_backend import (
     restore_sysctls,
     synack_retransmits,
 )
-from harness.kernels.offload import calibrate_here_or_host
 from harness.scenario import Scenario
 from model.outcome import Outcome
 from model.sysctl import KEYS

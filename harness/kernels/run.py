@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import probe
+from harness.calibrate import OFFLOAD_ENV
 from harness.kernels import fetch, initramfs, matrix, offload, qemu, reap
 from harness.kernels.fetch import KERNELS, Release
 from harness.runner import load
@@ -145,7 +146,7 @@ def _run_kernel(target: Target, tools: qemu.Tools, accel: qemu.Accel, out: Path,
     with offload.Server(kout / "calibrate") as server:
         result = qemu.boot(tools, guest, command, accel=accel, writable=[kout, numba],
                            readonly=guest_readonly(),
-                           env={"NUMBA_CACHE_DIR": str(numba), offload.ENV: str(server.folder)},
+                           env={"NUMBA_CACHE_DIR": str(numba), OFFLOAD_ENV: str(server.folder)},
                            log=kout / "console.log", timeout=timeout, cpus=cpus, on_line=relay)
     column = matrix.Column(name, guest.release, target.profile or "", result.seconds,
                            swap_profile=f"{REFERENCE}'s rules",

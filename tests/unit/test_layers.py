@@ -1,6 +1,7 @@
 """The fences between layers (docs/design.md, Layers), read from the source's import statements:
-the model is pure, netns knows no socket semantics, and the scenario language and the model
-backend do not load the kernel side's pyroute2."""
+the model is pure, netns knows no socket semantics, the harness core does not reach into the
+QEMU runner, and the scenario language and the model backend do not load the kernel side's
+pyroute2."""
 
 from __future__ import annotations
 
@@ -58,6 +59,15 @@ def test_the_model_imports_only_the_standard_library_and_itself():
 
 def test_netns_imports_no_harness_and_no_model():
     assert offenders("netns", lambda f, mod: mod.split(".")[0] not in ("harness", "model")) == []
+
+
+def test_the_harness_core_does_not_import_the_qemu_runner():
+    """Only the command line's `kernels` command (inside its function) reaches harness.kernels."""
+    def fenced(f: Path, mod: str) -> bool:
+        return not mod.startswith("harness.kernels") or f.parent.name == "kernels"
+    assert offenders("harness", fenced, top_level_only=True) == []
+    lazy = [b for b in offenders("harness", fenced) if not b.startswith("harness/cli.py")]
+    assert lazy == []
 
 
 def _loaded_after(code: str) -> set[str]:
