@@ -11,9 +11,11 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import record
 from harness.compare import ScenarioResult
+from harness.environment import EnvironmentProblem
 from harness.minimize import MAX_CANDIDATES, Progress, minimize
 from harness.model_backend import ModelExecutor
 from harness.parser import KNOWN_VERSIONS, ScenarioError
@@ -31,7 +33,6 @@ from harness.running import ensure_inferred, running_profile
 from harness.scenario import version_text
 from harness.signals import deferred, run_interruptible, why_stopped
 from harness.spec import spec_for
-from harness.worker import EnvironmentProblem, Pool
 from model.profiles import (
     HISTORICAL,
     PROFILES,
@@ -41,6 +42,9 @@ from model.profiles import (
     profile_for_release,
     with_fields,
 )
+
+if TYPE_CHECKING:  # the kernel side loads only in commands that run on it (_pool)
+    from harness.worker import Pool
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE = 0, 1, 2
 
@@ -148,6 +152,14 @@ def _write_incomplete(outputs: tuple[Path | None, Path | None], results: list[Sc
         print(visible(f"sockharness: the incomplete reports could not be written: {e}"), file=sys.stderr)
 
 
+def _pool() -> Pool:
+    """The kernel side (namespace workers), loaded only by commands that run on the kernel:
+    `explain` and model-only runs never load pyroute2 or the injector."""
+    from harness.worker import Pool
+
+    return Pool()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     outputs = _outputs(args)  # a bad report path fails now, not after the run
     if args.profile is None and args.backend != "model":
@@ -163,7 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     total = len(scenarios) * args.repeat
     t0 = time.monotonic()
     try:
-        pool = Pool() if backend.uses_kernel else None
+        pool = _pool() if backend.uses_kernel else None
         try:
             if pool and pool.reaped:
                 print(f"reaped {len(pool.reaped)} namespace(s) left by a killed run: {', '.join(pool.reaped)}")
@@ -246,7 +258,7 @@ def cmd_record(args: argparse.Namespace) -> int:
                          "kernel version with a profile of its own (see `sockharness profiles`)")
     scenarios = load(args.files)
     run = record.KernelRun(profile.version, platform.release())
-    with Pool() as pool:
+    with _pool() as pool:
         runner = Runner(profile, Backend.BOTH, 0, pool)
         for sc in scenarios:
             record.add_result(run, runner.run_one(sc))

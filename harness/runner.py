@@ -8,15 +8,19 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.compare import ScenarioResult, compare
+from harness.environment import EnvironmentProblem
 from harness.model_backend import ModelExecutor
 from harness.parser import ScenarioError, parse_file
 from harness.scenario import Scenario, SetsockoptStep
 from harness.spec import spec_for
-from harness.worker import EnvironmentProblem, Pool
 from model.profiles import Profile
 from model.sockopt import SockOpt
+
+if TYPE_CHECKING:  # the kernel side loads only when a run uses it (explain, the model alone: never)
+    from harness.worker import Pool
 
 
 class Backend(enum.Enum):

@@ -8,6 +8,8 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 
+from harness.environment import EnvironmentProblem
+
 _DEFERRED = {signal.SIGINT, signal.SIGTERM}
 
 
@@ -62,8 +64,6 @@ def why_stopped(exc: BaseException) -> str:
             except ValueError:
                 pass
         return f"exited with status {exc.code}"
-    from harness.worker import EnvironmentProblem  # here: signals stays light (mutate, fuzz)
-
     if isinstance(exc, EnvironmentProblem):
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return f"the kernel backend failed: {first}"

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from harness.calibrate import Observation, calibrate_here_or_host
+from harness.environment import EnvironmentProblem
 from harness.kernel_backend import (
     Job,
     KernelExecutor,
@@ -46,10 +47,6 @@ from netns import devices, namespace, sysctl
 _STOP = object()  # ends a Worker's sender thread
 READY_TIMEOUT = 30.0
 SCENARIO_TIMEOUT = 120.0
-
-
-class EnvironmentProblem(RuntimeError):
-    """The kernel side cannot run here (not root, no netns, a worker died)."""
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The fences between layers (docs/design.md, Layers), read from the source's import statements:
 the model is pure, netns knows no socket semantics, the harness core does not reach into the
-QEMU runner, and the scenario language and the model backend do not load the kernel side's
-pyroute2."""
+QEMU runner, and the scenario language, the model backend, `explain` and a model-only run do
+not load the kernel side's pyroute2."""
 
 from __future__ import annotations
 
@@ -76,8 +76,15 @@ def _loaded_after(code: str) -> set[str]:
     return set(out.split())
 
 
-@pytest.mark.parametrize("code", ["import harness.parser", "import harness.model_backend"])
-def test_the_scenario_language_and_the_model_backend_do_not_load_pyroute2(code):
+@pytest.mark.parametrize("code", [
+    "import harness.parser",
+    "import harness.model_backend",
+    "from harness.cli import main\nimport contextlib, io\n"
+    "with contextlib.redirect_stdout(io.StringIO()):\n"
+    "    main(['explain', 'tests/scenarios/reuseport/group-of-four.scn'])\n"
+    "    main(['run', '--backend', 'model', '-q', 'tests/scenarios/reuseport'])",
+], ids=["parser", "model_backend", "explain and a model-only run"])
+def test_the_scenario_language_and_the_model_side_do_not_load_pyroute2(code):
     loaded = _loaded_after(code)
     assert not {m for m in loaded if m.split(".")[0] == "pyroute2"}
 
