@@ -146,7 +146,7 @@ def build(busybox: Path, modules: list[Module], init: str) -> bytes:
     """An initramfs holding busybox as /bin/busybox, the modules under /modules (named
     NN-name.ko in load order) and `init` as /init."""
     archive = Cpio()
-    for d in ("bin", "dev", "proc", "sys", "modules", "newroot", "host"):
+    for d in ("bin", "dev", "proc", "sys", "modules", "newroot", "host", "rw"):
         archive.directory(d)
     archive.file("bin/busybox", busybox.read_bytes(), 0o755)
     for i, mod in enumerate(modules):

@@ -1,11 +1,12 @@
 """Boot one kernel under QEMU with the host's root shared read-only over virtiofs.
 
-The guest's /init (busybox) loads modules, mounts the host root read-only at /newroot with one
-writable results folder, gives it its own /proc, /sys, /dev, /tmp and /run (so nothing the
-guest does lands in the host's /run/netns or /tmp), runs one command chrooted there, prints
-its exit status as a console marker and powers off. Paths under those private /tmp and /run
-(a checkout in /tmp) are bound back from the host after them. virtiofsd and QEMU are our children and
-are killed by PID on every exit path.
+The guest's /init (busybox) loads modules, mounts the host root (exported read-only by the host:
+export.readonly_root) read-only at /newroot, and the writable folders from a second export that
+holds exactly those (export.writable_folders), gives it its own /proc, /sys, /dev, /tmp and /run
+(so nothing the guest does lands in the host's /run/netns or /tmp), runs one command chrooted
+there, prints its exit status as a console marker and powers off. Paths under those private /tmp
+and /run (a checkout in /tmp) are bound back from the host after them. virtiofsd and QEMU are our
+children and are killed by PID on every exit path.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import selectors
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from harness.kernels import initramfs, reap
+from harness.kernels import export, initramfs, reap
 
 EXIT_MARK = "SOCKH-EXIT "
 READY_MARK = "SOCKH-READY"
@@ -38,6 +40,7 @@ _ROOT_MODULES = ("virtio_pci", "fuse", "virtiofs")
 # hidden in the guest unless bound back (init_script)
 GUEST_TMPFS = (Path("/tmp"), Path("/run"), Path("/dev/shm"), Path("/var/tmp"))
 TAG = "hostroot"
+RW_TAG = "hostrw"  # the writable folders, numbered as export.writable_order does
 # No Spectre/Meltdown mitigations in the guest: emulated page-table isolation flushes TCG's TLB
 # on every syscall (measured ~15% of a corpus run); socket semantics do not depend on them.
 CMDLINE_EXTRA = "mitigations=off"
@@ -86,6 +89,7 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 for m in /modules/*.ko; do [ -e "$m" ] || continue; insmod "$m" 2>/dev/null || echo "SOCKH: insmod $m failed"; done
 mount -t virtiofs {tag} /host || {{ echo "{exit_mark}-1 cannot mount the host root"; poweroff -f; }}
+{rw_mount}
 mount --bind /host /newroot && mount -o remount,bind,ro /newroot
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
@@ -129,7 +133,7 @@ def _under_tmpfs(path: Path) -> bool:
 
 def init_script(command: str, writable: list[Path], env: dict[str, str],
                 readonly: list[Path] = (), probe: list[str] = ()) -> str:
-    """The guest's /init. `writable` folders are bound writable from the host; `readonly`
+    """The guest's /init. `writable` folders are bound from the writable export (RW_TAG); `readonly`
     ones (the project, its virtualenv) are bound back read-only where they lie under a folder
     the guest mounts its own tmpfs over (GUEST_TMPFS), which would hide them; both after the
     tmpfs mounts. Every path is quoted. `probe`: modules not found on the host, each reported
@@ -144,9 +148,12 @@ def init_script(command: str, writable: list[Path], env: dict[str, str],
     ro_binds = "\n".join(
         f"mkdir -p {q(f'/newroot{p}')} && mount --bind {q(f'/host{p}')} {q(f'/newroot{p}')} && "
         f"mount -o remount,bind,ro {q(f'/newroot{p}')}" for p in ro)
-    rw_binds = "\n".join(f"mkdir -p {q(f'/newroot{p}')}; mount --bind {q(f'/host{p}')} {q(f'/newroot{p}')}"
-                         for p in writable)
+    rw_binds = "\n".join(f"mkdir -p {q(f'/newroot{p}')}; mount --bind /rw/{i} {q(f'/newroot{p}')}"
+                         for i, p in enumerate(export.writable_order(writable)))
+    rw_mount = (f'mount -t virtiofs {RW_TAG} /rw || {{ echo "{EXIT_MARK}-1 cannot mount the writable '
+                f'folders"; poweroff -f; }}') if writable else ""
     return INIT.format(tag=TAG, exit_mark=EXIT_MARK, ready=READY_MARK, ro_binds=ro_binds, probes=probes,
+                       rw_mount=rw_mount,
                        rw_binds=rw_binds, command=q(command),
                        tmpfs=" ".join(q(f"/newroot{d}") for d in GUEST_TMPFS),
                        env=" ".join(q(f"{k}={v}") for k, v in env.items()))
@@ -177,28 +184,29 @@ def boot(tools: Tools, guest: Guest, command: str, *, accel: Accel, writable: li
                                     f"{guest.moddir}")
         initrd.write_bytes(initramfs.build(
             tools.busybox, modules, init_script(command, writable, env or {}, readonly, missing)))
-        sock = tmpdir / "vfs.sock"
         procs: list[subprocess.Popen] = []
         try:
-            vfsd = _start(
-                [str(tools.virtiofsd), f"--socket-path={sock}", "-o", "source=/",
-                 "-o", "cache=auto", "-o", "no_xattr", "-o", "sandbox=chroot"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log.with_suffix(".virtiofsd.log"), "wb"))
-            procs.append(vfsd)
-            for _ in range(200):
-                if sock.exists() or vfsd.poll() is not None:
-                    break
-                time.sleep(0.02)
-            if not sock.exists():
-                return BootResult(None, time.monotonic() - start, log, "virtiofsd did not start")
+            shares = [(TAG, tmpdir / "ro", export.readonly_root)]
+            if writable:
+                shares.append((RW_TAG, tmpdir / "rw", lambda view: export.writable_folders(view, writable)))
+            devices: list[str] = []
+            for tag, view, setup in shares:
+                view.mkdir()
+                sock, vlog = tmpdir / f"{tag}.sock", log.with_suffix(f".virtiofsd-{tag}.log")
+                try:
+                    procs.append(_start_virtiofsd(tools.virtiofsd, sock, view, setup(view), vlog))
+                except subprocess.SubprocessError:  # its mount namespace could not be made
+                    why = vlog.read_text(errors="replace").strip().splitlines()
+                    return BootResult(None, time.monotonic() - start, log,
+                                      f"virtiofsd ({tag}) did not start: {why[-1] if why else 'no log'}")
+                devices += ["-chardev", f"socket,id={tag},path={sock}",
+                            "-device", f"vhost-user-fs-pci,chardev={tag},tag={tag},queue-size=1024"]
             qemu = _start(
                 [str(tools.qemu), "-accel", accel.value, "-cpu", "host" if accel is Accel.KVM else "max",
                  "-smp", str(cpus), "-m", f"{memory_mb}M",
                  "-object", f"memory-backend-memfd,id=mem,size={memory_mb}M,share=on",
                  "-machine", "q35,memory-backend=mem", "-nodefaults", "-no-user-config",
-                 "-display", "none", "-serial", "stdio", "-no-reboot",
-                 "-chardev", f"socket,id=vfs,path={sock}",
-                 "-device", f"vhost-user-fs-pci,chardev=vfs,tag={TAG},queue-size=1024",
+                 "-display", "none", "-serial", "stdio", "-no-reboot", *devices,
                  "-kernel", str(guest.vmlinuz), "-initrd", str(initrd),
                  "-append", "console=ttyS0 quiet loglevel=3 panic=-1 oops=panic " + CMDLINE_EXTRA],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -207,6 +215,25 @@ def boot(tools: Tools, guest: Guest, command: str, *, accel: Accel, writable: li
         finally:
             for p in reversed(procs):
                 _stop(p)
+
+
+def _start_virtiofsd(virtiofsd: Path, sock: Path, view: Path, setup: Callable[[], None],
+                     log: Path) -> subprocess.Popen:
+    """virtiofsd exporting `view` as `setup` (its preexec_fn: export.py) makes it in its own
+    mount namespace, on a listening socket made here and passed as --fd: QEMU can connect at
+    once, and virtiofsd writes no /run/virtiofsd/*.pid lock (it does for --socket-path, and
+    never removes it)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(sock))
+        listener.listen(1)
+        with open(log, "wb") as err:
+            return _start([str(virtiofsd), f"--fd={listener.fileno()}", "-o", f"source={view}",
+                           "-o", "cache=auto", "-o", "no_xattr", "-o", "sandbox=chroot"],
+                          preexec=setup, pass_fds=(listener.fileno(),), stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=err)
+    finally:
+        listener.close()
 
 
 def _follow(qemu: subprocess.Popen, log: Path, start: float, timeout: float,
@@ -266,13 +293,14 @@ _live_lock = threading.Lock()
 _stopping = threading.Event()
 
 
-def _start(argv: list[str], **kw) -> subprocess.Popen:
-    """Start a child that dies with the thread that started it (PR_SET_PDEATHSIG), so a
-    killed run leaves no QEMU or virtiofsd behind; remembered for stop_all."""
+def _start(argv: list[str], preexec: Callable[[], None] = reap.die_with_parent, **kw) -> subprocess.Popen:
+    """Start a child that dies with the thread that started it (PR_SET_PDEATHSIG; `preexec`
+    arms it, after any set-up of its own), so a killed run leaves no QEMU or virtiofsd behind;
+    remembered for stop_all."""
     with _live_lock:
         if _stopping.is_set():
             raise KeyboardInterrupt("stopping: no new QEMU or virtiofsd")
-        proc = subprocess.Popen(argv, preexec_fn=reap.die_with_parent, **kw)
+        proc = subprocess.Popen(argv, preexec_fn=preexec, **kw)
         _live.add(proc)
     return proc
 

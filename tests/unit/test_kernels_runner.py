@@ -66,7 +66,9 @@ def test_initramfs_is_a_newc_archive_with_init_busybox_and_ordered_modules(tmp_p
 def test_init_script_mounts_host_read_only_and_binds_only_the_results_writable():
     script = qemu.init_script("echo hi", [Path("/r/out")], {"A": "1"})
     assert "mount -o remount,bind,ro /newroot" in script
-    assert "mount --bind /host/r/out /newroot/r/out" in script
+    # from the second export, which holds exactly the writable folders (harness/kernels/export.py)
+    assert f"mount -t virtiofs {qemu.RW_TAG} /rw" in script
+    assert "mount --bind /rw/0 /newroot/r/out" in script and "/host/r/out" not in script
     # the writable bind comes after the guest's own tmpfs mounts, so none hides it
     assert script.index("mount -t tmpfs") < script.index("/newroot/r/out")
     assert "A=1 /bin/sh -c 'echo hi'" in script and qemu.EXIT_MARK in script
@@ -314,10 +316,10 @@ def test_paths_under_the_guests_tmpfs_are_bound_back_after_it_and_quoted():
     ro = "mount --bind '/host/tmp/my co' '/newroot/tmp/my co' && mount -o remount,bind,ro '/newroot/tmp/my co'"
     assert ro in script and script.count("remount,bind,ro") == 2  # / and the project, once
     assert "/newroot/usr" not in script  # not under a guest tmpfs: the read-only root has it
-    rw = "mount --bind '/host/tmp/my co/reports/k/6.12' '/newroot/tmp/my co/reports/k/6.12'"
+    rw = "mount --bind /rw/1 '/newroot/tmp/my co/reports/k/6.12'"  # /work/out is the outer: 0
     # tmpfs, then the project read-only, then the results writable on top of it
     assert script.index("mount -t tmpfs") < script.index(ro) < script.index(rw)
-    assert "mount --bind /host/work/out /newroot/work/out" in script
+    assert "mount --bind /rw/0 /newroot/work/out" in script
 
 
 def test_a_missing_project_is_one_line_the_host_reports(tmp_path):
