@@ -17,21 +17,40 @@ class Terminated(SystemExit):
     """SIGTERM, as an exit that unwinds like Ctrl-C does (and says so in one line)."""
 
 
+_received: list[int] = []  # signals whose handler ran, whether or not the exception got through
+
+
 def _on_sigterm(signum, frame) -> None:
+    _received.append(signum)
     raise Terminated(128 + signum)
 
 
+def _on_sigint(signum, frame) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
 def run_interruptible(prog: str, body: Callable[[], int]) -> int:
-    """body()'s status; SIGTERM unwinds as SystemExit(143), Ctrl-C as 130, no traceback."""
+    """body()'s status; SIGTERM unwinds as SystemExit(143), Ctrl-C as 130, no traceback. An
+    exception raised by a handler can be swallowed where Python ignores exceptions (a ctypes
+    callback, __del__, logging's lock release): a signal received is still the exit status."""
+    _received.clear()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
-        return body()
+        status = body()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; namespaces and workers removed", file=sys.stderr)
         return 128 + signal.SIGINT
     except Terminated:
         print(f"{prog}: terminated; namespaces and workers removed", file=sys.stderr)
         return 128 + signal.SIGTERM
+    if _received:  # the exception was lost on the way, but the run did stop early or not at all
+        what = "interrupted" if _received[0] == signal.SIGINT else "terminated"
+        print(f"{prog}: {what} (the signal's exception was swallowed on the way; the run may "
+              "have finished); namespaces and workers removed", file=sys.stderr)
+        return 128 + _received[0]
+    return status
 
 
 @contextlib.contextmanager
