@@ -38,7 +38,7 @@ class Release:
 KERNELS = (Release("5.10", "bullseye"), Release("6.1", "bookworm"), Release("6.12", "trixie"),
            Release("7.2", "sid", security=False))
 # The guest's userspace tools, from the host's own suite: busybox for /init, and QEMU 7.2's C
-# virtiofsd (later QEMUs dropped it; trixie's Rust virtiofsd needs a newer glibc, DESIGN §8).
+# virtiofsd (later QEMUs dropped it; trixie's Rust virtiofsd needs a newer glibc, docs/design.md, Several kernels).
 TOOLS = Release("tools", "bookworm")
 TOOL_PACKAGES = ("busybox-static", "qemu-system-common")
 # Of the cloud meta package's dependencies, the ones that carry the kernel and its modules

@@ -1,6 +1,6 @@
 """The guest's first userspace: busybox, the modules the cloud kernels lack built in, an /init.
 
-The cloud kernels build virtio_pci, fuse and virtiofs as modules before 6.12 (DESIGN §8), and
+The cloud kernels build virtio_pci, fuse and virtiofs as modules before 6.12 (docs/design.md, Several kernels), and
 tun and inet_diag everywhere; the host has no modprobe to serve the kernel's request_module, so
 /init loads each module and its dependencies, in order, before the root is mounted.
 """
