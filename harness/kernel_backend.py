@@ -12,7 +12,6 @@ import errno
 import functools
 import ipaddress
 import os
-import signal
 import socket
 import struct
 import time
@@ -21,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import lifetime
 from harness.calibrate import Observation
 from harness.compare import HARNESS_ERROR
 from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
@@ -81,22 +81,15 @@ def failed_job(steps: int, e: BaseException, where: str = "") -> list[Outcome]:
     return [harness_error(e, where)] + [NOT_RUN] * (steps - 1)
 
 
-PR_SET_PDEATHSIG = 1
 _death_parent: int | None = None  # the parent a worker dies with (die_with_parent), if any
 
 
 def die_with_parent(parent: int) -> None:
-    """Have the kernel SIGKILL this process when its parent dies (PR_SET_PDEATHSIG), and exit at
-    once if `parent` is no longer its parent (it died before the setting took). Every credential
-    change clears the setting (prctl(2); commit_creds), so effective_uid arms it again after
-    each change back."""
+    """lifetime.die_with_parent, remembered: effective_uid arms it again after each uid change,
+    which clears it."""
     global _death_parent
     _death_parent = parent
-    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
-    if os.getppid() != parent:
-        os._exit(1)  # orphaned already: no one to report to
+    lifetime.die_with_parent(parent)
 
 
 @contextlib.contextmanager

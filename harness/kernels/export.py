@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.kernels import reap
+from harness import lifetime
 
 CLONE_NEWNS = 0x00020000
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 0x40000
@@ -85,7 +85,7 @@ def readonly_root(view: Path) -> Callable[[], None]:
                              ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
                f"mount_setattr({view}, AT_RECURSIVE, MOUNT_ATTR_RDONLY) (Linux 5.12+)")
         _drop_netns_mounts()
-        reap.die_with_parent()
+        lifetime.die_with_parent()
 
     return setup
 
@@ -109,6 +109,6 @@ def writable_folders(view: Path, writable: list[Path]) -> Callable[[], None]:
             os.mkdir(inside)
             _check(_libc.mount(folder, inside, None, MS_BIND, None), f"mount --bind {os.fsdecode(folder)}")
         _drop_netns_mounts()
-        reap.die_with_parent()
+        lifetime.die_with_parent()
 
     return setup

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from harness import lifetime
 from harness.kernels import export, initramfs, reap
 
 EXIT_MARK = "SOCKH-EXIT "
@@ -293,7 +294,7 @@ _live_lock = threading.Lock()
 _stopping = threading.Event()
 
 
-def _start(argv: list[str], preexec: Callable[[], None] = reap.die_with_parent, **kw) -> subprocess.Popen:
+def _start(argv: list[str], preexec: Callable[[], None] = lifetime.die_with_parent, **kw) -> subprocess.Popen:
     """Start a child that dies with the thread that started it (PR_SET_PDEATHSIG; `preexec`
     arms it, after any set-up of its own), so a killed run leaves no QEMU or virtiofsd behind;
     remembered for stop_all."""

@@ -7,10 +7,8 @@ later run removes those whose owner is gone, and only those.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import tempfile
 from pathlib import Path
 
@@ -19,17 +17,11 @@ import psutil
 from netns.namespace import start_stamp
 
 PREFIX = "sockh-vm-"
-_PR_SET_PDEATHSIG = 1
 
 
 def temp_prefix() -> str:
     pid = os.getpid()
     return f"{PREFIX}{pid}-{start_stamp(pid)}-"
-
-
-def die_with_parent() -> None:
-    """In a child before exec: SIGKILL when the parent thread dies."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _owner_alive(name: str) -> bool:
