@@ -31,6 +31,7 @@ import numpy as np
 from numba import njit, prange, typeof
 
 from harness._numba_cache import CACHE
+from harness.signals import deferred
 from model.jhash import ipv4_word, port_word
 
 U32 = 0xFFFFFFFF
@@ -152,13 +153,16 @@ def _search(starts, ends, la, fa, w3, add, n, idx, off, wm1, cap, stop):
 def _call(fn, *args, stop: np.ndarray | None = None):
     """fn(*args) for a jitted fn, run in a helper thread while this one waits in plain Python.
 
-    Compiling (or loading from numba's cache) happens here first, as Python a signal may
-    interrupt. A signal's handler then runs in this thread, never inside numba's code (it
+    Compiling (or loading from numba's cache) happens here first, with signals held until it
+    is done. A signal's handler then runs in this thread, never inside numba's code (it
     boxes results by calling Python, numba/core/pythonapi.py:nrt_adapt_ndarray_to_python,
     without an error check); if it raises, stop[0] is set and the helper awaited first.
     """
     if not fn.signatures:  # each fn here has one signature; another would compile in the helper
-        fn.compile(tuple(typeof(a) for a in args))
+        # held meanwhile: numba reads its cache through a ctypes callback, where a handler's
+        # KeyboardInterrupt is printed ("Exception ignored") and lost; it comes right after
+        with deferred():
+            fn.compile(tuple(typeof(a) for a in args))
     done = threading.Event()
     box: dict[str, Any] = {}
 
