@@ -35,8 +35,7 @@ def run_interruptible(prog: str, body: Callable[[], int]) -> int:
     exception raised by a handler can be swallowed where Python ignores exceptions (a ctypes
     callback, __del__, logging's lock release): a signal received is still the exit status."""
     _received.clear()
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGINT, _on_sigint)
+    before = {s: signal.signal(s, h) for s, h in ((signal.SIGTERM, _on_sigterm), (signal.SIGINT, _on_sigint))}
     try:
         status = body()
     except KeyboardInterrupt:
@@ -45,6 +44,12 @@ def run_interruptible(prog: str, body: Callable[[], int]) -> int:
     except Terminated:
         print(f"{prog}: terminated; namespaces and workers removed", file=sys.stderr)
         return 128 + signal.SIGTERM
+    finally:
+        # the work is done and nothing of ours is left to remove: the handlers from before come
+        # back (a program's: harness/_startup.py, which exits at once), so a signal while the
+        # process exits is never an exception raised in atexit code, which Python ignores
+        for s, h in before.items():
+            signal.signal(s, h)
     if _received:  # the exception was lost on the way, but the run did stop early or not at all
         what = "interrupted" if _received[0] == signal.SIGINT else "terminated"
         print(f"{prog}: {what} (the signal's exception was swallowed on the way; the run may "

@@ -78,7 +78,7 @@ COMMANDS = {c.name: c for c in (
             _run_reaper, 0, opens=_calibrating),
     Command("bench", lambda s: [PY, "-m", "harness.bench", "--syns", "2000", "--scapy-syns", "200"], 8.0,
             _run_reaper, 0),
-    Command("fuzz", lambda s: [PY, "-m", "harness.fuzz", "--count", "300", "--out", str(s / "fuzz")], 4.0,
+    Command("fuzz", lambda s: [PY, "-m", "harness.fuzz", "--count", "300", "--out", str(s / "fuzz")], 3.0,
             _run_reaper, 0),
     Command("kernels", lambda s: [PY, "-m", "harness", "kernels", "--versions", "6.12", "--out", str(s / "k"),
                                   "--kernel-tests", "--no-host", "--timeout", "600"], 30.0,

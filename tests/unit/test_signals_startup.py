@@ -24,7 +24,8 @@ def test_a_signal_while_a_program_imports_is_one_line_and_128_plus_signal(sig):
     r = subprocess.run([sys.executable, "-c", IMPORTING.format(argv0="-m", sig=sig)], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 128 + signal.Signals[sig], r.stderr
-    assert r.stderr.splitlines() == [f"sockharness: {sig} while starting; nothing to clean up"]
+    assert r.stderr.splitlines() == [f"sockharness: {sig} with nothing to clean up (the run had not begun, "
+                                     "or had ended)"]
 
 
 def test_a_library_user_keeps_its_own_handlers():
@@ -46,6 +47,7 @@ def test_a_signal_whose_exception_was_swallowed_still_sets_the_status(sig, capsy
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         assert run_interruptible("prog", body) == 128 + sig
+        assert {s: signal.getsignal(s) for s in old} == old  # the handlers from before are back
     finally:
         for s, h in old.items():
             signal.signal(s, h)
