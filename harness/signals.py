@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 
 from harness.environment import EnvironmentProblem
@@ -64,6 +65,9 @@ def deferred() -> Iterator[None]:
     first one); they are delivered, and unwind as usual, when it ends. Python handlers run in
     the main thread whichever thread the signal reached, so a signal mask (per thread) would
     not hold them while other threads run: the handlers are swapped for a recorder instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers run in the main thread only: nothing reaches this one to hold
+        return
     held: list[int] = []
     old = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in _DEFERRED}
     try:

@@ -40,6 +40,7 @@ from harness.kernel_backend import (
     synack_retransmits,
 )
 from harness.scenario import Scenario
+from harness.signals import deferred
 from model.outcome import Outcome
 from model.sysctl import KEYS
 from netns import devices, namespace, sysctl
@@ -186,7 +187,8 @@ class Worker:
         self._sender = threading.Thread(target=self._send_loop, name=f"send-{self.name}", daemon=True)
         try:
             namespace.create(self.name)
-            self.proc.start()
+            with deferred():  # a handler raising in fork's at-fork hooks (logging's) is lost
+                self.proc.start()
             child.close()
             self._sender.start()
             kind, payload = self._recv(READY_TIMEOUT)
