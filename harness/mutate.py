@@ -284,27 +284,29 @@ def run(seed: int, count: int, out: Path, progress: bool = True) -> Tally:
     current = out / "current.scn"  # the file being checked: left behind only by a hang
     corpus = corpus_texts()
     tally = Tally()
-    for i, data, applied in generate(seed, count, corpus):
-        current.write_bytes(data)
-        faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)  # a hang: tracebacks, exit 1
-        try:
-            if check_one(current, i):
-                tally.ran += 1
-            else:
-                tally.refused += 1
-        except Exception:  # noqa: BLE001 - every exception but a parse error is the finding
-            kept = out / f"fail-{seed}-{i}.scn"
-            kept.write_bytes(data)
-            (out / f"fail-{seed}-{i}.txt").write_text(
-                f"mutations: {', '.join(applied)}\n{traceback.format_exc()}")
-            tally.failures.append(f"{kept}: {', '.join(applied)}: {traceback.format_exc(limit=-1).strip()}")
-        finally:
-            faulthandler.cancel_dump_traceback_later()
-        tally.files += 1
-        if progress and tally.files % 1000 == 0:
-            print(f"mutate: {tally.files}/{count} files, {tally.refused} refused, {tally.ran} ran, "
-                  f"{len(tally.failures)} failed", file=sys.stderr, flush=True)
-    current.unlink(missing_ok=True)
+    try:
+        for i, data, applied in generate(seed, count, corpus):
+            current.write_bytes(data)
+            faulthandler.dump_traceback_later(HANG_SECONDS, exit=True)  # a hang: tracebacks, exit 1
+            try:
+                if check_one(current, i):
+                    tally.ran += 1
+                else:
+                    tally.refused += 1
+            except Exception:  # noqa: BLE001 - every exception but a parse error is the finding
+                kept = out / f"fail-{seed}-{i}.scn"
+                kept.write_bytes(data)
+                (out / f"fail-{seed}-{i}.txt").write_text(
+                    f"mutations: {', '.join(applied)}\n{traceback.format_exc()}")
+                tally.failures.append(f"{kept}: {', '.join(applied)}: {traceback.format_exc(limit=-1).strip()}")
+            finally:
+                faulthandler.cancel_dump_traceback_later()
+            tally.files += 1
+            if progress and tally.files % 1000 == 0:
+                print(f"mutate: {tally.files}/{count} files, {tally.refused} refused, {tally.ran} ran, "
+                      f"{len(tally.failures)} failed", file=sys.stderr, flush=True)
+    finally:  # also on Ctrl-C and SIGTERM (a hang exits from faulthandler: its file stays)
+        current.unlink(missing_ok=True)
     return tally
 
 

@@ -74,3 +74,16 @@ def test_a_file_needing_more_than_the_memory_limit_fails_instead_of_taking_the_m
                "mutate.check_one = lambda p, i: bytearray(256 << 20)", tmp_path)
     assert r.returncode == 0 and "failures 3" in r.stdout, r.stderr
     assert "MemoryError" in (tmp_path / "fail-1-0.txt").read_text()
+
+
+def test_an_interrupted_run_leaves_no_current_file(tmp_path, monkeypatch):
+    def interrupted(path, i):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(mutate, "check_one", interrupted)
+    try:
+        mutate.run(1, 3, tmp_path, progress=False)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the interrupt did not reach the caller")
+    assert list(tmp_path.iterdir()) == []
