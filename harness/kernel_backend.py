@@ -24,24 +24,24 @@ from harness import lifetime
 from harness.calibrate import Observation
 from harness.compare import HARNESS_ERROR
 from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
-from harness.scenario import (
-    KEEPS_QUEUES,
+from harness.scenario import Scenario
+from harness.steps import (
     AcceptStep,
     AckStep,
     BindStep,
     CloseStep,
     ConnectStep,
+    Executor,
+    FlowStep,
     GetsocknameStep,
     InuseStep,
     ListenStep,
     QueueStep,
-    Scenario,
     SetsockoptStep,
     ShutdownStep,
     SocketStep,
     Step,
     SynOnlyStep,
-    SynStep,
     TwStep,
 )
 from model.cbpf import Program
@@ -195,8 +195,8 @@ def listener_queues() -> dict[int, int]:
     return {m["idiag_inode"]: m["idiag_rqueue"] for m in diag_sockets(TCP_LISTEN_STATE)}
 
 
-def flow_of(step: SynStep) -> Flow:
-    """A syn-like step as the injector's Flow."""
+def flow_of(step: FlowStep) -> Flow:
+    """A flow step as the injector's Flow."""
     return Flow(step.src.text, step.src.port, step.dst.text, step.dst.port, step.payload)
 
 
@@ -219,27 +219,26 @@ def peer_key(host: str, port: int) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Job:
-    """A scenario as the worker needs it: syn steps travel as injector Flows (cheap to pickle,
-    ready to inject), everything else as the step itself."""
+    """A scenario as the worker needs it: steps of a batched verb (syn) travel as injector
+    Flows (cheap to pickle, ready to inject), everything else as the step itself."""
 
     sysctls: tuple[tuple[str, str], ...]
     cpu: int
     steps: tuple[Step | Flow, ...]
-    injects: bool = True  # has syn steps: listeners get SO_LINGER {1, 0} for the sweep
+    injects: bool = True  # has injected steps: listeners get SO_LINGER {1, 0} for the sweep
 
     @classmethod
     def of(cls, scenario: Scenario) -> Job:
-        steps = tuple(
-            flow_of(s) if type(s) is SynStep else s
-            for s in scenario.steps)
-        injects = any(isinstance(s, Flow | SynOnlyStep | AckStep) for s in steps)
+        steps = tuple(flow_of(s) if s.VERB.batched else s for s in scenario.steps)
+        injects = any(s.VERB.injected for s in scenario.steps)
         # the values the model read, as text the kernel's handlers read the same way
         sysctls = tuple((key, proc_text(key, value)) for key, value in scenario.sysctls)
         return cls(sysctls, scenario.cpu, steps, injects)
 
 
-class KernelExecutor:
-    """Runs one scenario's steps on real sockets in the current namespace."""
+class KernelExecutor(Executor):
+    """Runs one scenario's steps on real sockets in the current namespace. A batched verb's
+    method (do_syn) takes the run of consecutive Flows its steps travel as."""
 
     def __init__(self, tun_fds: dict[str, int], injector: type[TunInjector] = TunInjector) -> None:
         self.socks: dict[str, socket.socket] = {}
@@ -267,10 +266,10 @@ class KernelExecutor:
                         j = i
                         while j < len(steps) and isinstance(steps[j], Flow):
                             j += 1
-                        self.do_syns(steps[i:j])
+                        self.do_syn(steps[i:j])
                         i = j
                         continue
-                    if steps[i].verb not in KEEPS_QUEUES:
+                    if not steps[i].VERB.keeps_queues:
                         self.sweep()
                     self.outcomes.append(self.step(steps[i]))
                     i += 1
@@ -312,7 +311,7 @@ class KernelExecutor:
         self.injector.drain()
 
     def step(self, step: Step) -> Outcome:
-        return getattr(self, "do_" + step.verb)(step)
+        return self.handler(step)(step)
 
     def _call(self, name: str, fn, *args) -> Outcome:
         with effective_uid(self.uids[name]):
@@ -324,7 +323,7 @@ class KernelExecutor:
 
     # -- connections ---------------------------------------------------------------------
 
-    def do_syns(self, flows: Sequence[Flow]) -> None:
+    def do_syn(self, flows: Sequence[Flow]) -> None:
         """Handshakes for consecutive syn steps, in one injector batch."""
         for flow, result in zip(flows, self.injector.handshake(flows), strict=True):
             if result.kind == SYNACK_ACKED:

@@ -74,7 +74,7 @@ def _signature(r: ScenarioResult) -> tuple[str, tuple[str, ...]] | None:
 
 def _names(step: Step) -> tuple[str | None, str | None]:
     """The socket a step names (creates) and the one it uses, for the cheap pre-parse check."""
-    return getattr(step, "name", None), getattr(step, "sock", None)
+    return step.named, step.uses
 
 
 class _BudgetHit(Exception):

@@ -5,18 +5,19 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from harness.scenario import (
-    KEEPS_QUEUES,
+from harness.scenario import Scenario
+from harness.steps import (
     AcceptStep,
     AckStep,
     BindStep,
     CloseStep,
     ConnectStep,
+    Executor,
+    FlowStep,
     GetsocknameStep,
     InuseStep,
     ListenStep,
     QueueStep,
-    Scenario,
     SetsockoptStep,
     ShutdownStep,
     SocketStep,
@@ -50,14 +51,14 @@ def sysctls_of(scenario: Scenario) -> Sysctls:
     return s
 
 
-def syn_of(step: SynStep, cpu: int, topology: Topology = STANDARD) -> Syn:
+def syn_of(step: FlowStep, cpu: int, topology: Topology = STANDARD) -> Syn:
     """The SYN a step injects, as the model's lookup sees it (ingress device, CPU, payload)."""
     dev = topology.client_device(str(step.src.host))
     return Syn(step.src.host, step.src.port, step.dst.host, step.dst.port,
                payload_bytes(step.src.port, step.payload), topology.ifindex[dev], cpu)
 
 
-class ModelExecutor:
+class ModelExecutor(Executor):
     """Runs a scenario on a fresh model Kernel. `choices[i]` is the kernel's pick at step i.
 
     hash_secret: the namespace's calibrated inet_ehashfn secret, or None (picks by hash are
@@ -74,49 +75,69 @@ class ModelExecutor:
         picks = choices or [None] * len(scenario.steps)
         out = []
         for s, c in zip(scenario.steps, picks, strict=True):
-            if s.verb not in KEEPS_QUEUES:
+            if not s.VERB.keeps_queues:
                 self.kernel.sweep()
             out.append(self.step(s, c))
         return out
 
     def step(self, step: Step, choice: int | str | None) -> Outcome:
-        k = self.kernel
-        if isinstance(step, SocketStep):
-            fd, out = k.socket(step.name, step.family, step.uid)
-            self.fds[step.name] = fd
-            return out
-        if isinstance(step, SetsockoptStep):
-            return k.setsockopt(self.fds[step.sock], step.option, step.value)
-        if isinstance(step, BindStep):
-            return k.bind(self.fds[step.sock], step.raw or step.addr, choice=_port(choice))
-        if isinstance(step, ListenStep):
-            return k.listen(self.fds[step.sock], step.backlog, choice=_port(choice))
-        if isinstance(step, CloseStep):
-            return k.close(self.fds[step.sock])
-        if isinstance(step, GetsocknameStep):
-            return k.getsockname(self.fds[step.sock])
-        if isinstance(step, InuseStep):
-            return k.inuse(socket.AF_INET6 if step.proto == "tcp6" else socket.AF_INET)
-        if isinstance(step, SynOnlyStep):
-            return k.syn_only(syn_of(step, self.cpu), choice=choice if isinstance(choice, str) else None)
-        if isinstance(step, AckStep):
-            return k.ack(syn_of(step, self.cpu), choice=choice if isinstance(choice, str) else None)
-        if isinstance(step, SynStep):
-            return k.syn(syn_of(step, self.cpu), choice=choice if isinstance(choice, str) else None)
-        if isinstance(step, QueueStep):
-            return k.queue(self.fds[step.sock])
-        if isinstance(step, ConnectStep):
-            return k.connect(self.fds[step.sock], step.addr, choice=_port(choice))
-        if isinstance(step, AcceptStep):
-            fd, out = k.accept(self.fds[step.sock], step.name)
-            self.fds[step.name] = fd if fd is not None else k.closed_fd(step.name)
-            return out
-        if isinstance(step, TwStep):
-            return k.tw()
-        if isinstance(step, ShutdownStep):
-            return k.shutdown(self.fds[step.sock])
-        raise TypeError(f"no model for {type(step).__name__}")
+        return self.handler(step)(step, choice)
+
+    def do_socket(self, step: SocketStep, choice: object) -> Outcome:
+        fd, out = self.kernel.socket(step.name, step.family, step.uid)
+        self.fds[step.name] = fd
+        return out
+
+    def do_setsockopt(self, step: SetsockoptStep, choice: object) -> Outcome:
+        return self.kernel.setsockopt(self.fds[step.sock], step.option, step.value)
+
+    def do_bind(self, step: BindStep, choice: int | str | None) -> Outcome:
+        return self.kernel.bind(self.fds[step.sock], step.raw or step.addr, choice=_port(choice))
+
+    def do_listen(self, step: ListenStep, choice: int | str | None) -> Outcome:
+        return self.kernel.listen(self.fds[step.sock], step.backlog, choice=_port(choice))
+
+    def do_close(self, step: CloseStep, choice: object) -> Outcome:
+        return self.kernel.close(self.fds[step.sock])
+
+    def do_getsockname(self, step: GetsocknameStep, choice: object) -> Outcome:
+        return self.kernel.getsockname(self.fds[step.sock])
+
+    def do_inuse(self, step: InuseStep, choice: object) -> Outcome:
+        return self.kernel.inuse(socket.AF_INET6 if step.proto == "tcp6" else socket.AF_INET)
+
+    def do_syn(self, step: SynStep, choice: int | str | None) -> Outcome:
+        return self.kernel.syn(syn_of(step, self.cpu), choice=_listener(choice))
+
+    def do_syn_only(self, step: SynOnlyStep, choice: int | str | None) -> Outcome:
+        return self.kernel.syn_only(syn_of(step, self.cpu), choice=_listener(choice))
+
+    def do_ack(self, step: AckStep, choice: int | str | None) -> Outcome:
+        return self.kernel.ack(syn_of(step, self.cpu), choice=_listener(choice))
+
+    def do_queue(self, step: QueueStep, choice: object) -> Outcome:
+        return self.kernel.queue(self.fds[step.sock])
+
+    def do_connect(self, step: ConnectStep, choice: int | str | None) -> Outcome:
+        return self.kernel.connect(self.fds[step.sock], step.addr, choice=_port(choice))
+
+    def do_accept(self, step: AcceptStep, choice: object) -> Outcome:
+        fd, out = self.kernel.accept(self.fds[step.sock], step.name)
+        self.fds[step.name] = fd if fd is not None else self.kernel.closed_fd(step.name)
+        return out
+
+    def do_tw(self, step: TwStep, choice: object) -> Outcome:
+        return self.kernel.tw()
+
+    def do_shutdown(self, step: ShutdownStep, choice: object) -> Outcome:
+        return self.kernel.shutdown(self.fds[step.sock])
 
 
 def _port(choice: int | str | None) -> int | None:
+    """The kernel's pick as a port (bind, listen, connect)."""
     return choice if isinstance(choice, int) else None
+
+
+def _listener(choice: int | str | None) -> str | None:
+    """The kernel's pick as a listener's name (syn, syn_only, ack)."""
+    return choice if isinstance(choice, str) else None

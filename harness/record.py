@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.compare import ScenarioResult
-from harness.parser import CALL, ScenarioError, parse_file
+from harness.parser import ScenarioError, call_end, parse_file
 from harness.scenario import (
     DEFAULT_SPEC,
     UNCHECKED,
@@ -135,19 +135,15 @@ def render(default: str | None, versions: dict[Version, str]) -> str:
 def rewrite_line(raw: str, tail: str) -> str:
     """The line with everything after the call replaced by `tail`; the comment kept."""
     body, hash_, comment = raw.partition("#")
-    m = CALL.match(body)
-    if not m:
+    end = call_end(body)
+    if end is None:
         return raw
-    close = body.find(")", m.end())
-    new = body[: close + 1].rstrip() + tail
+    new = body[:end].rstrip() + tail
     if hash_:
         col = len(body)  # the comment stays in its column when there is room
         new = (new.ljust(col) if len(new) + 1 < col else new + "  ") + "#" + comment
     return new
 
-
-# verbs whose outcome no earlier port or listener pick decides (inet_create, do_*_setsockopt)
-UNTAINTED = frozenset({"socket", "setsockopt"})
 
 
 def recorded_text(scenario: Scenario, observed: Observed, version: Version,
@@ -168,7 +164,7 @@ def recorded_text(scenario: Scenario, observed: Observed, version: Version,
             continue
         if version != DEFAULT_SPEC and random and step.line not in default_random:
             tainted = True
-        if version != DEFAULT_SPEC and tainted and step.verb not in UNTAINTED:
+        if version != DEFAULT_SPEC and tainted and not step.VERB.fixed:
             if default is None:
                 continue  # nothing to say on this kernel either
             value = UNCHECKED  # on this kernel it follows a random pick: the default is no spec

@@ -16,6 +16,7 @@ from harness.model_backend import ModelExecutor
 from harness.parser import ScenarioError, parse_file
 from harness.scenario import Scenario, SetsockoptStep
 from harness.spec import spec_for
+from harness.steps import declared
 from model.profiles import Profile
 from model.sockopt import SockOpt
 
@@ -104,7 +105,7 @@ class Runner:
         # the hash decides listeners for SYNs and connect()s, and where migrated connections
         # go, and only among the members of a reuseport group, which needs SO_REUSEPORT
         # (inet_hashtables.c:inet_reuseport_add_sock -> sock_reuseport.c:reuseport_select_sock)
-        if not any(s.verb in ("syn", "syn_only", "ack", "connect") for s in scenario.steps):
+        if not any(declared(s.verb).picks_listener for s in scenario.steps):
             return None
         if not any(isinstance(s, SetsockoptStep) and s.option is SockOpt.SO_REUSEPORT
                    for s in scenario.steps):
@@ -162,7 +163,7 @@ class Runner:
         # the timer ran if it retransmitted a SYN-ACK (TcpExt TCPSynRetrans rose, counted by
         # tcp_output.c:tcp_rtx_synack): a direct sign, besides the elapsed time
         timers = self.pool.last_seconds >= REQUEST_PRUNE_AGE or self.pool.last_retransmits > 0
-        return timers and any(s.verb == "syn_only" for s in scenario.steps)
+        return timers and any(declared(s.verb).leaves_requests for s in scenario.steps)
 
     def run(
         self, scenarios: list[Scenario], progress: Callable[[int, int, ScenarioResult], None] | None = None,
