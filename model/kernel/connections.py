@@ -18,6 +18,7 @@ from model.connect import (
     key_of,
 )
 from model.host import RouteType
+from model.kernel.state import KernelState
 from model.lookup import Syn
 from model.outcome import Outcome, PortChoice
 from model.sock import (
@@ -32,7 +33,6 @@ from model.sock import (
     ipv6_addr_type,
     v4mapped,
 )
-from model.state import KernelState
 
 
 class Connections(KernelState):

@@ -25,10 +25,10 @@ from model.addr import (
 )
 from model.bind import BindTables, inet_csk_get_port
 from model.connect import ConnectSearch, ConnKey, EHash
-from model.connections import Connections
 from model.ephemeral import PortFinder, VerdictCache
-from model.handshakes import Handshakes
 from model.host import Host, RouteType
+from model.kernel.connections import Connections
+from model.kernel.handshakes import Handshakes
 from model.listen import ListenTables
 from model.lookup import Lookup
 from model.outcome import Outcome, PortChoice

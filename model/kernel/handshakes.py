@@ -9,12 +9,12 @@ net/core/sock_reuseport.c.
 from __future__ import annotations
 
 from model.connect import ConnKey, conn_key
+from model.kernel.state import KernelState
 from model.lookup import Syn
 from model.outcome import Outcome
 from model.queues import SynFate, sk_acceptq_is_full, tcp_conn_request
 from model.reuseport import reuseport_detach_sock, reuseport_migrate_sock
 from model.sock import Sock, TcpState
-from model.state import KernelState
 
 
 class Handshakes(KernelState):
