@@ -1,5 +1,5 @@
 """Connections inside the namespace: connect(), accept(), the close of a connection and its
-TIME_WAIT socket, and the children listeners make (model.kernel.Kernel mixes this in).
+TIME_WAIT socket, and the children listeners make: the layer over state.py, under handshakes.py.
 net/ipv4/tcp_ipv4.c tcp_v4_connect, net/ipv6/tcp_ipv6.c tcp_v6_connect, net/ipv4/inet_hashtables.c,
 net/ipv4/tcp.c __tcp_close, net/ipv4/tcp_minisocks.c tcp_time_wait, inet_timewait_sock.c.
 """

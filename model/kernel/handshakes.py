@@ -1,7 +1,7 @@
 """Injected handshakes and the listener's queues: which listener a SYN reaches, what
 tcp_conn_request makes of it, the ACK that completes it, the harness's sweep, and what closing
-a listener does to its connections (reset, or tcp_migrate_req). model.kernel.Kernel mixes this
-in. net/ipv4/tcp_ipv4.c tcp_v4_rcv, tcp_input.c tcp_conn_request, tcp_minisocks.c
+a listener does to its connections (reset, or tcp_migrate_req): the layer over connections.py,
+under sockets.py. net/ipv4/tcp_ipv4.c tcp_v4_rcv, tcp_input.c tcp_conn_request, tcp_minisocks.c
 tcp_check_req, syncookies.c cookie_v4_check, inet_connection_sock.c inet_csk_listen_stop,
 net/core/sock_reuseport.c.
 """
@@ -9,7 +9,7 @@ net/core/sock_reuseport.c.
 from __future__ import annotations
 
 from model.connect import ConnKey, conn_key
-from model.kernel.state import KernelState
+from model.kernel.connections import Connections
 from model.lookup import Syn
 from model.outcome import Outcome
 from model.queues import SynFate, sk_acceptq_is_full, tcp_conn_request
@@ -17,7 +17,7 @@ from model.reuseport import reuseport_detach_sock, reuseport_migrate_sock
 from model.sock import Sock, TcpState
 
 
-class Handshakes(KernelState):
+class Handshakes(Connections):
     """The injected-handshake and queue half of the model."""
 
     def _migrate_req(self) -> bool:

@@ -3,16 +3,14 @@
 Pure: no I/O, no clock; the only randomness is seeded (an ephemeral port, a listener the hash
 cannot predict), and a caller that knows the real kernel's choice passes it in (`choice=`) so
 both stay in step when the kernel could have made it. Every call returns an Outcome whose reason
-names the kernel function and rule that decided. The connection calls live in
-model/connections.py, the injected handshakes and listener queues in model/handshakes.py.
+names the kernel function and rule that decided. Here: the socket calls (socket, setsockopt,
+bind, listen, close, shutdown) and the counters; on top of handshakes.py (injected handshakes,
+the queues), connections.py (connect, accept, TIME_WAIT) and state.py (the tables).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import random
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from socket import AF_INET, AF_INET6
 
 from model.addr import (
@@ -23,16 +21,10 @@ from model.addr import (
     RawSockAddr,
     SockAddr,
 )
-from model.bind import BindTables, inet_csk_get_port
-from model.connect import ConnectSearch, ConnKey, EHash
-from model.ephemeral import PortFinder, VerdictCache
-from model.host import Host, RouteType
-from model.kernel.connections import Connections
+from model.bind import inet_csk_get_port
+from model.host import RouteType
 from model.kernel.handshakes import Handshakes
-from model.listen import ListenTables
-from model.lookup import Lookup
 from model.outcome import Outcome, PortChoice
-from model.profiles import Profile
 from model.reuseport import reuseport_detach_sock
 from model.sock import (
     IN6ADDR_ANY,
@@ -45,61 +37,10 @@ from model.sock import (
     ipv6_addr_type,
 )
 from model.sockopt import OptValue, SockOpt, setsockopt
-from model.sysctl import Sysctls
 
 
-@dataclass
-class Kernel(Connections, Handshakes):
-    """A namespace's TCP socket tables under one profile and set of sysctls.
-
-    hash_secret: inet_ehash_secret + net_hash_mix of the namespace (calibrated); None when
-    unknown, and then reuseport picks by hash are predicted as 'one of the group'.
-    """
-
-    profile: Profile
-    host: Host
-    sysctls: Sysctls = field(default_factory=Sysctls)
-    seed: int = 0
-    hash_secret: int | None = None
-    cpu: int = 0  # the CPU the harness runs system calls on (loopback SYNs arrive there)
-    socks: list[Sock] = field(default_factory=list)
-    binds: BindTables = field(default_factory=BindTables)
-    listens: ListenTables = field(default_factory=ListenTables)
-
-    def __post_init__(self) -> None:
-        self.binds.rules = self.profile.bind
-        self._rng = random.Random(self.seed)
-        self.lookup = Lookup(self.listens, self.hash_secret, self.profile.ehash_lport_outside,
-                             self.profile.reuseport_incoming_cpu)
-        self._seen: dict[tuple, Sock] = {}  # tuple -> socket, where the pick was not predicted
-        # ehash: connected, child and TIME_WAIT sockets by their 4-tuple (inet_match)
-        self.ehash: dict[ConnKey, Sock] = EHash(self.binds.touch)
-        # the port searches, with what they learnt of which ports are taken
-        self.port_finder = PortFinder(self.binds, self.sysctls, VerdictCache(self.binds))
-        self.connect_search = ConnectSearch(self.binds, VerdictCache(self.binds))
-        self.injected = 0  # children of injected SYNs not yet swept
-        self.unswept = 0  # syn steps whose listener the harness learns only by a sweep
-        self.half_open: dict[ConnKey, str] = {}  # what each syn_only got (SYNACK, COOKIE, ...)
-        # a listener or migration was picked by the namespace's hash (or guessed for it): what
-        # depends on the pick differs between namespaces, so it is compared with this kernel
-        # but never recorded as an expectation
-        self.hash_dependent = False
-        self.tw_count = 0  # tcp_death_row.tw_refcount - 1: what sockstat calls "tw"
-        self.random_picks = 0  # port searches with more than one possible result so far
-        self.search_random = False  # the last port search's port depends on chance
-        self.search_may_fail = False  # ... and whether it found one at all
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    def _sock(self, fd: int) -> Sock | None:
-        """The open socket behind fd, or None (EBADF)."""
-        if 0 <= fd < len(self.socks) and not self.socks[fd].fd_closed:
-            return self.socks[fd]
-        return None
-
-    def _ebadf(self, fd: int) -> Outcome:
-        name = self.socks[fd].name if 0 <= fd < len(self.socks) else str(fd)
-        return Outcome("EBADF", f"fdget: {name}'s descriptor was closed")
+class Kernel(Handshakes):
+    """The model's system calls on one namespace (its state: KernelState)."""
 
     def _get_port(
         self, sk: Sock, snum: int, choice: int | None
@@ -123,29 +64,6 @@ class Kernel(Connections, Handshakes):
         if not snum:
             sk.autobound = self.search_random
         return None, candidates, res.reason
-
-    def _pick(self, candidates: PortChoice | None, choice: int | None) -> int | None:
-        """The port a search returns: the kernel's pick when it could have made it (choice 0:
-        it found none), else a seeded one; None when no port is found.
-
-        Sets search_may_fail (whether the call succeeds is chance: some offsets find no port)
-        and search_random (the port may differ from run to run, because this search has several
-        possible results or an earlier one had and shaped what was free). Such values are
-        compared with the kernel's, never recorded as expectations."""
-        if candidates is not None and (len(candidates.ports) > 1 or candidates.may_fail):
-            self.random_picks += 1
-        self.search_random = self.random_picks > 0
-        self.search_may_fail = candidates is not None and candidates.may_fail
-        if candidates is None:
-            return None
-        if choice == 0 and candidates.may_fail:
-            return None
-        if choice is not None and choice in candidates:
-            return choice
-        options: Sequence[int | None] = candidates.ports
-        if candidates.may_fail:
-            options = _OrNone(candidates.ports)
-        return self._rng.choice(options)
 
     # -- system calls ----------------------------------------------------------------------
 
@@ -454,17 +372,3 @@ class Kernel(Connections, Handshakes):
         if candidates is not None:
             return f"{why}, from {candidates.describe()}"
         return why
-
-
-class _OrNone(Sequence):
-    """A search's ports and then None (it may also find none), as random.choice reads them:
-    the same draw as from list(ports) + [None], without listing the ports."""
-
-    def __init__(self, ports: Sequence[int]):
-        self.ports = ports
-
-    def __len__(self) -> int:
-        return len(self.ports) + 1
-
-    def __getitem__(self, i):  # type: ignore[override]
-        return None if i == len(self.ports) else self.ports[i]

@@ -100,3 +100,49 @@ def test_the_fence_test_sees_every_kind_of_import(tmp_path, monkeypatch):
     assert found == [(1, "harness.parser", True), (2, "netns", True), (3, "model.sock", True),
                      (5, "pyroute2", False)]
     assert len(offenders("model", lambda f, mod: mod.split(".")[0] == "model")) == 3
+
+
+# model.kernel.Kernel's layers, lowest first: each may use only what it and those below define
+KERNEL_LAYERS = ("state", "connections", "handshakes", "sockets")
+
+
+def _defined(path: Path) -> tuple[set[str], set[str]]:
+    """Names a layer's class defines (methods, fields, `self.x =` attributes) and the names
+    its methods read from `self`."""
+    tree = ast.parse(path.read_text())
+    defined: set[str] = set()
+    used: set[str] = set()
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef) and not n.name.startswith("_")):
+        for item in cls.body:
+            if isinstance(item, ast.FunctionDef):
+                defined.add(item.name)
+            elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                defined.add(item.target.id)
+        for node in ast.walk(cls):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+                (defined if isinstance(node.ctx, ast.Store) else used).add(node.attr)
+    return defined, used
+
+
+def test_the_kernel_layers_call_only_downwards():
+    below: set[str] = set()
+    folder = ROOT / "model" / "kernel"
+    for layer in KERNEL_LAYERS:
+        defined, used = _defined(folder / f"{layer}.py")
+        below |= defined
+        upward = sorted(used - below)
+        assert not upward, f"model/kernel/{layer}.py uses {upward}, defined only in a layer above it"
+
+
+def test_the_kernel_layers_are_real_classes_not_stubs():
+    from model.kernel.connections import Connections
+    from model.kernel.handshakes import Handshakes
+    from model.kernel.sockets import Kernel
+    from model.kernel.state import KernelState
+
+    assert Kernel.__mro__[1:5] == (Handshakes, Connections, KernelState, object)
+    tree = ast.parse((ROOT / "model" / "kernel" / "state.py").read_text())
+    stubs = [f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
+             and all(isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) for b in f.body)]
+    assert not stubs, f"stub methods (a docstring or ... only) in state.py: {stubs}"
+    assert not any(isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test) for n in ast.walk(tree))
