@@ -48,7 +48,8 @@ from model.cbpf import Program
 from model.outcome import Outcome
 from model.sysctl import proc_text
 from netns import sysctl
-from netns.diag import DiagUnavailable, destroy_timewait
+from netns.counters import SOCKSTAT6, read_sockstat
+from netns.diag import TCPF_LISTEN, TCPF_SYN_RECV, DiagUnavailable, destroy_timewait, tcp_sockets
 
 SO_INCOMING_CPU = 49
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -60,8 +61,6 @@ LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0}: close() sends RST, 
 # SO_SNDTIMEO for connect(): loopback answers at once; a SYN the model says is dropped (a full
 # accept queue) ends the blocking connect with EINPROGRESS after this long
 CONNECT_TIMEOUT = struct.pack("ll", 1, 0)
-TCP_LISTEN_STATE = 1 << 10  # TCPF_LISTEN for sock_diag
-TCP_SYN_RECV_STATE = 1 << 3  # TCPF_SYN_RECV: request sockets are dumped in this state
 REPLY_OUTCOMES = {RST_KIND: Outcome("RST"), DROP: Outcome("DROP")}
 NO_CHILD = Outcome("NO_CHILD")  # the handshake completed, yet no listener held the connection
 NOT_RUN = Outcome("NOT_RUN")  # a step after a harness error: the kernel side did not run it
@@ -115,29 +114,6 @@ def _errno_outcome(e: OSError) -> Outcome:
     return Outcome(errno.errorcode.get(e.errno or 0, str(e.errno)))
 
 
-def read_sockstat(path: str = "/proc/thread-self/net/sockstat") -> dict[str, dict[str, int]]:
-    """A sockstat file of this thread's namespace, parsed by key ('TCP' -> {'inuse': 1})."""
-    out: dict[str, dict[str, int]] = {}
-    with open(path) as f:
-        for line in f:
-            proto, _, rest = line.partition(":")
-            words = rest.split()
-            out[proto.strip()] = {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
-    return out
-
-
-def synack_retransmits(path: str = "/proc/thread-self/net/netstat") -> int:
-    """TcpExt TCPSynRetrans of this thread's namespace: SYN-ACKs the request timer sent again
-    (tcp_rtx_synack counts each), so a nonzero rise means reqsk_timer_handler ran."""
-    with open(path) as f:
-        lines = f.read().splitlines()
-    for names, values in zip(lines[::2], lines[1::2], strict=False):
-        if names.startswith("TcpExt:"):
-            table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
-            return int(table.get("TCPSynRetrans", 0))
-    return 0
-
-
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -174,25 +150,14 @@ def settle_orphans(timeout: float = 1.0) -> bool:
     return True
 
 
-def diag_sockets(states: int) -> Iterator[dict]:
-    """sock_diag messages of this namespace's TCP sockets in `states` (a TCPF_* mask)."""
-    from pyroute2 import DiagSocket
-
-    with DiagSocket() as ds:
-        ds.bind()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            yield from ds.get_sock_stats(family=family, states=states)
-
-
 def request_sockets() -> set[tuple[tuple[str, int], tuple[str, int]]]:
     """(client, server) of every request socket in the namespace (dumped as SYN_RECV)."""
-    return {(peer_key(m["idiag_dst"], m["idiag_dport"]), peer_key(m["idiag_src"], m["idiag_sport"]))
-            for m in diag_sockets(TCP_SYN_RECV_STATE)}
+    return {(peer_key(m.dst, m.dport), peer_key(m.src, m.sport)) for m in tcp_sockets(TCPF_SYN_RECV)}
 
 
 def listener_queues() -> dict[int, int]:
     """Accept-queue length of every listener in the namespace, by inode (idiag_rqueue)."""
-    return {m["idiag_inode"]: m["idiag_rqueue"] for m in diag_sockets(TCP_LISTEN_STATE)}
+    return {m.inode: m.rqueue for m in tcp_sockets(TCPF_LISTEN)}
 
 
 def flow_of(step: FlowStep) -> Flow:
@@ -416,7 +381,7 @@ class KernelExecutor(Executor):
 
     def do_inuse(self, step: InuseStep) -> Outcome:
         if step.proto == "tcp6":
-            return Outcome(str(read_sockstat("/proc/thread-self/net/sockstat6")["TCP6"]["inuse"]))
+            return Outcome(str(read_sockstat(SOCKSTAT6)["TCP6"]["inuse"]))
         return Outcome(str(read_sockstat()["TCP"]["inuse"]))
 
     # -- system calls --------------------------------------------------------------------

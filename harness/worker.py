@@ -35,15 +35,14 @@ from harness.kernel_backend import (
     die_with_parent,
     failed_job,
     probe_reuseport,
-    read_sockstat,
     restore_sysctls,
-    synack_retransmits,
 )
 from harness.scenario import Scenario
 from harness.signals import deferred
 from model.outcome import Outcome
 from model.sysctl import KEYS
 from netns import devices, namespace, sysctl
+from netns.counters import read_sockstat, synack_retransmits
 
 _STOP = object()  # ends a Worker's sender thread
 READY_TIMEOUT = 30.0

@@ -1,17 +1,20 @@
-"""sock_diag in the current namespace: end the TIME_WAIT sockets a scenario left behind.
+"""sock_diag in the current namespace: the TCP sockets in some states (listeners with their
+accept-queue length, request sockets), and the end of the TIME_WAIT sockets a scenario left.
 
 SOCK_DESTROY on a TIME_WAIT socket reaches tcp_abort, which deschedules it
 (inet_twsk_deschedule_put); the kernel needs CONFIG_INET_DIAG_DESTROY. The harness calls this
 only inside namespaces it created, between scenarios, so a namespace is clean again without
-being replaced.
+being replaced. Plain netlink (include/uapi/linux/inet_diag.h), no library.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 import struct
+from dataclasses import dataclass
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -23,6 +26,10 @@ INET_DIAG_NOCOOKIE = 0xFFFFFFFF
 # struct inet_diag_msg's head and struct inet_diag_sockid (include/uapi/linux/inet_diag.h)
 MSG_HEAD = struct.Struct("=BBBB")
 SOCKID = struct.Struct("=2s2s16s16sI8s")
+# what follows the sockid: idiag_expires, idiag_rqueue, idiag_wqueue, idiag_uid, idiag_inode
+MSG_TAIL = struct.Struct("=IIIII")
+TCPF_SYN_RECV = 1 << 3  # request sockets are dumped in this state (inet_req_diag_fill)
+TCPF_LISTEN = 1 << 10
 
 
 class DiagUnavailable(RuntimeError):
@@ -66,6 +73,47 @@ def timewait_ids(sock: socket.socket, family: int) -> list[bytes]:
         if mtype == SOCK_DIAG_BY_FAMILY:
             ids.append(payload[MSG_HEAD.size : MSG_HEAD.size + SOCKID.size])
     return ids
+
+
+@dataclass(frozen=True)
+class DiagSock:
+    """One struct inet_diag_msg: a TCP socket as sock_diag reports it."""
+
+    family: int
+    state: int
+    src: str  # the local address and port
+    sport: int
+    dst: str  # the peer's
+    dport: int
+    rqueue: int  # a listener's: its accept queue's length (inet_diag_msg_common_fill)
+    inode: int
+
+
+def _address(raw: bytes, family: int) -> str:
+    return socket.inet_ntop(family, raw[:4] if family == socket.AF_INET else raw)
+
+
+def _diag_sock(payload: bytes) -> DiagSock:
+    family, state, _timer, _retrans = MSG_HEAD.unpack_from(payload)
+    sport, dport, src, dst, _if, _cookie = SOCKID.unpack_from(payload, MSG_HEAD.size)
+    _expires, rqueue, _wqueue, _uid, inode = MSG_TAIL.unpack_from(payload, MSG_HEAD.size + SOCKID.size)
+    return DiagSock(family, state, _address(src, family), int.from_bytes(sport, "big"),
+                    _address(dst, family), int.from_bytes(dport, "big"), rqueue, inode)
+
+
+def tcp_sockets(states: int) -> list[DiagSock]:
+    """Every TCP socket of this namespace (both families) in `states`, a TCPF_* mask."""
+    out: list[DiagSock] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as sock:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            sock.send(_request(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, _req(family, states), 1))
+            for mtype, payload in _messages(sock):
+                if mtype == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", payload)[0]
+                    raise OSError(err, f"sock_diag dump: {os.strerror(err)}")
+                if mtype == SOCK_DIAG_BY_FAMILY:
+                    out.append(_diag_sock(payload))
+    return out
 
 
 def destroy_timewait() -> int:
