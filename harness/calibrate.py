@@ -1,4 +1,5 @@
-"""Recover a namespace's reuseport hash secret from observed SYN -> socks[] picks.
+"""A namespace's reuseport hash secret: the probe that observes SYN -> socks[] picks in its
+worker (probe_reuseport), and their search for the secret.
 
 The kernel picks socks[reciprocal_scale(inet_ehashfn(...), num_socks)]; the only unknown is the
 32-bit secret (inet_ehash_secret + net_hash_mix(net)), so every candidate is tried. The numba
@@ -15,9 +16,11 @@ signal at once and sets `stop`, which the search reads once per block.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -31,6 +34,8 @@ import numpy as np
 from numba import njit, prange, typeof
 
 from harness._numba_cache import CACHE
+from harness.inject import SYNACK_ACKED, Flow, TunInjector, pin_to_cpu
+from harness.kernel_backend import LINGER_RESET, peer_key
 from harness.signals import deferred
 from model.jhash import ipv4_word, port_word
 
@@ -303,3 +308,49 @@ def calibrate_here_or_host(observations: Sequence[Observation], lport_outside: b
         time.sleep(0.02)
     request.unlink(missing_ok=True)
     return calibrate(observations, lport_outside)
+
+
+# -- the probe: observations of a namespace's hash (in its worker) ----------------------------
+
+PROBE_ADDR, PROBE_PORT, PROBE_GROUP = "10.0.0.2", 65000, 256
+
+
+def probe_flows(count: int) -> list[Flow]:
+    """Fixed, varied client tuples for calibration."""
+    return [Flow(f"198.18.{(i * 37) % 250 + 1}.{(i * 91) % 250 + 1}", 20000 + i * 7919 % 40000,
+                 PROBE_ADDR, PROBE_PORT) for i in range(count)]
+
+
+def probe_reuseport(tun_fds: dict[str, int], count: int = 8) -> list[Observation]:
+    """Which of 256 SO_REUSEPORT listeners (socks[] = listen order) each of `count` SYNs
+    reached: the observations that pin the namespace's inet_ehashfn secret."""
+    listeners = []
+    injector = TunInjector(tun_fds)
+    try:
+        for _ in range(PROBE_GROUP):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind((PROBE_ADDR, PROBE_PORT))
+            s.listen(64)
+            listeners.append(s)
+        pin_to_cpu(0)
+        flows = probe_flows(count)
+        results = injector.handshake(flows)
+        if any(r.kind != SYNACK_ACKED for r in results):
+            raise RuntimeError(f"calibration handshakes failed: {[r.kind for r in results]}")
+        index_of = {}
+        for i, s in enumerate(listeners):
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    child, addr = s.accept()
+                    index_of[peer_key(*addr[:2])] = i
+                    child.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+                    child.close()
+        return [Observation(f.src, f.sport, f.dst, f.dport, PROBE_GROUP, index_of[(f.src, f.sport)])
+                for f in flows]
+    finally:
+        for s in listeners:
+            s.close()
+        injector.drain()
+        injector.close()

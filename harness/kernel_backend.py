@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import lifetime
-from harness.calibrate import Observation
 from harness.compare import HARNESS_ERROR
 from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
 from harness.scenario import Scenario
@@ -552,49 +551,3 @@ def restore_sysctls(settings: tuple[tuple[str, str], ...]) -> None:
         if not failed:
             return
         pending = failed
-
-
-# -- hash calibration probe ------------------------------------------------------------------
-
-PROBE_ADDR, PROBE_PORT, PROBE_GROUP = "10.0.0.2", 65000, 256
-
-
-def probe_flows(count: int) -> list[Flow]:
-    """Fixed, varied client tuples for calibration."""
-    return [Flow(f"198.18.{(i * 37) % 250 + 1}.{(i * 91) % 250 + 1}", 20000 + i * 7919 % 40000,
-                 PROBE_ADDR, PROBE_PORT) for i in range(count)]
-
-
-def probe_reuseport(tun_fds: dict[str, int], count: int = 8) -> list[Observation]:
-    """Which of 256 SO_REUSEPORT listeners (socks[] = listen order) each of `count` SYNs
-    reached: the observations that pin the namespace's inet_ehashfn secret."""
-    listeners = []
-    injector = TunInjector(tun_fds)
-    try:
-        for _ in range(PROBE_GROUP):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            s.bind((PROBE_ADDR, PROBE_PORT))
-            s.listen(64)
-            listeners.append(s)
-        pin_to_cpu(0)
-        flows = probe_flows(count)
-        results = injector.handshake(flows)
-        if any(r.kind != SYNACK_ACKED for r in results):
-            raise RuntimeError(f"calibration handshakes failed: {[r.kind for r in results]}")
-        index_of = {}
-        for i, s in enumerate(listeners):
-            s.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                while True:
-                    child, addr = s.accept()
-                    index_of[peer_key(*addr[:2])] = i
-                    child.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-                    child.close()
-        return [Observation(f.src, f.sport, f.dst, f.dport, PROBE_GROUP, index_of[(f.src, f.sport)])
-                for f in flows]
-    finally:
-        for s in listeners:
-            s.close()
-        injector.drain()
-        injector.close()

@@ -26,7 +26,7 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from harness.calibrate import Observation, calibrate_here_or_host
+from harness.calibrate import Observation, calibrate_here_or_host, probe_reuseport
 from harness.environment import EnvironmentProblem
 from harness.kernel_backend import (
     Job,
@@ -34,7 +34,6 @@ from harness.kernel_backend import (
     apply_sysctls,
     die_with_parent,
     failed_job,
-    probe_reuseport,
     restore_sysctls,
 )
 from harness.scenario import Scenario
@@ -217,7 +216,7 @@ class Worker:
                 return
 
     def probe(self) -> list[Observation]:
-        """Observations of the namespace's reuseport hash (harness.kernel_backend.probe_reuseport)."""
+        """Observations of the namespace's reuseport hash (harness.calibrate.probe_reuseport)."""
         self._outbox.put("probe")
         kind, payload = self._recv(SCENARIO_TIMEOUT)
         if kind != "probed":
