@@ -90,6 +90,6 @@ soak-signals: install kernel-tools
 	  tests/soak/test_signals.py tests/soak/test_leftovers_seen.py $(if $(SOAK_K),-k "$(SOAK_K)")
 
 # A guest that remounts its view of the host root read-write and writes outside the writable
-# folders gets EROFS from the host (virtiofsd exports a read-only bind of /: harness/kernels/export.py).
+# folders gets EROFS from the host (virtiofsd exports a read-only bind of /: harness/guests/export.py).
 soak-export: install kernel-tools
 	$(BIN)/python -m pytest -q -ra -p no:cacheprovider -m soak tests/soak/test_readonly_export.py

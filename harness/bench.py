@@ -19,7 +19,7 @@ import tracemalloc
 from dataclasses import dataclass
 
 from harness.calibrate import warm_up
-from harness.lookups import scenarios
+from harness.lookup_scenarios import scenarios
 from harness.model_backend import ModelExecutor
 from harness.parser import parse_text
 from harness.runner import Backend, Runner

@@ -282,7 +282,7 @@ def warm_up() -> None:
     jit_reuseport_index(0, "192.0.2.1", 1, "10.0.0.1", 1, 2, lport_outside=True)
 
 
-# A guest under emulation asks its host to search (harness/kernels/offload.py:Server): the
+# A guest under emulation asks its host to search (harness/guests/offload.py:Server): the
 # folder the host watches, and how long to wait for its answer before searching here.
 OFFLOAD_ENV = "SOCKH_CALIBRATE_DIR"
 OFFLOAD_WAIT = 120.0

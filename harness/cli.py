@@ -466,12 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_kernels(args: argparse.Namespace) -> int:
-    from harness.kernels import fetch, qemu, run
+    from harness.guests import command, fetch, qemu
 
     if os.geteuid() != 0:
         raise UsageError("kernels needs root (QEMU's virtiofsd shares the host root read-only)")
     try:
-        return run.main(args)
+        return command.main(args)
     except (fetch.FetchError, FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from e
     finally:

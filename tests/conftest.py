@@ -8,7 +8,7 @@ import pytest
 
 IS_ROOT = os.geteuid() == 0
 NOT_ROOT = "not root: the kernel half (namespaces, real sockets) cannot run"
-# set by harness/kernels/guest.py: the tests run inside a kernel booted under QEMU (TCG)
+# set by harness/guests/guest.py: the tests run inside a kernel booted under QEMU (TCG)
 IN_GUEST = os.environ.get("SOCKH_GUEST") == "1"
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from harness.compare import Check
-from harness.lookups import scenarios
+from harness.lookup_scenarios import scenarios
 from harness.runner import Backend, Runner
 from harness.running import running_profile
 

@@ -17,8 +17,8 @@ def debian_6_12():
     """QEMU's tools and Debian's 6.12 kernel in .cache/kernels (fetched once, ~60 MB)."""
     import shutil
 
-    from harness.kernels import fetch
-    from harness.kernels.run import CACHE
+    from harness.guests import fetch
+    from harness.guests.command import CACHE
 
     if not shutil.which("qemu-system-x86_64"):
         pytest.fail("qemu-system-x86_64 is missing: `make kernel-tools` installs it")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from harness.kernels import reap
+from harness.guests import reap
 from netns import namespace
 
 HOST_NETNS = namespace.netns_id("/proc/1/ns/net")

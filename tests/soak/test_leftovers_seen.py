@@ -58,7 +58,7 @@ def test_a_killed_runs_namespace_is_seen_until_reaped(tmp_path):
 
 def test_a_killed_boots_temp_folder_is_seen_until_reaped(tmp_path, request):
     request.getfixturevalue("debian_6_12")
-    from harness.kernels import reap
+    from harness.guests import reap
 
     def booting(pid: int) -> bool:
         return any(p.name() == "qemu-system-x86_64" for p in _children(pid)) and any(

@@ -16,7 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.kernels import fetch, qemu, run
+from harness.guests import command as run
+from harness.guests import fetch, qemu
 
 pytestmark = [pytest.mark.soak, pytest.mark.kernel]
 

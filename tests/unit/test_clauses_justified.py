@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.kernels.matrix import SECRET, differing
+from harness.guests.matrix import SECRET, differing
 from harness.model_backend import ModelExecutor
 from harness.parser import parse_file
 from harness.runner import collect

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.kernels import fetch, initramfs, matrix, qemu
+from harness.guests import fetch, initramfs, matrix, qemu
 from model.profiles import PROFILES
 
 
@@ -66,7 +66,7 @@ def test_initramfs_is_a_newc_archive_with_init_busybox_and_ordered_modules(tmp_p
 def test_init_script_mounts_host_read_only_and_binds_only_the_results_writable():
     script = qemu.init_script("echo hi", [Path("/r/out")], {"A": "1"})
     assert "mount -o remount,bind,ro /newroot" in script
-    # from the second export, which holds exactly the writable folders (harness/kernels/export.py)
+    # from the second export, which holds exactly the writable folders (harness/guests/export.py)
     assert f"mount -t virtiofs {qemu.RW_TAG} /rw" in script
     assert "mount --bind /rw/0 /newroot/r/out" in script and "/host/r/out" not in script
     # the writable bind comes after the guest's own tmpfs mounts, so none hides it
@@ -227,7 +227,7 @@ def test_an_image_takes_its_release_from_the_modules_dir_else_its_header(tmp_pat
 
 
 def test_own_kernel_profile_is_an_exact_version_match_only(tmp_path):
-    from harness.kernels import run
+    from harness.guests import command as run
 
     image = _bzimage(tmp_path / "a/vmlinuz", "6.12.9-own")
     assert run.own_target(image, None).profile == "6.12"
@@ -243,7 +243,7 @@ def test_own_kernel_profile_is_an_exact_version_match_only(tmp_path):
 def fake_kernels(tmp_path, monkeypatch):
     """run.main with nothing fetched or booted: the guest's corpus result is `booted["corpus"]`
     (agree / diverge / None for none), its BootResult reason `booted["reason"]`."""
-    from harness.kernels import run
+    from harness.guests import command as run
 
     booted: dict = {"corpus": "agree", "reason": "", "commands": []}
 
@@ -325,7 +325,7 @@ def test_paths_under_the_guests_tmpfs_are_bound_back_after_it_and_quoted():
 def test_a_missing_project_is_one_line_the_host_reports(tmp_path):
     import subprocess
 
-    from harness.kernels import run
+    from harness.guests import command as run
 
     command = qemu.guarded("echo ran", [tmp_path, tmp_path / "no such/python3"])
     proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True)

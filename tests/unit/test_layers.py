@@ -62,9 +62,9 @@ def test_netns_imports_no_harness_and_no_model():
 
 
 def test_the_harness_core_does_not_import_the_qemu_runner():
-    """Only the command line's `kernels` command (inside its function) reaches harness.kernels."""
+    """Only the command line's `kernels` command (inside its function) reaches harness.guests."""
     def fenced(f: Path, mod: str) -> bool:
-        return not mod.startswith("harness.kernels") or f.parent.name == "kernels"
+        return not mod.startswith("harness.guests") or f.parent.name == "guests"
     assert offenders("harness", fenced, top_level_only=True) == []
     lazy = [b for b in offenders("harness", fenced) if not b.startswith("harness/cli.py")]
     assert lazy == []

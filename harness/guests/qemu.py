@@ -26,7 +26,7 @@ from enum import Enum
 from pathlib import Path
 
 from harness import lifetime
-from harness.kernels import export, initramfs, reap
+from harness.guests import export, initramfs, reap
 
 EXIT_MARK = "SOCKH-EXIT "
 READY_MARK = "SOCKH-READY"

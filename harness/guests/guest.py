@@ -1,6 +1,6 @@
 """What runs inside a booted kernel: the corpus and the kernel tests, results to a shared folder.
 
-Invoked by the host as `python -m harness.kernels.guest OUT` in the guest's chroot of the host
+Invoked by the host as `python -m harness.guests.guest OUT` in the guest's chroot of the host
 root (read-only but for OUT). Prints one progress line per phase for the host to relay.
 """
 
@@ -44,7 +44,7 @@ def _phase(name: str, argv: list[str], out: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m harness.kernels.guest")
+    ap = argparse.ArgumentParser(prog="python -m harness.guests.guest")
     ap.add_argument("out", type=Path)
     ap.add_argument("--profile", help="model profile (default: the running kernel's)")
     ap.add_argument("--corpus", nargs="+", default=["tests/scenarios"])

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from harness import probe
 from harness.calibrate import OFFLOAD_ENV
-from harness.kernels import fetch, initramfs, matrix, offload, qemu, reap
-from harness.kernels.fetch import KERNELS, Release
+from harness.guests import fetch, initramfs, matrix, offload, qemu, reap
+from harness.guests.fetch import KERNELS, Release
 from harness.runner import load
 from harness.running import running_profile
 from model.profiles import PROFILES, profile_for_release
@@ -114,7 +114,7 @@ def guest_command(kout: Path, profile: str | None, tests: tuple[str, ...]) -> st
     """The guest's shell line, every path quoted; it first checks that the project and its
     python are there (a missing one is reported as one line, qemu.MISSING_MARK)."""
     q = shlex.quote
-    line = (f"cd {q(str(ROOT))} && {q(sys.executable)} -m harness.kernels.guest {q(str(kout))}"
+    line = (f"cd {q(str(ROOT))} && {q(sys.executable)} -m harness.guests.guest {q(str(kout))}"
             + (f" --profile {q(profile)}" if profile else "")
             + " --kernel-tests" + "".join(f" {q(t)}" for t in tests))
     return qemu.guarded(line, [ROOT, Path(sys.executable)])
