@@ -267,6 +267,8 @@ def exit_status(columns: list[matrix.Column], own: Target | None) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    """The stages: the targets, the plan (accelerator, jobs, CPUs), the guests booted (the
+    host's column beside them), the matrix and the exit status."""
     start = time.monotonic()
     if args.kernel and args.versions:
         raise ValueError("--kernel PATH boots that kernel instead of Debian's: no --versions with it")
@@ -287,51 +289,86 @@ def main(args: argparse.Namespace) -> int:
             say(f"--kernel {args.kernel}: cannot boot it: {e}")
             return EXIT_UNTESTABLE
         own = targets[0]
-        say(f"[{own.name}] {own.guest.vmlinuz}, modules "
-            f"{own.guest.moddir or 'none (a bare image: what the guest needs must be built in)'}; "
-            + (f"profile {own.profile}" if own.profile else
-               "no profile of that version: the guest infers the running kernel's"))
-        if own.missing:
-            say(f"[{own.name}] modules not found: {', '.join(own.missing)} (neither under "
-                f"{own.guest.moddir or '--modules'} nor in its modules.builtin); the guest checks "
-                f"whether the kernel has them built in: a module it lacks makes the run a skip "
-                f"(exit {EXIT_UNTESTABLE})")
+        _announce_own(own)
     else:
         targets = _targets(args)
+    plan = _plan(args, tools, targets, out)
+    columns, scenarios = _boot_all(args, plan, tools, targets, out)
+    return _report(columns, scenarios, out, plan.accel, time.monotonic() - start, own)
+
+
+def _announce_own(own: Target) -> None:
+    say(f"[{own.name}] {own.guest.vmlinuz}, modules "
+        f"{own.guest.moddir or 'none (a bare image: what the guest needs must be built in)'}; "
+        + (f"profile {own.profile}" if own.profile else
+           "no profile of that version: the guest infers the running kernel's"))
+    if own.missing:
+        say(f"[{own.name}] modules not found: {', '.join(own.missing)} (neither under "
+            f"{own.guest.moddir or '--modules'} nor in its modules.builtin); the guest checks "
+            f"whether the kernel has them built in: a module it lacks makes the run a skip "
+            f"(exit {EXIT_UNTESTABLE})")
+
+
+@dataclass(frozen=True)
+class GuestPlan:
+    """How the guests run: the accelerator, how many at once, CPUs each, the tests in each."""
+
+    accel: qemu.Accel
+    jobs: int
+    cpus: int
+    tests: tuple[str, ...]
+
+
+def _plan(args: argparse.Namespace, tools: qemu.Tools, targets: list[Target], out: Path) -> GuestPlan:
+    """The plan, said; a fresh results folder for each target (the guest waits for swap.txt
+    there)."""
     accel, why = choose_accel(tools, targets[0].guest, out)
     say(f"accelerator: {accel.name} ({why})")
     jobs = max(1, min(args.jobs or (os.cpu_count() or 1), len(targets)))
     # two CPUs per guest whatever the jobs: @cpu 1 scenarios and SO_INCOMING_CPU need a second
     cpus = args.cpus or 2
     tests = tuple(args.kernel_tests) if args.kernel_tests is not None else GUEST_TESTS
-    for t in targets:  # a fresh results folder each (the guest waits for swap.txt there)
+    for t in targets:
         kout = out / t.name
         shutil.rmtree(kout, ignore_errors=True)
         kout.mkdir(parents=True)
     if accel is qemu.Accel.TCG and jobs * cpus > (os.cpu_count() or 1):
         accel = qemu.Accel.TCG_SINGLE
     say(f"running {len(targets)} kernel(s), {jobs} at a time, {cpus} CPU(s) each ({accel.value})")
-    pool = ThreadPoolExecutor(max_workers=jobs)
+    return GuestPlan(accel, jobs, cpus, tests)
+
+
+def _write_swaps(targets: list[Target], scenarios: list, out: Path) -> dict[str, dict[str, list[str]]]:
+    """Which scenarios each kernel's profile fields decide (by field), written to the guest's
+    swap.txt: the guest reruns those under the reference profile after its corpus."""
+    exercised = {}
+    for t in targets:
+        exercised[t.name] = _exercised(t.profile, scenarios) if t.profile else {}
+        swap = sorted({p for paths in exercised[t.name].values() for p in paths})
+        settings = _swap_settings(t.profile) if t.profile else {}
+        tmp = out / t.name / "swap.tmp"
+        tmp.write_text("".join(f"set {k}={v}\n" for k, v in settings.items())
+                       + "".join(f"path {p}\n" for p in swap))
+        tmp.rename(out / t.name / "swap.txt")
+        if t.profile:
+            say(f"[{t.name}] {len(swap)} scenario(s) depend on its profile's fields; "
+                f"they rerun with {REFERENCE}'s values after the corpus")
+    return exercised
+
+
+def _boot_all(args: argparse.Namespace, plan: GuestPlan, tools: qemu.Tools, targets: list[Target],
+              out: Path) -> tuple[list[matrix.Column], list]:
+    """Every target booted, `plan.jobs` at a time, and the host's own column if asked; a
+    Ctrl-C or SIGTERM starts no new guest and stops the running ones."""
+    pool = ThreadPoolExecutor(max_workers=plan.jobs)
     try:
-        futures = [pool.submit(run_kernel, t, tools, accel, out, tests=tests, cpus=cpus,
-                               timeout=args.timeout) for t in targets]
-        # while the guests boot: which scenarios each kernel's profile fields decide; the
-        # guest reruns those under the reference profile after its corpus (swap.txt)
+        futures = [pool.submit(run_kernel, t, tools, plan.accel, out, tests=plan.tests,
+                               cpus=plan.cpus, timeout=args.timeout) for t in targets]
+        # while the guests boot: the swap lists, then the probe's plan, before any guest's
+        # probe phase reads it (the project is read-only there: a guest without it would
+        # compute it itself, slowly)
         scenarios = load([ROOT / "tests/scenarios"])
-        exercised = {}
-        for t in targets:
-            exercised[t.name] = _exercised(t.profile, scenarios) if t.profile else {}
-            swap = sorted({p for paths in exercised[t.name].values() for p in paths})
-            settings = _swap_settings(t.profile) if t.profile else {}
-            tmp = out / t.name / "swap.tmp"
-            tmp.write_text("".join(f"set {k}={v}\n" for k, v in settings.items())
-                           + "".join(f"path {p}\n" for p in swap))
-            tmp.rename(out / t.name / "swap.txt")
-            if t.profile:
-                say(f"[{t.name}] {len(swap)} scenario(s) depend on its profile's fields; "
-                    f"they rerun with {REFERENCE}'s values after the corpus")
-        # the probe's plan, before any guest's probe phase reads it (the project is read-only
-        # there: a guest without it would compute it itself, slowly)
+        exercised = _write_swaps(targets, scenarios, out)
         probe.cached_plan(scenarios)
         columns = [run_host(out, scenarios)] if args.host else []
         columns += [f.result() for f in futures]
@@ -343,11 +380,16 @@ def main(args: argparse.Namespace) -> int:
         raise
     finally:
         pool.shutdown(wait=True)
+    return columns, scenarios
+
+
+def _report(columns: list[matrix.Column], scenarios: list, out: Path, accel: qemu.Accel,
+            elapsed: float, own: Target | None) -> int:
+    """The matrix (markdown and HTML files, the short table printed) and the exit status."""
     (out / "matrix.md").write_text(matrix.markdown(columns, full=True))
     (out / "matrix.html").write_text(matrix.html_page(columns, "sockharness: scenario x kernel"))
     print()
     print(matrix.markdown(columns, full=False))
-    elapsed = time.monotonic() - start
     print(f"matrix: {len(columns)} kernel(s), {len(scenarios)} scenarios, "
           f"{int(elapsed // 60)} min {elapsed % 60:.0f} s ({accel.name}); "
           f"full table: {out / 'matrix.md'}, {out / 'matrix.html'}")

@@ -13,6 +13,7 @@ from model.addr import SockAddr
 from model.connect import (
     LOOPBACK_IFINDEX,
     ConnKey,
+    IPAddr,
     check_established,
     conn_key,
     key_of,
@@ -172,8 +173,9 @@ class Connections(KernelState):
         return child
 
     def connect(self, fd: int, addr: SockAddr, choice: int | None = None) -> Outcome:
-        """connect(): __inet_stream_connect -> tcp_v4_connect / tcp_v6_connect; the SYN then
-        meets the destination's listener through loopback (tcp_v4_rcv), which answers at once."""
+        """connect(): __inet_stream_connect -> tcp_v4_connect / tcp_v6_connect (the route's
+        source, then inet_hash_connect's port); the SYN then meets the destination's listener
+        through loopback (tcp_v4_rcv), which answers at once."""
         self.search_random = self.search_may_fail = False
         sk = self._sock(fd)
         if sk is None:
@@ -184,7 +186,34 @@ class Connections(KernelState):
             return Outcome("EISCONN", f"__inet_stream_connect: {sk.name} is {why}")
         if addr.family != sk.family:
             return Outcome("EAFNOSUPPORT", "tcp_v4_connect / tcp_v6_connect: family mismatch")
-        daddr = addr.host
+        route = self._connect_route(sk, addr.host)
+        if isinstance(route, Outcome):
+            return route
+        fn, saddr, daddr = route
+        lost = isinstance(saddr, ipaddress.IPv6Address) and not self.host.ipv6_chk_addr(saddr)
+        sk.daddr, sk.dport = daddr, addr.port
+        sk.state = TcpState.SYN_SENT
+        self._touch(sk)
+        hashed = self._hash_connect(sk, fn, saddr, daddr, addr.port, choice)
+        if isinstance(hashed, Outcome):
+            return hashed
+        how, candidates = hashed
+        sk.sport = sk.num  # __inet_check_established / __inet_hash_connect set inet_sport
+        sk.ehash_key = key_of(sk)
+        self.ehash[sk.ehash_key] = sk
+        self.listens.inuse[sk.family] += 1
+        if lost:
+            # IPv6 routes a non-local (IP_FREEBIND) source; the answer goes to that address,
+            # which is not this host's: connect() waits until the harness's timeout
+            return Outcome("EINPROGRESS", f"{fn}: {how}; the answer to non-local source {saddr} "
+                           "never comes back", candidates=candidates, random=self.search_may_fail)
+        return self._deliver_syn(sk, saddr, daddr, addr.port, f"{fn}: {how}", candidates)
+
+    def _connect_route(self, sk: Sock, dest: IPAddr) -> tuple[str, IPAddr, IPAddr] | Outcome:
+        """tcp_v4_connect / tcp_v6_connect up to the route: which of them runs (a v4-mapped
+        destination goes to tcp_v4_connect), and the source, bound or the route's; (the
+        function, source, destination), or the error."""
+        daddr = dest
         fn = "tcp_v4_connect"
         if sk.family == AF_INET6:
             assert isinstance(daddr, ipaddress.IPv6Address)
@@ -200,7 +229,7 @@ class Connections(KernelState):
         # tcp_v6_connect: ipv6_addr_any(sk_v6_rcv_saddr)); the route to a local address is
         # the local table's
         if isinstance(daddr, ipaddress.IPv4Address):
-            saddr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address(sk.rcv_saddr)
+            saddr: IPAddr = ipaddress.IPv4Address(sk.rcv_saddr)
             rtype = self.host.inet_addr_type(saddr, self.profile.network_address_broadcast)
             # __inet_bind keeps inet_saddr 0 for a multicast or broadcast address ("use device")
             unbound = not sk.rcv_saddr or (
@@ -224,11 +253,13 @@ class Connections(KernelState):
         if unbound:
             saddr = self.host.local_route_src(daddr)
             self._update_saddr(sk, saddr)  # inet_bhash2_update_saddr
-        lost = isinstance(saddr, ipaddress.IPv6Address) and not self.host.ipv6_chk_addr(saddr)
-        sk.daddr, sk.dport = daddr, addr.port
-        sk.state = TcpState.SYN_SENT
-        self._touch(sk)
-        candidates = None
+        return fn, saddr, daddr
+
+    def _hash_connect(self, sk: Sock, fn: str, saddr: IPAddr, daddr: IPAddr, dport: int,
+                      choice: int | None) -> tuple[str, PortChoice | None] | Outcome:
+        """inet_hash_connect: a bound port's 4-tuple must be unique in ehash; port 0 searches
+        the range (__inet_hash_connect). How the port came, and the search's candidates; or
+        the failure (tcp_v4_connect's failure label)."""
         if sk.num:
             # inet_hash_connect with a bound port: __inet_check_established(..., twp = NULL)
             u = check_established(self.ehash, key_of(sk), False, self.sysctls)
@@ -237,31 +268,19 @@ class Connections(KernelState):
                                             f"port {sk.num} bound; {u.reason}")
             if u.tw is not None:
                 self._tw_kill(u.tw)  # inet_twsk_deschedule_put
-            how = f"bound port {sk.num}; {u.reason}"
-        else:
-            candidates = self.connect_search.candidates(sk, saddr, daddr, addr.port, self.ehash,
-                                                        self.sysctls,
-                                                        self.profile.connect_range_step1)
-            port = self._pick(candidates, choice)
-            if port is None:
-                out = self._connect_failed(sk, "EADDRNOTAVAIL", f"{fn}: __inet_hash_connect: "
-                                           "no usable port in range" + (
-                                               f" from this offset; {candidates.describe()}"
-                                               if candidates else ""))
-                return Outcome(out.value, out.reason, candidates=candidates, random=self.search_may_fail)
-            self._hash_connect_bind(sk, port)
-            sk.autobound = self.search_random
-            how = f"picked port {port} from {candidates.describe()}"
-        sk.sport = sk.num  # __inet_check_established / __inet_hash_connect set inet_sport
-        sk.ehash_key = key_of(sk)
-        self.ehash[sk.ehash_key] = sk
-        self.listens.inuse[sk.family] += 1
-        if lost:
-            # IPv6 routes a non-local (IP_FREEBIND) source; the answer goes to that address,
-            # which is not this host's: connect() waits until the harness's timeout
-            return Outcome("EINPROGRESS", f"{fn}: {how}; the answer to non-local source {saddr} "
-                           "never comes back", candidates=candidates, random=self.search_may_fail)
-        return self._deliver_syn(sk, saddr, daddr, addr.port, f"{fn}: {how}", candidates)
+            return f"bound port {sk.num}; {u.reason}", None
+        candidates = self.connect_search.candidates(sk, saddr, daddr, dport, self.ehash,
+                                                    self.sysctls, self.profile.connect_range_step1)
+        port = self._pick(candidates, choice)
+        if port is None:
+            out = self._connect_failed(sk, "EADDRNOTAVAIL", f"{fn}: __inet_hash_connect: "
+                                       "no usable port in range" + (
+                                           f" from this offset; {candidates.describe()}"
+                                           if candidates else ""))
+            return Outcome(out.value, out.reason, candidates=candidates, random=self.search_may_fail)
+        self._hash_connect_bind(sk, port)
+        sk.autobound = self.search_random
+        return f"picked port {port} from {candidates.describe()}", candidates
 
     def _update_saddr(self, sk: Sock, saddr: object) -> None:
         """inet_bhash2_update_saddr: set the source address; a bound socket moves to the bind2

@@ -11,6 +11,7 @@ the queues), connections.py (connect, accept, TIME_WAIT) and state.py (the table
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from socket import AF_INET, AF_INET6
 
 from model.addr import (
@@ -147,24 +148,11 @@ class Kernel(Handshakes):
         if sk.state != TcpState.CLOSE or sk.num:
             return self._already(sk, "__inet_bind")
         sk.rcv_saddr = int(host)
-        if not snum and sk.bind_address_no_port:
-            # __inet_bind: get_port only "if (snum || !BIND_ADDRESS_NO_PORT)": the address is
-            # kept, the port is chosen later (listen or connect), inet_num stays 0
-            if sk.rcv_saddr:
-                sk.userlocks |= SOCK_BINDADDR_LOCK
-            sk.sport = sk.num  # inet->inet_sport = htons(inet->inet_num), still 0
-            return Outcome("0", "__inet_bind: IP_BIND_ADDRESS_NO_PORT: address only, no port yet")
-        err, candidates, why = self._get_port(sk, snum, choice)
-        if err:
+
+        def undo() -> None:
             sk.rcv_saddr = 0  # inet->inet_saddr = inet->inet_rcv_saddr = 0
-            return err
-        if sk.rcv_saddr:
-            sk.userlocks |= SOCK_BINDADDR_LOCK
-        if snum:
-            sk.userlocks |= SOCK_BINDPORT_LOCK
-        sk.sport = sk.num  # inet->inet_sport = htons(inet->inet_num)
-        return Outcome("0", self._bound_reason(why, candidates), candidates=candidates,
-                       random=self.search_may_fail)
+
+        return self._bind_port(sk, snum, choice, "__inet_bind", bool(sk.rcv_saddr), undo)
 
     def _bind6(self, sk: Sock, addr: SockAddr, choice: int | None) -> Outcome:
         """inet6_bind -> __inet6_bind, checks in the kernel's order (EACCES before EINVAL)."""
@@ -205,22 +193,35 @@ class Kernel(Handshakes):
         saved_ipv6only = sk.ipv6only
         if kind not in (AddrType.ANY, AddrType.MAPPED):
             sk.ipv6only = True  # a specific IPv6 address makes the socket v6-only
-        if not snum and sk.bind_address_no_port:
-            # __inet6_bind, as __inet_bind: the address now, the port later
-            if kind != AddrType.ANY:
-                sk.userlocks |= SOCK_BINDADDR_LOCK
-            sk.sport = sk.num
-            return Outcome("0", "__inet6_bind: IP_BIND_ADDRESS_NO_PORT: address only, no port yet")
-        err, candidates, why = self._get_port(sk, snum, choice)
-        if err:
+
+        def undo() -> None:
             sk.ipv6only = saved_ipv6only
             sk.rcv_saddr, sk.v6_rcv_saddr = 0, IN6ADDR_ANY  # inet_reset_saddr
+
+        return self._bind_port(sk, snum, choice, "__inet6_bind", kind != AddrType.ANY, undo)
+
+    def _bind_port(self, sk: Sock, snum: int, choice: int | None, fn: str, addr_bound: bool,
+                   undo: Callable[[], None]) -> Outcome:
+        """The tail __inet_bind and __inet6_bind share, once the address is set: the port
+        (sk_prot->get_port) unless IP_BIND_ADDRESS_NO_PORT defers it, then the userlocks and
+        inet_sport. `addr_bound`: a specific address (SOCK_BINDADDR_LOCK); `undo` takes the
+        address back when no port is found."""
+        if not snum and sk.bind_address_no_port:
+            # get_port only "if (snum || !BIND_ADDRESS_NO_PORT)": the address is kept, the
+            # port is chosen later (listen or connect), inet_num stays 0
+            if addr_bound:
+                sk.userlocks |= SOCK_BINDADDR_LOCK
+            sk.sport = sk.num  # inet->inet_sport = htons(inet->inet_num), still 0
+            return Outcome("0", f"{fn}: IP_BIND_ADDRESS_NO_PORT: address only, no port yet")
+        err, candidates, why = self._get_port(sk, snum, choice)
+        if err:
+            undo()
             return err
-        if kind != AddrType.ANY:
+        if addr_bound:
             sk.userlocks |= SOCK_BINDADDR_LOCK
         if snum:
             sk.userlocks |= SOCK_BINDPORT_LOCK
-        sk.sport = sk.num
+        sk.sport = sk.num  # inet->inet_sport = htons(inet->inet_num)
         return Outcome("0", self._bound_reason(why, candidates), candidates=candidates,
                        random=self.search_may_fail)
 
