@@ -21,28 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import lifetime
+from harness import steps as verbs
 from harness.compare import HARNESS_ERROR
 from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
 from harness.scenario import Scenario
-from harness.steps import (
-    AcceptStep,
-    AckStep,
-    BindStep,
-    CloseStep,
-    ConnectStep,
-    Executor,
-    FlowStep,
-    GetsocknameStep,
-    InuseStep,
-    ListenStep,
-    QueueStep,
-    SetsockoptStep,
-    ShutdownStep,
-    SocketStep,
-    Step,
-    SynOnlyStep,
-    TwStep,
-)
+from harness.steps import Executor, Step
 from model.cbpf import Program
 from model.outcome import Outcome
 from model.sysctl import proc_text
@@ -159,7 +142,7 @@ def listener_queues() -> dict[int, int]:
     return {m.inode: m.rqueue for m in tcp_sockets(TCPF_LISTEN)}
 
 
-def flow_of(step: FlowStep) -> Flow:
+def flow_of(step: verbs.FlowStep) -> Flow:
     """A flow step as the injector's Flow."""
     return Flow(step.src.text, step.src.port, step.dst.text, step.dst.port, step.payload)
 
@@ -335,7 +318,7 @@ class KernelExecutor(Executor):
                 s.setblocking(True)
         return found
 
-    def do_syn_only(self, step: SynOnlyStep) -> Outcome:
+    def do_syn_only(self, step: verbs.SynOnlyStep) -> Outcome:
         """A SYN only. A SYN-ACK is a cookie when no request socket holds the flow: sock_diag
         lists request sockets (as SYN_RECV), and a cookie SYN-ACK leaves none
         (tcp_conn_request: inet_reqsk_alloc(..., !want_cookie) is never hashed)."""
@@ -349,7 +332,7 @@ class KernelExecutor(Executor):
         held = (peer_key(flow.src, flow.sport), peer_key(flow.dst, flow.dport))
         return Outcome("SYNACK" if held in request_sockets() else "COOKIE")
 
-    def do_ack(self, step: AckStep) -> Outcome:
+    def do_ack(self, step: verbs.AckStep) -> Outcome:
         """The ACK of a syn_only flow (none if no SYN-ACK came): RST if the kernel resets it at
         once; otherwise the listener whose queue gets the child, found by the sweep or an
         accept(), or DROP when none does."""
@@ -372,20 +355,20 @@ class KernelExecutor(Executor):
             return self._listener_outcome(names[0])
         return Outcome("DROP" if not grown else f"AMBIGUOUS({','.join(sorted(names))})")
 
-    def do_queue(self, step: QueueStep) -> Outcome:
+    def do_queue(self, step: verbs.QueueStep) -> Outcome:
         s = self.socks[step.sock]
         if s.fileno() < 0:
             return Outcome("EBADF")
         return Outcome(str(listener_queues().get(os.fstat(s.fileno()).st_ino, 0)))
 
-    def do_inuse(self, step: InuseStep) -> Outcome:
+    def do_inuse(self, step: verbs.InuseStep) -> Outcome:
         if step.proto == "tcp6":
             return Outcome(str(read_sockstat(SOCKSTAT6)["TCP6"]["inuse"]))
         return Outcome(str(read_sockstat()["TCP"]["inuse"]))
 
     # -- system calls --------------------------------------------------------------------
 
-    def do_socket(self, step: SocketStep) -> Outcome:
+    def do_socket(self, step: verbs.SocketStep) -> Outcome:
         old = self.socks.pop(step.name, None)
         if old is not None:
             old.close()
@@ -398,7 +381,7 @@ class KernelExecutor(Executor):
         self.uids[step.name] = step.uid
         return Outcome("0")
 
-    def do_setsockopt(self, step: SetsockoptStep) -> Outcome:
+    def do_setsockopt(self, step: verbs.SetsockoptStep) -> Outcome:
         s = self.socks[step.sock]
         level_name, opt_name, kind = step.option.value
         level = getattr(socket, level_name)
@@ -423,7 +406,7 @@ class KernelExecutor(Executor):
         except OSError:
             return None
 
-    def do_bind(self, step: BindStep) -> Outcome:
+    def do_bind(self, step: verbs.BindStep) -> Outcome:
         # A closed Python socket has fd -1: the call still reaches the kernel, which says EBADF.
         s = self.socks[step.sock]
         if step.raw is not None:
@@ -436,7 +419,7 @@ class KernelExecutor(Executor):
             return Outcome(out.value, choice=0)  # the port search found none
         return out
 
-    def do_listen(self, step: ListenStep) -> Outcome:
+    def do_listen(self, step: verbs.ListenStep) -> Outcome:
         s = self.socks[step.sock]
         out = self._call(step.sock, raw_listen, s.fileno(), step.backlog)
         if out.value == "0" and self.linger:
@@ -451,7 +434,7 @@ class KernelExecutor(Executor):
             return Outcome(out.value, choice=0)  # a port search, if any, found none
         return out
 
-    def do_close(self, step: CloseStep) -> Outcome:
+    def do_close(self, step: verbs.CloseStep) -> Outcome:
         s = self.socks[step.sock]
         fd = s.fileno()
         if fd < 0:
@@ -465,7 +448,7 @@ class KernelExecutor(Executor):
             self.unsettled = True
         return Outcome("0")
 
-    def do_connect(self, step: ConnectStep) -> Outcome:
+    def do_connect(self, step: verbs.ConnectStep) -> Outcome:
         s = self.socks[step.sock]
         if s.fileno() >= 0:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, CONNECT_TIMEOUT)
@@ -480,7 +463,7 @@ class KernelExecutor(Executor):
             return Outcome(out.value, choice=after)
         return out
 
-    def do_accept(self, step: AcceptStep) -> Outcome:
+    def do_accept(self, step: verbs.AcceptStep) -> Outcome:
         """A non-blocking accept(); the value is the name of the socket that connected."""
         s = self.socks[step.sock]
         old = self.socks.pop(step.name, None)
@@ -511,14 +494,14 @@ class KernelExecutor(Executor):
             name = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
         return Outcome(name)
 
-    def do_shutdown(self, step: ShutdownStep) -> Outcome:
+    def do_shutdown(self, step: verbs.ShutdownStep) -> Outcome:
         s = self.socks[step.sock]
         return self._call(step.sock, s.shutdown, socket.SHUT_RDWR)
 
-    def do_tw(self, step: TwStep) -> Outcome:
+    def do_tw(self, step: verbs.TwStep) -> Outcome:
         return Outcome(str(read_sockstat()["TCP"]["tw"]))
 
-    def do_getsockname(self, step: GetsocknameStep) -> Outcome:
+    def do_getsockname(self, step: verbs.GetsocknameStep) -> Outcome:
         s = self.socks[step.sock]
         try:
             name = s.getsockname()

@@ -5,27 +5,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+from harness import steps as verbs
 from harness.scenario import Scenario
-from harness.steps import (
-    AcceptStep,
-    AckStep,
-    BindStep,
-    CloseStep,
-    ConnectStep,
-    Executor,
-    FlowStep,
-    GetsocknameStep,
-    InuseStep,
-    ListenStep,
-    QueueStep,
-    SetsockoptStep,
-    ShutdownStep,
-    SocketStep,
-    Step,
-    SynOnlyStep,
-    SynStep,
-    TwStep,
-)
+from harness.steps import Executor, Step
 from model.cbpf import payload_bytes
 from model.host import Device, Host
 from model.kernel import Kernel
@@ -51,7 +33,7 @@ def sysctls_of(scenario: Scenario) -> Sysctls:
     return s
 
 
-def syn_of(step: FlowStep, cpu: int, topology: Topology = STANDARD) -> Syn:
+def syn_of(step: verbs.FlowStep, cpu: int, topology: Topology = STANDARD) -> Syn:
     """The SYN a step injects, as the model's lookup sees it (ingress device, CPU, payload)."""
     dev = topology.client_device(str(step.src.host))
     return Syn(step.src.host, step.src.port, step.dst.host, step.dst.port,
@@ -83,53 +65,53 @@ class ModelExecutor(Executor):
     def step(self, step: Step, choice: int | str | None) -> Outcome:
         return self.handler(step)(step, choice)
 
-    def do_socket(self, step: SocketStep, choice: object) -> Outcome:
+    def do_socket(self, step: verbs.SocketStep, choice: object) -> Outcome:
         fd, out = self.kernel.socket(step.name, step.family, step.uid)
         self.fds[step.name] = fd
         return out
 
-    def do_setsockopt(self, step: SetsockoptStep, choice: object) -> Outcome:
+    def do_setsockopt(self, step: verbs.SetsockoptStep, choice: object) -> Outcome:
         return self.kernel.setsockopt(self.fds[step.sock], step.option, step.value)
 
-    def do_bind(self, step: BindStep, choice: int | str | None) -> Outcome:
+    def do_bind(self, step: verbs.BindStep, choice: int | str | None) -> Outcome:
         return self.kernel.bind(self.fds[step.sock], step.raw or step.addr, choice=_port(choice))
 
-    def do_listen(self, step: ListenStep, choice: int | str | None) -> Outcome:
+    def do_listen(self, step: verbs.ListenStep, choice: int | str | None) -> Outcome:
         return self.kernel.listen(self.fds[step.sock], step.backlog, choice=_port(choice))
 
-    def do_close(self, step: CloseStep, choice: object) -> Outcome:
+    def do_close(self, step: verbs.CloseStep, choice: object) -> Outcome:
         return self.kernel.close(self.fds[step.sock])
 
-    def do_getsockname(self, step: GetsocknameStep, choice: object) -> Outcome:
+    def do_getsockname(self, step: verbs.GetsocknameStep, choice: object) -> Outcome:
         return self.kernel.getsockname(self.fds[step.sock])
 
-    def do_inuse(self, step: InuseStep, choice: object) -> Outcome:
+    def do_inuse(self, step: verbs.InuseStep, choice: object) -> Outcome:
         return self.kernel.inuse(socket.AF_INET6 if step.proto == "tcp6" else socket.AF_INET)
 
-    def do_syn(self, step: SynStep, choice: int | str | None) -> Outcome:
+    def do_syn(self, step: verbs.SynStep, choice: int | str | None) -> Outcome:
         return self.kernel.syn(syn_of(step, self.cpu), choice=_listener(choice))
 
-    def do_syn_only(self, step: SynOnlyStep, choice: int | str | None) -> Outcome:
+    def do_syn_only(self, step: verbs.SynOnlyStep, choice: int | str | None) -> Outcome:
         return self.kernel.syn_only(syn_of(step, self.cpu), choice=_listener(choice))
 
-    def do_ack(self, step: AckStep, choice: int | str | None) -> Outcome:
+    def do_ack(self, step: verbs.AckStep, choice: int | str | None) -> Outcome:
         return self.kernel.ack(syn_of(step, self.cpu), choice=_listener(choice))
 
-    def do_queue(self, step: QueueStep, choice: object) -> Outcome:
+    def do_queue(self, step: verbs.QueueStep, choice: object) -> Outcome:
         return self.kernel.queue(self.fds[step.sock])
 
-    def do_connect(self, step: ConnectStep, choice: int | str | None) -> Outcome:
+    def do_connect(self, step: verbs.ConnectStep, choice: int | str | None) -> Outcome:
         return self.kernel.connect(self.fds[step.sock], step.addr, choice=_port(choice))
 
-    def do_accept(self, step: AcceptStep, choice: object) -> Outcome:
+    def do_accept(self, step: verbs.AcceptStep, choice: object) -> Outcome:
         fd, out = self.kernel.accept(self.fds[step.sock], step.name)
         self.fds[step.name] = fd if fd is not None else self.kernel.closed_fd(step.name)
         return out
 
-    def do_tw(self, step: TwStep, choice: object) -> Outcome:
+    def do_tw(self, step: verbs.TwStep, choice: object) -> Outcome:
         return self.kernel.tw()
 
-    def do_shutdown(self, step: ShutdownStep, choice: object) -> Outcome:
+    def do_shutdown(self, step: verbs.ShutdownStep, choice: object) -> Outcome:
         return self.kernel.shutdown(self.fds[step.sock])
 
 

@@ -280,23 +280,32 @@ class ListenStep(Step, verb=Verb("listen", "listen(a, 16)", Expect.STATUS, 2)):
 
 
 @dataclass(frozen=True)
-class CloseStep(Step, verb=Verb("close", "close(a)", Expect.STATUS, 1)):
+class SockStep(Step):
+    """A step whose one argument names a socket: `verb(a)`."""
+
     sock: str
 
     @classmethod
     def parse(cls, p: Parser, c: Call) -> Step:
         ref = p.sock_ref(c, c.args[0])
-        p.open.discard(ref)
+        cls.track(p, ref)
         return cls(c.lineno, c.text, c.expect, ref)
+
+    @staticmethod
+    def track(p: Parser, sock: str) -> None:
+        """What the parser notes of the socket for the steps after it (nothing, here)."""
 
 
 @dataclass(frozen=True)
-class GetsocknameStep(Step, verb=Verb("getsockname", "getsockname(a)", Expect.ADDRESS, 1)):
-    sock: str
+class CloseStep(SockStep, verb=Verb("close", "close(a)", Expect.STATUS, 1)):
+    @staticmethod
+    def track(p: Parser, sock: str) -> None:
+        p.open.discard(sock)
 
-    @classmethod
-    def parse(cls, p: Parser, c: Call) -> Step:
-        return cls(c.lineno, c.text, c.expect, p.sock_ref(c, c.args[0]))
+
+@dataclass(frozen=True)
+class GetsocknameStep(SockStep, verb=Verb("getsockname", "getsockname(a)", Expect.ADDRESS, 1)):
+    pass
 
 
 @dataclass(frozen=True)
@@ -365,12 +374,8 @@ class SynStep(FlowStep, verb=Verb(
 
 
 @dataclass(frozen=True)
-class QueueStep(Step, verb=Verb("queue", "queue(a)", Expect.COUNT_OR_ERRNO, 1, keeps_queues=True)):
-    sock: str
-
-    @classmethod
-    def parse(cls, p: Parser, c: Call) -> Step:
-        return cls(c.lineno, c.text, c.expect, p.sock_ref(c, c.args[0]))
+class QueueStep(SockStep, verb=Verb("queue", "queue(a)", Expect.COUNT_OR_ERRNO, 1, keeps_queues=True)):
+    """`queue(a) = N`: the listener's accept-queue length."""
 
 
 @dataclass(frozen=True)
@@ -478,13 +483,9 @@ class AckStep(FlowStep, verb=Verb(
 
 
 @dataclass(frozen=True)
-class ShutdownStep(Step, verb=Verb("shutdown", "shutdown(a)", Expect.STATUS, 1)):
+class ShutdownStep(SockStep, verb=Verb("shutdown", "shutdown(a)", Expect.STATUS, 1)):
     """shutdown(NAME): SHUT_RDWR; a listener stops listening and keeps its descriptor."""
 
-    sock: str
-
-    @classmethod
-    def parse(cls, p: Parser, c: Call) -> Step:
-        ref = p.sock_ref(c, c.args[0])
-        p.shut.add(ref)
-        return cls(c.lineno, c.text, c.expect, ref)
+    @staticmethod
+    def track(p: Parser, sock: str) -> None:
+        p.shut.add(sock)

@@ -142,11 +142,9 @@ class Kernel(Handshakes):
         if invalid:
             return invalid
         snum = addr.port
-        denied = self._needs_bind_service(sk, snum, "__inet_bind")
-        if denied:
-            return denied
-        if sk.state != TcpState.CLOSE or sk.num:
-            return self._already(sk, "__inet_bind")
+        refused = self._may_bind(sk, snum, "__inet_bind")
+        if refused:
+            return refused
         sk.rcv_saddr = int(host)
 
         def undo() -> None:
@@ -164,11 +162,9 @@ class Kernel(Handshakes):
         if kind == AddrType.MULTICAST:
             return Outcome("EINVAL", "__inet6_bind: multicast address on a SOCK_STREAM socket")
         snum = addr.port
-        denied = self._needs_bind_service(sk, snum, "__inet6_bind")
-        if denied:
-            return denied
-        if sk.state != TcpState.CLOSE or sk.num:
-            return self._already(sk, "__inet6_bind")
+        refused = self._may_bind(sk, snum, "__inet6_bind")
+        if refused:
+            return refused
         v4addr = 0
         if kind == AddrType.MAPPED:
             if sk.ipv6_only:
@@ -199,6 +195,16 @@ class Kernel(Handshakes):
             sk.rcv_saddr, sk.v6_rcv_saddr = 0, IN6ADDR_ANY  # inet_reset_saddr
 
         return self._bind_port(sk, snum, choice, "__inet6_bind", kind != AddrType.ANY, undo)
+
+    def _may_bind(self, sk: Sock, snum: int, fn: str) -> Outcome | None:
+        """The checks __inet_bind and __inet6_bind share, in their order: a privileged port
+        (EACCES), then a socket bound already (EINVAL); None if it may bind."""
+        denied = self._needs_bind_service(sk, snum, fn)
+        if denied:
+            return denied
+        if sk.state != TcpState.CLOSE or sk.num:
+            return self._already(sk, fn)
+        return None
 
     def _bind_port(self, sk: Sock, snum: int, choice: int | None, fn: str, addr_bound: bool,
                    undo: Callable[[], None]) -> Outcome:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from procfs import tun_fds
 
 from harness.worker import Pool
 from netns import namespace
@@ -118,25 +119,8 @@ def _in_netns(ns: tuple[int, int]) -> list[int]:
 
 
 def _tun_fds() -> set[tuple[int, int, str]]:
-    """(pid, fd, device) of every open /dev/net/tun attached to a device: while one is open,
-    its TUN device exists (ours are not persistent)."""
-    found = set()
-    for pid in psutil.pids():
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") != "/dev/net/tun":
-                    continue
-                info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
-            except OSError:
-                continue
-            for line in info.splitlines():
-                if line.startswith("iff:"):
-                    found.add((pid, int(fd), line.split()[1]))
-    return found
+    """(pid, fd, device) of every open /dev/net/tun on the machine (procfs.tun_fds)."""
+    return tun_fds(psutil.pids())
 
 
 def _wait_for(cond, timeout: float):

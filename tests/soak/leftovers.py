@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from procfs import tun_fds
 
 from harness.guests import reap
 from netns import namespace
@@ -112,24 +113,7 @@ def marked(pids: set[int]) -> set[Proc]:
 
 def tun_holders(procs: set[Proc]) -> list[str]:
     """The TUN devices an open /dev/net/tun of one of `procs` keeps in existence."""
-    found = []
-    for proc in procs:
-        if not proc.alive():
-            continue
-        try:
-            fds = os.listdir(f"/proc/{proc.pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{proc.pid}/fd/{fd}") != "/dev/net/tun":
-                    continue
-                info = Path(f"/proc/{proc.pid}/fdinfo/{fd}").read_text()
-            except OSError:
-                continue
-            found += [f"{line.split()[1]} (pid {proc.pid})" for line in info.splitlines()
-                      if line.startswith("iff:")]
-    return found
+    return [f"{dev} (pid {pid})" for pid, _, dev in sorted(tun_fds(p.pid for p in procs if p.alive()))]
 
 
 def namespaces_of(pids: set[int]) -> list[str]:
