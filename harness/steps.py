@@ -94,8 +94,8 @@ class Step:
 
     @property
     def named(self) -> str | None:
-        """The socket name the step creates, if any."""
-        return None
+        """The socket name the step creates, if any (socket, accept)."""
+        return getattr(self, "name", None)
 
     @property
     def uses(self) -> str | None:
@@ -146,10 +146,6 @@ class SocketStep(Step, verb=Verb(
     name: str
     family: int
     uid: int
-
-    @property
-    def named(self) -> str:
-        return self.name
 
     @classmethod
     def parse(cls, p: Parser, c: Call) -> Step:
@@ -431,10 +427,6 @@ class AcceptStep(Step, verb=Verb(
 
     name: str
     sock: str
-
-    @property
-    def named(self) -> str:
-        return self.name
 
     @classmethod
     def parse(cls, p: Parser, c: Call) -> Step:
