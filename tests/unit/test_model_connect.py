@@ -1,5 +1,5 @@
 """The model's connect(), accept() and TIME_WAIT rules, each against the kernel function it
-follows (model/connect.py, model/kernel.py). The corpus checks the same rules against the kernel;
+follows (model/connect.py, model/kernel/). The corpus checks the same rules against the kernel;
 these pin the pieces one by one."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""tcp_conn_request's decisions and the ACK's, rule by rule (model/queues.py, model/kernel.py)."""
+"""tcp_conn_request's decisions and the ACK's, rule by rule (model/queues.py, model/kernel/)."""
 
 from __future__ import annotations
 
