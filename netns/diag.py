@@ -30,6 +30,8 @@ SOCKID = struct.Struct("=2s2s16s16sI8s")
 MSG_TAIL = struct.Struct("=IIIII")
 TCPF_SYN_RECV = 1 << 3  # request sockets are dumped in this state (inet_req_diag_fill)
 TCPF_LISTEN = 1 << 10
+# a netlink reply that never comes is an error (TimeoutError, an OSError), never a hang
+REPLY_TIMEOUT = 5.0
 
 
 class DiagUnavailable(RuntimeError):
@@ -105,6 +107,7 @@ def tcp_sockets(states: int) -> list[DiagSock]:
     """Every TCP socket of this namespace (both families) in `states`, a TCPF_* mask."""
     out: list[DiagSock] = []
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as sock:
+        sock.settimeout(REPLY_TIMEOUT)
         for family in (socket.AF_INET, socket.AF_INET6):
             sock.send(_request(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, _req(family, states), 1))
             for mtype, payload in _messages(sock):
@@ -120,6 +123,7 @@ def destroy_timewait() -> int:
     """SOCK_DESTROY every TIME_WAIT socket of this namespace; how many went."""
     n = 0
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as sock:
+        sock.settimeout(REPLY_TIMEOUT)
         for family in (socket.AF_INET, socket.AF_INET6):
             for sockid in timewait_ids(sock, family):
                 sock.send(_request(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK,
