@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from harness.scenario import DEFAULT_SPEC, Scenario, Step, Version
 from model.outcome import Outcome
+
+if TYPE_CHECKING:
+    from harness.minimize import Reduction
 
 
 class Check(enum.Enum):
@@ -65,6 +69,7 @@ class ScenarioResult:
     timing: bool = False  # skipped for a race only a slow (emulated) kernel loses
     error: str = ""  # why it could not finish (the worker crashed, or failed a step)
     seconds: float = 0.0  # wall time the runner spent on it (for the JUnit `time`)
+    reduction: Reduction | None = None  # its divergence shrunk by the minimizer, if it ran
 
     @property
     def divergent(self) -> list[StepResult]:

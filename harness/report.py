@@ -205,35 +205,39 @@ def to_json(results: list[ScenarioResult], meta: dict) -> dict:
         **meta,
         "summary": {c: getattr(summary.total, c) for c in JSON_TOTALS},
         "features": {k: {c: getattr(v, c) for c in COLUMNS} for k, v in sorted(summary.features.items())},
-        "scenarios": [
+        "scenarios": [scenario_json(r, run) for r, run in zip(results, runs, strict=True)],
+    }
+
+
+def scenario_json(r: ScenarioResult, run: int = 1) -> dict:
+    """One scenario run as the JSON report holds it: what every other report is made from."""
+    return {
+        "path": str(r.scenario.path),
+        "feature": r.scenario.feature,
+        "skipped": r.skipped or None,
+        "agreed": r.agreed,
+        "checked": r.checked,
+        "error": r.error or None,
+        "run": run,
+        "seconds": round(r.seconds, 4),
+        "sysctls": dict(r.scenario.sysctls),
+        "steps": [
             {
-                "path": str(r.scenario.path),
-                "feature": r.scenario.feature,
-                "skipped": r.skipped or None,
-                "agreed": r.agreed,
-                "checked": r.checked,
-                "error": r.error or None,
-                "run": run,
-                "seconds": round(r.seconds, 4),
-                "sysctls": dict(r.scenario.sysctls),
-                "steps": [
-                    {
-                        "line": s.step.line,
-                        "call": s.step.call,
-                        "expect": s.expect,
-                        "expect_from": s.expect_from or None,
-                        "model": _outcome_json(s.model),
-                        "kernel": _outcome_json(s.kernel),
-                        "checks": [c.value for c in s.checks],
-                        "checked": s.checked,
-                        "unchecked": s.unchecked or None,
-                        "problems": s.problems,
-                    }
-                    for s in r.steps
-                ],
+                "line": s.step.line,
+                "call": s.step.call,
+                "expect": s.expect,
+                "expect_from": s.expect_from or None,
+                "model": _outcome_json(s.model),
+                "kernel": _outcome_json(s.kernel),
+                "checks": [c.value for c in s.checks],
+                "checked": s.checked,
+                "unchecked": s.unchecked or None,
+                "problems": s.problems,
             }
-            for r, run in zip(results, runs, strict=True)
+            for s in r.steps
         ],
+        # both outcomes, the model's reason, the minimal (or cut) reproducer: as printed
+        "divergence": divergence_text(r, r.reduction) if r.divergent and not r.skipped else None,
     }
 
 

@@ -49,6 +49,11 @@ class Column:
     swap_profile: str = ""  # the other profile the exercised scenarios were rerun under
     swapped: dict[str, Cell] = field(default_factory=dict)  # their cells under it
     missing: list[str] = field(default_factory=list)  # modules the guest wanted and lacked
+    report: Path | None = None  # its corpus JSON (`run --json`), if the corpus ran
+
+    def corpus(self) -> dict | None:
+        """Its corpus JSON, read: what the KTAP, KCIDB and HTML reports are made from."""
+        return json.loads(self.report.read_text()) if self.report is not None else None
 
     def count(self, status: Status) -> int:
         return sum(c.status is status for c in self.cells.values())
