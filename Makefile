@@ -93,3 +93,35 @@ soak-signals: install kernel-tools
 # folders gets EROFS from the host (virtiofsd exports a read-only bind of /: harness/guests/export.py).
 soak-export: install kernel-tools
 	$(BIN)/python -m pytest -q -ra -p no:cacheprovider -m soak tests/soak/test_readonly_export.py
+
+# The kselftest entry point (tools/testing/selftests/sockharness/, a folder that drops into a
+# kernel tree), run as the kernel's run_kselftest.sh runs a test: its `settings` timeout, its
+# output prefixed "# ", one result line from its exit code (0 ok, 4 SKIP, 124 TIMEOUT, else
+# not ok) and that status. SOCKHARNESS_SCENARIOS=PATHS runs only those. With KSFT_INSTALL=DIR
+# (a kselftest install: `make -C tools/testing/selftests install INSTALL_PATH=DIR` in a kernel
+# tree) it is installed there instead, pointed at this project and listed in
+# DIR/kselftest-list.txt: then `DIR/run_kselftest.sh -c sockharness` runs it.
+KSFT_DIR := tools/testing/selftests/sockharness
+KSFT_INSTALL ?=
+KSFT_NAME := selftests: sockharness: sockharness.sh
+.PHONY: kselftest
+kselftest: install
+ifneq ($(KSFT_INSTALL),)
+	mkdir -p $(KSFT_INSTALL)/sockharness
+	sed 's|^default_dir=$$|default_dir=$(CURDIR)|' $(KSFT_DIR)/sockharness.sh > $(KSFT_INSTALL)/sockharness/sockharness.sh
+	chmod +x $(KSFT_INSTALL)/sockharness/sockharness.sh
+	cp $(KSFT_DIR)/settings $(KSFT_INSTALL)/sockharness/
+	grep -qx 'sockharness:sockharness.sh' $(KSFT_INSTALL)/kselftest-list.txt 2>/dev/null || \
+	  echo 'sockharness:sockharness.sh' >> $(KSFT_INSTALL)/kselftest-list.txt
+else
+	@t=$$(sed -n 's/^timeout=//p' $(KSFT_DIR)/settings); cd $(KSFT_DIR) && \
+	echo "TAP version 13" && echo "1..1" && echo "# timeout set to $$t" && echo "# $(KSFT_NAME)" && \
+	{ { { timeout --foreground $$t ./sockharness.sh 2>&1; echo $$? >&3; } | sed -u 's/^/# /' >&4; } 3>&1 | \
+	  { read rc; exit $$rc; }; } 4>&1; rc=$$?; \
+	case $$rc in \
+	0) echo "ok 1 $(KSFT_NAME)";; \
+	4) echo "ok 1 $(KSFT_NAME) # SKIP";; \
+	124) echo "not ok 1 $(KSFT_NAME) # TIMEOUT $$t seconds";; \
+	*) echo "not ok 1 $(KSFT_NAME) # exit=$$rc";; \
+	esac; [ $$rc -eq 0 ] || [ $$rc -eq 4 ]
+endif

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
@@ -10,18 +11,21 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import record
 from harness.compare import ScenarioResult
 from harness.environment import EnvironmentProblem
+from harness.ktap import KtapWriter
 from harness.minimize import MAX_CANDIDATES, Progress, minimize
 from harness.model_backend import ModelExecutor
 from harness.parser import KNOWN_VERSIONS, ScenarioError
 from harness.report import (
     Summary,
     divergence_text,
+    scenario_json,
     steps_line,
     summary_table,
     visible,
@@ -72,8 +76,13 @@ def _profile(name: str | None, settings: list[str] | None = None) -> tuple[Profi
         raise UsageError(f"--set: {e}; fields: see `sockharness profiles`") from e
 
 
-def _progress(quiet: bool):
+def _progress(quiet: bool, done: int = 0, total: int | None = None, feed=None):
+    """Progress lines, numbered across batches (`done` before this one, of `total`); `feed`
+    writes the new result into the KTAP document first."""
     def show(i: int, n: int, r: ScenarioResult) -> None:
+        if feed is not None:
+            feed()
+        i, n = done + i, total or n
         if r.skipped:
             status = f"skipped ({r.skipped})"
         elif r.agreed:
@@ -161,6 +170,45 @@ def _pool() -> Pool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if not args.ktap:
+        return _run(args, None)
+    # --ktap: the document alone on stdout, everything the run prints today on stderr
+    writer = KtapWriter(sys.stdout)
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            return _run(args, writer)
+        except BaseException as e:
+            reason = str(e) if isinstance(e, (ScenarioError, UsageError)) else why_stopped(e)
+            with deferred():  # a second signal waits until the document is whole
+                writer.close(stopped=reason)
+            raise
+
+
+def _ktap_feed(writer: KtapWriter, results: list[ScenarioResult]):
+    """Writes the results not yet in the document (their run numbers counted as they come)."""
+    seen: Counter[str] = Counter()
+
+    def feed() -> None:
+        for r in results[writer.added:]:
+            seen[str(r.scenario.path)] += 1
+            writer.add(scenario_json(r, seen[str(r.scenario.path)]))
+    return feed
+
+
+def _batches(scenarios: list, repeat: int, by_feature: bool) -> list[tuple[str, list]]:
+    """What each runner.run call takes, with the line announcing it: every scenario per
+    repeat; or (--ktap, to stream nested features) each feature's runs together, features
+    in first-appearance order (results are independent of the order)."""
+    if not by_feature:
+        return [(f"run {k + 1} of {repeat}" if repeat > 1 else "", scenarios) for k in range(repeat)]
+    features: dict[str, list] = {}
+    for sc in scenarios:
+        features.setdefault(sc.feature, []).append(sc)
+    return [(f"{name}: run {k + 1} of {repeat}" if repeat > 1 else "", group)
+            for name, group in features.items() for k in range(repeat)]
+
+
+def _run(args: argparse.Namespace, writer: KtapWriter | None) -> int:
     outputs = _outputs(args)  # a bad report path fails now, not after the run
     if args.profile is None and args.backend != "model":
         ensure_inferred()  # a kernel without a profile of its own: infer it first (root)
@@ -172,6 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"profile {profile.name}; backend {backend.value}; {len(scenarios)} scenario(s)")
     results: list[ScenarioResult] = []
     meta: dict | None = None
+    feed = None
     total = len(scenarios) * args.repeat
     t0 = time.monotonic()
     try:
@@ -184,18 +233,31 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "backend": backend.value, "profile_note": note, "hash_problem": "",
                     "expectations": _spec_label(runner)}
             print(f"expectations: {_spec_label(runner)}" + (f" ({runner.spec_note})" if runner.spec_note else ""))
-            for k in range(args.repeat):
-                if args.repeat > 1:
-                    print(f"run {k + 1} of {args.repeat}", flush=True)
-                runner.run(scenarios, _progress(args.quiet), results)
+            batches = _batches(scenarios, args.repeat, by_feature=writer is not None)
+            if writer is not None:
+                features = Counter(sc.feature for sc in scenarios)  # first-appearance order
+                writer.plan([(f, n * args.repeat) for f, n in features.items()],
+                            {str(sc.path): args.repeat for sc in scenarios},
+                            [f"sockharness run: profile {profile.name}; kernel {platform.release()}; "
+                             f"backend {backend.value}; expectations {_spec_label(runner)}"])
+                feed = _ktap_feed(writer, results)
+            done = 0
+            for label, batch in batches:
+                if label:
+                    print(label, flush=True)
+                runner.run(batch, _progress(args.quiet, done, total, feed), results)
+                done += len(batch)
             show = _minimize_progress(args.quiet)
-            texts = [divergence_text(r, minimize(r, runner.run_one, args.minimize_budget, progress=show)
-                                     if args.minimize else None)
-                     for r in results if r.divergent and not r.skipped]
+            divergent = [r for r in results if r.divergent and not r.skipped]
+            for r in divergent if args.minimize else ():
+                r.reduction = minimize(r, runner.run_one, args.minimize_budget, progress=show)
+            texts = [divergence_text(r, r.reduction) for r in divergent]
         finally:
             if pool:
                 pool.close()
     except BaseException as e:
+        if feed is not None:  # a scenario the worker failed on is in results, not yet written
+            feed()
         if meta is not None:  # the reports of what ran, marked incomplete
             meta.update(hash_problem=runner.hash_problem, seconds=round(time.monotonic() - t0, 3))
             _write_incomplete(outputs, results, meta, e, total)
@@ -217,6 +279,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("\n" + steps_line(t))
     if pool is not None and pool.replaced:
         print(f"{pool.replaced} namespace(s) replaced: not clean after a scenario's reset")
+    if writer is not None:
+        with deferred():
+            writer.close(notes=[f"DIVERGED {runner.hash_problem}"] if runner.hash_problem else ())
     if t.errors:
         print(f"error: {t.errors} scenario(s) could not run (the harness failed, not the kernel)",
               file=sys.stderr)
@@ -410,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ignore the files' '= …' expectations: model against kernel only (for a "
                      "kernel other than the one they were recorded on)")
     run.add_argument("--junit", metavar="FILE", help="write JUnit XML (a scenario per testcase)")
+    run.add_argument("--ktap", action="store_true",
+                     help="KTAP version 1 on stdout as the run goes (a result per scenario, nested "
+                     "by feature, kselftest's Totals line); all else goes to stderr")
     run.add_argument("--seed", type=int, default=0, help="seed of the model's own random picks")
     run.add_argument("--no-minimize", dest="minimize", action="store_false",
                      help="print the scenario cut at the divergence instead of shrinking it")
@@ -451,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     ker.add_argument("--no-host", dest="host", action="store_false",
                      help="leave out the host kernel's column")
     ker.add_argument("--timeout", type=float, default=1500, help="seconds per guest (default: %(default)s)")
+    ker.add_argument("--ktap", action="store_true",
+                     help="the matrix as KTAP version 1 on stdout (a test per kernel, its corpus "
+                     "nested); all else goes to stderr")
     ker.set_defaults(func=cmd_kernels)
     prof = sub.add_parser("profiles", help="list the model's kernel profiles; --probe infers the "
                           "running kernel's")
@@ -470,8 +541,10 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 
     if os.geteuid() != 0:
         raise UsageError("kernels needs root (QEMU's virtiofsd shares the host root read-only)")
+    ktap = sys.stdout if args.ktap else None  # the document's; all else goes to stderr
     try:
-        return command.main(args)
+        with contextlib.redirect_stdout(sys.stderr) if ktap else contextlib.nullcontext():
+            return command.main(args, ktap)
     except (fetch.FetchError, FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from e
     finally:

@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from harness import probe
 from harness.calibrate import OFFLOAD_ENV
@@ -158,6 +159,7 @@ def _run_kernel(target: Target, tools: qemu.Tools, accel: qemu.Accel, out: Path,
     corpus = kout / "corpus.json"
     if corpus.exists():
         column.cells, meta = matrix.cells_from_json(corpus)
+        column.report = corpus
         column.profile = column.profile or str(meta.get("profile", ""))  # the guest's own pick
         if meta.get("complete") is False:  # cut short (signal, worker crash): what ran
             column.problem = f"corpus run incomplete: {meta.get('incomplete', '')}"
@@ -225,6 +227,7 @@ def run_host(out: Path, scenarios: list) -> matrix.Column:
                            swap_profile=f"{REFERENCE_OF_REFERENCE}'s rules")
     if (hout / "corpus.json").exists():
         column.cells, _ = matrix.cells_from_json(hout / "corpus.json")
+        column.report = hout / "corpus.json"
     else:
         column.problem = f"no corpus results; see {hout / 'corpus.log'}"
     say(f"[host] done in {column.seconds:.0f} s: {column.count(matrix.Status.AGREE)} agree, "
@@ -266,9 +269,10 @@ def exit_status(columns: list[matrix.Column], own: Target | None) -> int:
     return EXIT_DIVERGE if diverged else EXIT_AGREE
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, ktap: TextIO | None = None) -> int:
     """The stages: the targets, the plan (accelerator, jobs, CPUs), the guests booted (the
-    host's column beside them), the matrix and the exit status."""
+    host's column beside them), the matrix and the exit status; with `ktap`, the matrix as
+    KTAP written there too."""
     start = time.monotonic()
     if args.kernel and args.versions:
         raise ValueError("--kernel PATH boots that kernel instead of Debian's: no --versions with it")
@@ -294,7 +298,7 @@ def main(args: argparse.Namespace) -> int:
         targets = _targets(args)
     plan = _plan(args, tools, targets, out)
     columns, scenarios = _boot_all(args, plan, tools, targets, out)
-    return _report(columns, scenarios, out, plan.accel, time.monotonic() - start, own)
+    return _report(columns, scenarios, out, plan.accel, time.monotonic() - start, own, ktap)
 
 
 def _announce_own(own: Target) -> None:
@@ -384,8 +388,14 @@ def _boot_all(args: argparse.Namespace, plan: GuestPlan, tools: qemu.Tools, targ
 
 
 def _report(columns: list[matrix.Column], scenarios: list, out: Path, accel: qemu.Accel,
-            elapsed: float, own: Target | None) -> int:
-    """The matrix (markdown and HTML files, the short table printed) and the exit status."""
+            elapsed: float, own: Target | None, ktap: TextIO | None = None) -> int:
+    """The matrix (markdown and HTML files, the short table printed; KTAP into `ktap`, the
+    table then on stderr) and the exit status."""
+    if ktap is not None:
+        from harness.ktap import matrix_document
+
+        ktap.write(matrix_document(columns))
+        ktap.flush()
     (out / "matrix.md").write_text(matrix.markdown(columns, full=True))
     (out / "matrix.html").write_text(matrix.html_page(columns, "sockharness: scenario x kernel"))
     print()
