@@ -17,8 +17,11 @@ import sys
 import time
 import tracemalloc
 from dataclasses import dataclass
+from pathlib import Path
 
+from harness import svg
 from harness.calibrate import warm_up
+from harness.html_report import page
 from harness.lookup_scenarios import scenarios
 from harness.model_backend import ModelExecutor
 from harness.parser import parse_text
@@ -104,10 +107,36 @@ def ephemeral_scaling(sizes: tuple[int, ...] = (1_000, 5_000, 20_000)) -> None:
                   "(5x is linear)")
 
 
+TARGET = 20_000  # verified lookups/s
+OURS_COLOUR, SCAPY_COLOUR = "#3b6fb6", "#9e9e9e"
+
+
+def chart_page(rows: list[tuple[int, Measured, Measured]]) -> str:
+    """Lookups/s by group size, ours against the scapy baseline, with the target: one
+    self-contained page (harness/html_report.py's shell)."""
+    bars = []
+    for group, ours, base in rows:
+        for m, colour, name in ((ours, OURS_COLOUR, "TUN injector"), (base, SCAPY_COLOUR, "scapy")):
+            verdict = "" if m.agreed else ", DIVERGED"
+            bars.append(svg.Bar(f"group of {group}, {name}", m.rate, colour if m.agreed else "#d62728",
+                                title=f"{m.syns} SYNs in {m.seconds:.2f} s{verdict}",
+                                text=f"{m.rate:,.0f}/s{verdict}"))
+    chart = svg.hbars(bars, title="verified listener lookups per second by reuseport group size",
+                      line=svg.Line(f"target {TARGET:,}/s", TARGET),
+                      legend=[(OURS_COLOUR, "TUN injector"), (SCAPY_COLOUR, "scapy injector")])
+    ratios = "".join(f"<li>group of {g}: {o.rate / b.rate:.1f}x scapy ({o.syns} SYNs in {o.seconds:.2f} s; "
+                     f"scapy {b.syns} in {b.seconds:.2f} s)</li>" for g, o, b in rows)
+    return page("sockharness bench: verified lookups/s", f"{chart}<ul>{ratios}</ul><p>A verified lookup: "
+                "one SYN injected, its handshake completed, its listener found by the accept sweep and "
+                "compared with the model's exact prediction.</p>", controls=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="sockharness-bench", description=__doc__.splitlines()[0])
     ap.add_argument("--syns", type=int, default=40_000, help="SYNs per measurement (default 40000)")
     ap.add_argument("--scapy-syns", type=int, default=2_000, help="SYNs for the scapy baseline")
+    ap.add_argument("--chart", type=Path, default=Path("reports/bench.html"),
+                    help="where the chart of lookups/s goes (default reports/bench.html)")
     args = ap.parse_args(argv)
     ephemeral_scaling()
     if os.geteuid() != 0:
@@ -119,10 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"calibration: numba compile/load {compile_s:.2f} s; probe {probe_s:.3f} s; "
           f"search of 2^32 seeds {search_s:.2f} s (target <= 5 s)")
     rows: list[tuple[Measured, Measured]] = []
+    drawn: list[tuple[int, Measured, Measured]] = []
     for group in (8, 256):
         ours = verified_lookups(group, args.syns, "tun", 2000)
         base = verified_lookups(group, args.scapy_syns, "scapy", 500)
         rows.append((ours, base))
+        args.chart.parent.mkdir(parents=True, exist_ok=True)  # redrawn as each group finishes
+        drawn.append((group, ours, base))
+        args.chart.write_text(chart_page(drawn))
         print(f"group {group:>3}: {ours.rate:>8.0f} verified lookups/s ({ours.syns} SYNs in "
               f"{ours.seconds:.2f} s, {'all agree' if ours.agreed else 'DIVERGED'}); scapy injector "
               f"{base.rate:>6.0f}/s ({base.syns} SYNs); ratio {ours.rate / base.rate:.1f}x", flush=True)
@@ -131,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'met' if all(o.rate >= 20000 for o, _ in rows) else 'NOT met'}; "
           f">= 10x scapy: {'met' if all(o.rate >= 10 * b.rate for o, b in rows) else 'NOT met'}; "
           f"calibration <= 5 s: {'met' if search_s + probe_s <= 5 else 'NOT met'}")
+    print(f"chart: {args.chart}")
     return 0 if ok else 1
 
 

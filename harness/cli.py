@@ -28,6 +28,7 @@ from harness.report import (
     scenario_json,
     steps_line,
     summary_table,
+    to_json,
     visible,
     write_json,
     write_junit,
@@ -126,29 +127,46 @@ def _output(option: str, text: str | None) -> Path | None:
     return path
 
 
-def _outputs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
-    json_path, junit_path = _output("--json", args.json), _output("--junit", args.junit)
-    if json_path is not None and junit_path is not None and json_path.resolve() == junit_path.resolve():
-        raise UsageError(visible(f"--json and --junit name the same file, {args.json}"))
-    return json_path, junit_path
+def _write_html(path: Path, results: list[ScenarioResult], meta: dict) -> None:
+    from harness.html_report import run_page
+
+    path.write_text(run_page(to_json(results, meta)))
 
 
-def _write_reports(outputs: tuple[Path | None, Path | None], results: list[ScenarioResult],
-                   meta: dict, say=print) -> None:
-    json_path, junit_path = outputs
-    if json_path is not None:
-        write_json(json_path, results, meta)
-        say(visible(f"\nreport: {json_path}"))
-    if junit_path is not None:
-        write_junit(junit_path, results, meta)
-        say(visible(f"JUnit XML: {junit_path}"))
+# The report files `run` can write: the option, its writer, how the file is announced.
+REPORT_FILES = (("--json", write_json, "report"), ("--junit", write_junit, "JUnit XML"),
+                ("--html", _write_html, "HTML report"))
+Outputs = dict[str, Path]  # option -> the file it names, those given
 
 
-def _write_incomplete(outputs: tuple[Path | None, Path | None], results: list[ScenarioResult],
+def _outputs(args: argparse.Namespace) -> Outputs:
+    """The report files asked for, each checked (_output); no two the same file."""
+    outputs: Outputs = {}
+    for option, _, _ in REPORT_FILES:
+        path = _output(option, getattr(args, option.lstrip("-")))
+        if path is None:
+            continue
+        same = [o for o, q in outputs.items() if q.resolve() == path.resolve()]
+        if same:
+            raise UsageError(visible(f"{same[0]} and {option} name the same file, {path}"))
+        outputs[option] = path
+    return outputs
+
+
+def _write_reports(outputs: Outputs, results: list[ScenarioResult], meta: dict, say=print) -> None:
+    first = True
+    for option, write, label in REPORT_FILES:
+        if option in outputs:
+            write(outputs[option], results, meta)
+            say(visible(f"{chr(10) if first else ''}{label}: {outputs[option]}"))
+            first = False
+
+
+def _write_incomplete(outputs: Outputs, results: list[ScenarioResult],
                       meta: dict, stopped: BaseException, total: int) -> None:
     """After Ctrl-C, SIGTERM or a worker's failure: the reports of the runs that finished,
     marked "complete": false with what stopped the run and when."""
-    if outputs == (None, None):
+    if not outputs:
         return
     ran = (f"after {len(results)} of {total} scenario runs" if len(results) < total
            else f"after all {total} scenario runs, while minimizing")
@@ -475,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ignore the files' '= …' expectations: model against kernel only (for a "
                      "kernel other than the one they were recorded on)")
     run.add_argument("--junit", metavar="FILE", help="write JUnit XML (a scenario per testcase)")
+    run.add_argument("--html", metavar="FILE", help="write one self-contained HTML page: the "
+                     "summary per feature, each divergence, the reuseport spread charts")
     run.add_argument("--ktap", action="store_true",
                      help="KTAP version 1 on stdout as the run goes (a result per scenario, nested "
                      "by feature, kselftest's Totals line); all else goes to stderr")

@@ -10,11 +10,14 @@ IS_ROOT = os.geteuid() == 0
 NOT_ROOT = "not root: the kernel half (namespaces, real sockets) cannot run"
 # set by harness/guests/guest.py: the tests run inside a kernel booted under QEMU (TCG)
 IN_GUEST = os.environ.get("SOCKH_GUEST") == "1"
+NO_BROWSER = "make browser-tools"  # in the skip reason of tests/browser without chromium
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "native_speed(reason): cannot run in an emulated guest "
                             "(a native-speed threshold, or hours under TCG); skipped there with the reason")
+    config.addinivalue_line("markers", "browser: loads the HTML reports in headless chromium "
+                            "(tests/browser); skipped, and said at the end, without it")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -45,6 +48,14 @@ def pytest_sessionfinish(session, exitstatus):
     if native:
         reporter.write_line(f"{len(native)} test(s) skipped in this guest: they need native speed "
                             "(reasons above, -rs)")
+    no_browser = [r for r in skipped if "browser" in r.keywords and NO_BROWSER in str(r.longrepr)]
+    if no_browser:
+        reporter.write_line(f"!!! {len(no_browser)} browser test(s) SKIPPED: /usr/bin/chromium is missing "
+                            f"({NO_BROWSER} installs it). The HTML reports were NOT checked in a browser.",
+                            yellow=True, bold=True)
+        if os.environ.get("SOCKH_REQUIRE_BROWSER") == "1" and session.exitstatus == 0:
+            reporter.write_line("Failing the run: SOCKH_REQUIRE_BROWSER=1 (.ci/run) wants them run.", red=True)
+            session.exitstatus = 1
     # kernel tests skipped because this is not root (a test may also skip for a kernel fact
     # it prints, e.g. 5.10 cannot SOCK_DESTROY a TIME_WAIT socket: that one is no alarm)
     skipped_kernel = [r for r in skipped if "kernel" in r.keywords and NOT_ROOT in str(r.longrepr)]

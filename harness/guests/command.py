@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from harness import probe
+from harness import html_report, probe
 from harness.calibrate import OFFLOAD_ENV
 from harness.guests import fetch, initramfs, matrix, offload, qemu, reap
 from harness.guests.fetch import KERNELS, Release
@@ -397,7 +397,7 @@ def _report(columns: list[matrix.Column], scenarios: list, out: Path, accel: qem
         ktap.write(matrix_document(columns))
         ktap.flush()
     (out / "matrix.md").write_text(matrix.markdown(columns, full=True))
-    (out / "matrix.html").write_text(matrix.html_page(columns, "sockharness: scenario x kernel"))
+    (out / "matrix.html").write_text(html_report.matrix_page(columns, "sockharness: scenario x kernel"))
     print()
     print(matrix.markdown(columns, full=False))
     print(f"matrix: {len(columns)} kernel(s), {len(scenarios)} scenarios, "

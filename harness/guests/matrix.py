@@ -1,4 +1,5 @@
-"""The scenario x kernel matrix: each cell agree / diverge / skipped, as Markdown and HTML.
+"""The scenario x kernel matrix: each cell agree / diverge / skipped, as Markdown (HTML:
+harness/html_report.py).
 
 Built from each guest's corpus JSON (`sockharness run --json`); a kernel that did not boot or
 whose corpus did not finish gives "not run" cells with the reason. Which profile fields each
@@ -8,7 +9,6 @@ kernel exercised is computed on the model alone (`exercised`).
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -187,37 +187,3 @@ def markdown(columns: list[Column], *, full: bool) -> str:
         out += [f"- {c.version}: kernel tests {c.kernel_tests or '(not run)'}; probe: "
                 f"{c.probe or '(not run)'}" for c in tested]
     return "\n".join(out) + "\n"
-
-
-_COLOURS = {Status.AGREE: "#d7f5d7", Status.DIVERGE: "#f8c8c8", Status.SKIPPED: "#eeeeee",
-            Status.NOT_RUN: "#f5e6b8"}
-
-
-def html_page(columns: list[Column], title: str) -> str:
-    """The full matrix as one self-contained HTML page; a cell's title holds its detail."""
-    esc = html.escape
-    head = "".join(f"<th>{esc(c.version)}<br><small>{esc(c.release)}</small></th>" for c in columns)
-    rows = []
-    for p in sorted({p for c in columns for p in c.cells}):
-        tds = []
-        for c in columns:
-            cell = c.cells.get(p, Cell(Status.NOT_RUN, c.problem))
-            tds.append(f'<td style="background:{_COLOURS[cell.status]}" title="{esc(cell.detail)}">'
-                       f"{esc(cell.status.value)}</td>")
-        rows.append(f"<tr><td>{esc(p)}</td>{''.join(tds)}</tr>")
-    totals = "".join(
-        f"<li>{esc(c.version)} ({esc(c.release or '-')}, profile {esc(c.profile or '-')}): "
-        f"{c.count(Status.AGREE)} agree, {c.count(Status.DIVERGE)} diverge, "
-        f"{c.count(Status.SKIPPED)} skipped, {c.count(Status.NOT_RUN)} not run, {c.seconds:.0f} s"
-        f"{' - ' + esc(c.problem) if c.problem else ''}"
-        f"{'<br>fields exercised: ' + esc(', '.join(f'{k} ({len(v)})' for k, v in c.exercised.items())) if c.exercised else ''}"
-        "</li>" for c in columns)
-    divergent = "".join(
-        f"<li><code>{esc(p)}</code> on {esc(c.version)}: {esc(cell.detail)}</li>"
-        for c in columns for p, cell in sorted(c.cells.items()) if cell.status is Status.DIVERGE)
-    return (f"<!doctype html><meta charset=utf-8><title>{esc(title)}</title>"
-            "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}</style>"
-            f"<h1>{esc(title)}</h1><ul>{totals}</ul>"
-            f"{'<h2>Divergences</h2><ul>' + divergent + '</ul>' if divergent else ''}"
-            f"<table><tr><th>scenario</th>{head}</tr>{''.join(rows)}</table>\n")
