@@ -542,6 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     ker.add_argument("--ktap", action="store_true",
                      help="the matrix as KTAP version 1 on stdout (a test per kernel, its corpus "
                      "nested); all else goes to stderr")
+    ker.add_argument("--kcidb", metavar="FILE",
+                     help="the matrix as KCIDB v5 JSON (a checkout and build per kernel, a test per "
+                     "scenario run), for kcidb-submit")
     ker.set_defaults(func=cmd_kernels)
     prof = sub.add_parser("profiles", help="list the model's kernel profiles; --probe infers the "
                           "running kernel's")
@@ -561,10 +564,11 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 
     if os.geteuid() != 0:
         raise UsageError("kernels needs root (QEMU's virtiofsd shares the host root read-only)")
-    ktap = sys.stdout if args.ktap else None  # the document's; all else goes to stderr
+    # KTAP alone on stdout then: all else goes to stderr; a bad KCIDB path fails before a boot
+    outputs = command.Outputs(ktap=sys.stdout if args.ktap else None, kcidb=_output("--kcidb", args.kcidb))
     try:
-        with contextlib.redirect_stdout(sys.stderr) if ktap else contextlib.nullcontext():
-            return command.main(args, ktap)
+        with contextlib.redirect_stdout(sys.stderr) if args.ktap else contextlib.nullcontext():
+            return command.main(args, outputs)
     except (fetch.FetchError, FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from e
     finally:

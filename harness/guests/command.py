@@ -21,11 +21,12 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from harness import html_report, probe
+from harness import html_report, kcidb, ktap, probe
 from harness.calibrate import OFFLOAD_ENV
 from harness.guests import fetch, initramfs, matrix, offload, qemu, reap
 from harness.guests.fetch import KERNELS, Release
@@ -269,10 +270,19 @@ def exit_status(columns: list[matrix.Column], own: Target | None) -> int:
     return EXIT_DIVERGE if diverged else EXIT_AGREE
 
 
-def main(args: argparse.Namespace, ktap: TextIO | None = None) -> int:
+@dataclass(frozen=True)
+class Outputs:
+    """What `kernels` writes besides its folder: the KTAP document on a stream, a KCIDB
+    file; `started` (when the matrix began) names the KCIDB run."""
+
+    ktap: TextIO | None = None
+    kcidb: Path | None = None
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+def main(args: argparse.Namespace, outputs: Outputs | None = None) -> int:
     """The stages: the targets, the plan (accelerator, jobs, CPUs), the guests booted (the
-    host's column beside them), the matrix and the exit status; with `ktap`, the matrix as
-    KTAP written there too."""
+    host's column beside them), the matrix (and `outputs`) and the exit status."""
     start = time.monotonic()
     if args.kernel and args.versions:
         raise ValueError("--kernel PATH boots that kernel instead of Debian's: no --versions with it")
@@ -298,7 +308,7 @@ def main(args: argparse.Namespace, ktap: TextIO | None = None) -> int:
         targets = _targets(args)
     plan = _plan(args, tools, targets, out)
     columns, scenarios = _boot_all(args, plan, tools, targets, out)
-    return _report(columns, scenarios, out, plan.accel, time.monotonic() - start, own, ktap)
+    return _report(columns, scenarios, out, plan.accel, time.monotonic() - start, own, outputs or Outputs())
 
 
 def _announce_own(own: Target) -> None:
@@ -388,14 +398,17 @@ def _boot_all(args: argparse.Namespace, plan: GuestPlan, tools: qemu.Tools, targ
 
 
 def _report(columns: list[matrix.Column], scenarios: list, out: Path, accel: qemu.Accel,
-            elapsed: float, own: Target | None, ktap: TextIO | None = None) -> int:
-    """The matrix (markdown and HTML files, the short table printed; KTAP into `ktap`, the
-    table then on stderr) and the exit status."""
-    if ktap is not None:
-        from harness.ktap import matrix_document
-
-        ktap.write(matrix_document(columns))
-        ktap.flush()
+            elapsed: float, own: Target | None, outputs: Outputs) -> int:
+    """The matrix (markdown and HTML files, the short table printed; KTAP and KCIDB where
+    `outputs` asks: the table is then on stderr) and the exit status."""
+    if outputs.ktap is not None:
+        outputs.ktap.write(ktap.matrix_document(columns))
+        outputs.ktap.flush()
+    if outputs.kcidb is not None:
+        run = outputs.started.strftime("%Y%m%dT%H%M%SZ")
+        outputs.kcidb.write_text(json.dumps(kcidb.document(columns, run=run, started=outputs.started),
+                                            indent=1) + "\n")
+        print(f"KCIDB v{kcidb.SCHEMA_VERSION['major']}.{kcidb.SCHEMA_VERSION['minor']}: {outputs.kcidb}")
     (out / "matrix.md").write_text(matrix.markdown(columns, full=True))
     (out / "matrix.html").write_text(html_report.matrix_page(columns, "sockharness: scenario x kernel"))
     print()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -95,6 +96,18 @@ def test_report_paths_are_checked_before_anything_runs(tmp_path):
     same = str(tmp_path / "r.out")
     r = sockharness("run", "--backend", "model", "--json", same, "--junit", same, str(missing))
     assert r.returncode == 2 and "same file" in r.stderr
+    r = sockharness("run", "--backend", "model", "--junit", same, "--html", same, str(missing))
+    assert r.returncode == 2 and "--junit and --html name the same file" in r.stderr
+    r = sockharness("run", "--backend", "model", "--html", str(tmp_path), str(missing))
+    assert r.returncode == 2 and "--html" in r.stderr and "is a folder" in r.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="kernels needs root before it looks at its options")
+def test_kernels_checks_its_kcidb_path_before_any_boot(tmp_path):
+    r = sockharness("kernels", "--versions", "6.12", "--out", str(tmp_path / "k"),
+                    "--kcidb", str(tmp_path / "no" / "k.json"))
+    assert r.returncode == 2 and "--kcidb" in r.stderr and "no folder" in r.stderr
+    assert not (tmp_path / "k").exists() and "Traceback" not in r.stderr
 
 
 def test_model_only_run_reports_unchecked_steps(tmp_path):

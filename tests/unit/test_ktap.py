@@ -251,7 +251,7 @@ def test_run_ktap_on_a_missing_path_is_a_failed_document_and_exit_2(tmp_path):
     assert validate(r.stdout) == [] and totals(r.stdout)["error"] == 1
 
 
-def test_kernels_report_writes_the_matrix_as_ktap_beside_the_table(tmp_path, capsys):
+def test_kernels_report_writes_ktap_and_kcidb_beside_the_table(tmp_path, capsys):
     from harness.guests import command, qemu
 
     p = tmp_path / "corpus.json"
@@ -259,7 +259,12 @@ def test_kernels_report_writes_the_matrix_as_ktap_beside_the_table(tmp_path, cap
     columns = [matrix.Column("6.12", "6.12.9-amd64", "6.12", report=p),
                matrix.Column("7.2", "7.2.1-amd64", "7.2", problem="did not boot")]
     out = io.StringIO()
-    code = command._report(columns, [], tmp_path, qemu.Accel.TCG, 61.0, None, out)
+    kcidb_file = tmp_path / "kcidb.json"
+    code = command._report(columns, [], tmp_path, qemu.Accel.TCG, 61.0, None,
+                           command.Outputs(ktap=out, kcidb=kcidb_file))
     assert code == command.EXIT_DIVERGE  # the exit status is the matrix's, unchanged
     assert validate(out.getvalue()) == [] and [t.ok for t in parse(out.getvalue()).tests] == [True, False]
     assert "KTAP" not in capsys.readouterr().out  # the human table is printed apart
+    # and the KCIDB file beside it: a test per scenario, the unbooted kernel as MISS
+    tests = json.loads(kcidb_file.read_text())["tests"]
+    assert [(t["build_id"].rsplit("/", 1)[1], t["status"]) for t in tests] == [("6.12", "PASS"), ("7.2", "MISS")]
