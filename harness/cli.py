@@ -9,6 +9,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import sys
 import time
 from collections import Counter
@@ -326,6 +327,12 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _origin(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_]+", text):  # kcidb-io's schema: $defs.*.origin
+        raise argparse.ArgumentTypeError(f"a KCIDB origin is [a-z0-9_]+, not {text!r}")
+    return text
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     """The kernel's outcomes as expectations: of the running kernel (run here, both backends),
     or of the runs in `--from` reports; a step where the model disagrees is not recorded."""
@@ -545,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
     ker.add_argument("--kcidb", metavar="FILE",
                      help="the matrix as KCIDB v5 JSON (a checkout and build per kernel, a test per "
                      "scenario run), for kcidb-submit")
+    ker.add_argument("--kcidb-origin", default="sockharness", type=_origin, metavar="NAME",
+                     help="the KCIDB origin (your CI system's, [a-z0-9_]+; default: %(default)s)")
     ker.set_defaults(func=cmd_kernels)
     prof = sub.add_parser("profiles", help="list the model's kernel profiles; --probe infers the "
                           "running kernel's")
@@ -565,7 +574,8 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise UsageError("kernels needs root (QEMU's virtiofsd shares the host root read-only)")
     # KTAP alone on stdout then: all else goes to stderr; a bad KCIDB path fails before a boot
-    outputs = command.Outputs(ktap=sys.stdout if args.ktap else None, kcidb=_output("--kcidb", args.kcidb))
+    outputs = command.Outputs(ktap=sys.stdout if args.ktap else None, kcidb=_output("--kcidb", args.kcidb),
+                              kcidb_origin=args.kcidb_origin)
     try:
         with contextlib.redirect_stdout(sys.stderr) if args.ktap else contextlib.nullcontext():
             return command.main(args, outputs)

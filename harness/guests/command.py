@@ -30,6 +30,7 @@ from harness import html_report, kcidb, ktap, probe
 from harness.calibrate import OFFLOAD_ENV
 from harness.guests import fetch, initramfs, matrix, offload, qemu, reap
 from harness.guests.fetch import KERNELS, Release
+from harness.kcidb import ORIGIN as KCIDB_ORIGIN
 from harness.runner import load
 from harness.running import running_profile
 from model.profiles import PROFILES, profile_for_release
@@ -277,6 +278,7 @@ class Outputs:
 
     ktap: TextIO | None = None
     kcidb: Path | None = None
+    kcidb_origin: str = KCIDB_ORIGIN  # (the field above hides the module here)
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
@@ -406,7 +408,8 @@ def _report(columns: list[matrix.Column], scenarios: list, out: Path, accel: qem
         outputs.ktap.flush()
     if outputs.kcidb is not None:
         run = outputs.started.strftime("%Y%m%dT%H%M%SZ")
-        outputs.kcidb.write_text(json.dumps(kcidb.document(columns, run=run, started=outputs.started),
+        outputs.kcidb.write_text(json.dumps(kcidb.document(columns, run=run, started=outputs.started,
+                                                           origin=outputs.kcidb_origin),
                                             indent=1) + "\n")
         print(f"KCIDB v{kcidb.SCHEMA_VERSION['major']}.{kcidb.SCHEMA_VERSION['minor']}: {outputs.kcidb}")
     (out / "matrix.md").write_text(matrix.markdown(columns, full=True))

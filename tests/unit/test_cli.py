@@ -108,6 +108,8 @@ def test_kernels_checks_its_kcidb_path_before_any_boot(tmp_path):
                     "--kcidb", str(tmp_path / "no" / "k.json"))
     assert r.returncode == 2 and "--kcidb" in r.stderr and "no folder" in r.stderr
     assert not (tmp_path / "k").exists() and "Traceback" not in r.stderr
+    r = sockharness("kernels", "--kcidb", str(tmp_path / "k.json"), "--kcidb-origin", "My CI")
+    assert r.returncode == 2 and "[a-z0-9_]+" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_model_only_run_reports_unchecked_steps(tmp_path):
