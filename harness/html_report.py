@@ -21,7 +21,7 @@ from enum import Enum
 from pathlib import PurePosixPath
 
 from harness import svg
-from harness.report import visible
+from harness.report import outcome_text, visible
 
 MAX_DIVERGENCES = 100  # scenarios expanded, each with its outcomes and reproducer
 MAX_STEPS = 40  # steps written out per divergence, up to its first problem
@@ -108,19 +108,6 @@ def status(sc: dict) -> Status:
 _ORDER = {s: i for i, s in enumerate(Status)}
 
 
-def _outcome(o: dict | None) -> str:
-    if o is None:
-        return "(not run)"
-    text = str(o.get("value"))
-    if isinstance(o.get("choice"), int):
-        text += f" (port {o['choice']})"
-    if o.get("one_of"):
-        text += f" (one of {', '.join(map(str, o['one_of']))})"
-    if o.get("candidates"):
-        text += f" (candidates: {o['candidates'].get('ports', '')})"
-    return text
-
-
 def _step_line(s: dict) -> str:
     return s["call"] + (f" = {s['expect']}" if s.get("expect") is not None else "")
 
@@ -143,14 +130,14 @@ def _divergence(sc: dict) -> str:
     bad = [s for s in sc["steps"] if s.get("problems")]
     first = bad[0] if bad else None
     stated = f" (the file states {first['expect']})" if first and first.get("expect") is not None else ""
-    head = (f"line {first['line']}: {first['call']}: model {_outcome(first['model'])}, kernel "
-            f"{_outcome(first['kernel'])}{stated}" if first else "diverged")
+    head = (f"line {first['line']}: {first['call']}: model {outcome_text(first['model'], sets=True)}, kernel "
+            f"{outcome_text(first['kernel'], sets=True)}{stated}" if first else "diverged")
     rows = []
     for s in bad[:20]:
         reason = (s.get("model") or {}).get("reason", "")
         rows.append(f"<tr><td class=n>{s['line']}</td><td><code>{_e(_step_line(s))}</code></td>"
-                    f"<td>{_e(_outcome(s.get('model')))}<div class=reason>{_e(reason)}</div></td>"
-                    f"<td>{_e(_outcome(s.get('kernel')))}</td><td>{_e('; '.join(s['problems']))}</td></tr>")
+                    f"<td>{_e(outcome_text(s.get('model'), sets=True))}<div class=reason>{_e(reason)}</div></td>"
+                    f"<td>{_e(outcome_text(s.get('kernel'), sets=True))}</td><td>{_e('; '.join(s['problems']))}</td></tr>")
     text = sc.get("divergence") or _reproducer(sc)
     cut = f"\n... ({len(text) - MAX_TEXT} more characters in the JSON)" if len(text) > MAX_TEXT else ""
     label = "as printed: both outcomes, the reason, the reproducer" if sc.get("divergence") else \

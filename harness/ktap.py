@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
-from harness.report import visible
+from harness.report import outcome_text, visible
 
 VERSION = "KTAP version 1"
 INDENT = "    "
@@ -99,15 +99,7 @@ def description(value: object) -> str:
     return text(value).replace("#", "\\x23")
 
 
-def _outcome(o: dict | None) -> str:
-    if o is None:
-        return "(not run)"
-    out = str(o.get("value"))
-    if isinstance(o.get("choice"), int):
-        out += f" (picked port {o['choice']})"
-    if o.get("reason"):
-        out += f" -- {o['reason']}"
-    return out
+
 
 
 def verdict(sc: dict) -> tuple[Verdict, str, list[str]]:
@@ -124,8 +116,8 @@ def verdict(sc: dict) -> tuple[Verdict, str, list[str]]:
         for s in bad:
             expect = f" = {s['expect']}" if s.get("expect") is not None else ""
             diag.append(f"line {s['line']}: {s['call']}{expect}")
-            diag.append(f"  model : {_outcome(s.get('model'))}")
-            diag.append(f"  kernel: {_outcome(s.get('kernel'))}")
+            diag.append(f"  model : {outcome_text(s.get('model'), reason=True)}")
+            diag.append(f"  kernel: {outcome_text(s.get('kernel'), reason=True)}")
             diag += [f"  problem: {p}" for p in s["problems"]]
         return Verdict.FAIL, "", diag or ["diverged (no step names a problem)"]
     if not sc.get("checked"):

@@ -196,6 +196,23 @@ def _outcome_json(o: Outcome | None) -> dict | None:
     return d
 
 
+def outcome_text(o: dict | None, *, reason: bool = False, sets: bool = False) -> str:
+    """An outcome as _outcome_json wrote it, read back for a report: its value, the port it
+    picked, with `reason` the model's reason, with `sets` what the model allowed."""
+    if o is None:
+        return "(not run)"
+    text = str(o.get("value"))
+    if isinstance(o.get("choice"), int):
+        text += f" (picked port {o['choice']})"
+    if sets and o.get("one_of"):
+        text += f" (one of {', '.join(map(str, o['one_of']))})"
+    if sets and o.get("candidates"):
+        text += f" (candidates: {o['candidates'].get('ports', '')})"
+    if reason and o.get("reason"):
+        text += f" -- {o['reason']}"
+    return text
+
+
 def to_json(results: list[ScenarioResult], meta: dict) -> dict:
     """Every step's outcomes, checks and problems; `meta` first (the cli's says whether the
     run was complete)."""

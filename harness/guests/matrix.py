@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 
 from harness.model_backend import ModelExecutor
+from harness.report import outcome_text
 from harness.scenario import Scenario
 from model.profiles import Profile, with_fields
 
@@ -59,15 +60,6 @@ class Column:
         return sum(c.status is status for c in self.cells.values())
 
 
-def _outcome(o: dict | None) -> str:
-    if o is None:
-        return "(not run)"
-    text = o["value"]
-    if o.get("choice") not in (None, ""):
-        text += f" (port {o['choice']})" if isinstance(o["choice"], int) else ""
-    return text
-
-
 def cells_from_json(path: Path) -> tuple[dict[str, Cell], dict]:
     """Cells of one corpus JSON, and its metadata."""
     data = json.loads(path.read_text())
@@ -82,8 +74,8 @@ def cells_from_json(path: Path) -> tuple[dict[str, Cell], dict]:
         else:
             bad = next(s for s in sc["steps"] if s["problems"])
             cells[sc["path"]] = Cell(Status.DIVERGE, (
-                f"line {bad['line']}: {bad['call']}: model {_outcome(bad['model'])}, "
-                f"kernel {_outcome(bad['kernel'])}"))
+                f"line {bad['line']}: {bad['call']}: model {outcome_text(bad['model'])}, "
+                f"kernel {outcome_text(bad['kernel'])}"))
     return cells, {k: v for k, v in data.items() if k not in ("scenarios", "features")}
 
 
