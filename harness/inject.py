@@ -174,6 +174,15 @@ def ack_bytes(flow: Flow, seq: int, ack: int) -> bytes:
     return _segment(t.bare_ip, t.bare_base, _ACK_WORD, b"", flow, seq, ack)
 
 
+def _acked(isn: int, flow: Flow, flags: int) -> int:
+    """What the kernel's answer to the SYN opening `flow` with ISN `isn` acknowledges. A RST
+    acks the SYN and its data, seq + syn + fin + len (tcp_ipv4.c:tcp_v4_send_reset,
+    tcp_ipv6.c:tcp_v6_send_reset, for a segment without ACK); a SYN-ACK, cookie or not, only
+    the SYN: the request's rcv_nxt is seq + 1 (tcp_input.c:tcp_openreq_init), the data on a
+    SYN without Fast Open is not taken."""
+    return (isn + 1 + (flow.payload if flags & RST else 0)) & _M32
+
+
 def rst_bytes(flow: Flow, seq: int) -> bytes:
     """A RST; with seq = isn + 1 it aborts the flow's request or established child."""
     t = _template(flow.src, flow.dst, flow.payload)
@@ -379,11 +388,11 @@ class TunInjector:
             return
         key, flags, seq, ack = peeked
         i, isn, fd = entry
-        if ack != (isn + 1) & _M32 or not (flags & RST or flags & (SYN | ACK) == SYN | ACK):
+        flow = batch.flows[i]
+        if ack != _acked(isn, flow, flags) or not (flags & RST or flags & (SYN | ACK) == SYN | ACK):
             self.strays += 1  # not the answer to this SYN (e.g. a challenge ACK on a reused tuple)
             return
         del batch.pending[key]
-        flow = batch.flows[i]
         if flags & RST:
             batch.results[i] = Result(flow, RST_KIND, isn)
         elif batch.complete:

@@ -13,7 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 HERE = Path(__file__).parent
-GENERATORS = ("bind6_matrix", "devices", "rawaddr", "connect_matrix", "timewait", "bhash2", "queues", "migration")
+GENERATORS = ("bind6_matrix", "devices", "rawaddr", "connect_matrix", "timewait", "bhash2", "queues", "migration",
+              "replies")
 
 
 def load(name: str) -> ModuleType:
