@@ -400,7 +400,7 @@ def _kernels_table(columns: Sequence, paths: Sequence[str]) -> str:
         if getattr(c, "probe", ""):
             notes.append(f"probe: {c.probe}")
         rows.append(f"<tr><td>{_e(c.version)}</td><td>{_e(c.release or '-')}</td><td>{_e(c.profile or '-')}</td>"
-                    + "".join(f'<td class="n {s.replace(" ", "-")}">{counts[s]}</td>'
+                    + "".join((f'<td class="n {s.replace(" ", "-")}">{counts[s]}</td>' if counts[s] else "<td class=n>0</td>")
                               for s in ("agree", "diverge", "skipped", "not run"))
                     + f"<td class=n>{c.seconds:.0f} s</td><td>{_e(fields or '-')}</td>"
                       f"<td>{_e('; '.join(notes))}</td></tr>")
