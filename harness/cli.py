@@ -9,7 +9,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import re
 import sys
 import time
 from collections import Counter
@@ -328,7 +327,9 @@ def _positive(text: str) -> int:
 
 
 def _origin(text: str) -> str:
-    if not re.fullmatch(r"[a-z0-9_]+", text):  # kcidb-io's schema: $defs.*.origin
+    from harness.kcidb import ORIGIN_PATTERN
+
+    if not ORIGIN_PATTERN.fullmatch(text):
         raise argparse.ArgumentTypeError(f"a KCIDB origin is [a-z0-9_]+, not {text!r}")
     return text
 

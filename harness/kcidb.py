@@ -6,7 +6,8 @@ follow the schema's definitions ($defs.status): PASS agreed, FAIL diverged, SKIP
 applicable: `@kernel`, a sysctl the kernel lacks, too few CPUs), DONE ran but nothing in it
 could be checked, ERROR the namespace worker failed in it; a kernel whose corpus did not run,
 or stopped short, has one more test, `sockharness`, with MISS ("didn't run due to a failure
-in the test harness": a boot, a timeout, a signal) and the reason.
+in the test harness": a boot, a timeout, a signal) and the reason. Its build is PASS only
+if the corpus ran (the kernel booted); sockharness builds nothing, so otherwise it is unknown.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
+from harness.report import visible
+
 ORIGIN = "sockharness"
 SCHEMA_VERSION = {"major": 5, "minor": 3}
 LOG_EXCERPT_MAX = 16384  # $defs.test.properties.log_excerpt.maxLength
 _PATH_PART = re.compile(r"[^a-zA-Z0-9_-]")  # $defs.path: dot-separated [a-zA-Z0-9_-]+
+ORIGIN_PATTERN = re.compile(r"[a-z0-9_]+")  # $defs.*.origin, and every id's part before the colon
 
 
 class KernelColumn(Protocol):
@@ -58,6 +62,12 @@ def _excerpt(sc: dict) -> str:
     if not text and not sc["agreed"]:
         text = "\n".join(f"line {s['line']}: {s['call']}: " + "; ".join(s["problems"])
                          for s in sc["steps"] if s["problems"])
+    return _cut(text)
+
+
+def _cut(text: str) -> str:
+    """A log excerpt the schema takes: no NUL (every string's pattern), at most
+    LOG_EXCERPT_MAX characters (counted as code points, as jsonschema does)."""
     text = text.replace("\0", "\\x00")
     if len(text) > LOG_EXCERPT_MAX:
         cut = "\n… (cut: the corpus JSON has it all)"
@@ -73,26 +83,34 @@ def document(columns: Iterable[KernelColumn], *, run: str, started: datetime,
              origin: str = ORIGIN) -> dict:
     """The KCIDB document. `run` names this matrix run (ids are `origin:run/kernel[/scenario
     #k]`, unique per submission as KCIDB asks); `started` (timezone-aware) is every object's
-    start_time: both passed in, so the same inputs give the same document."""
+    start_time: both passed in, so the same inputs give the same document. A build is PASS when
+    its kernel ran the corpus (it booted); otherwise its status is left out: unknown."""
+    if started.utcoffset() is None:  # isoformat() would have no offset: not an RFC 3339 date-time
+        raise ValueError(f"started must be timezone-aware, not {started!r}")
+    if not ORIGIN_PATTERN.fullmatch(origin):
+        raise ValueError(f"origin {origin!r} is not [a-z0-9_]+ (KCIDB's schema)")
     when = started.isoformat()
     checkouts, builds, tests = [], [], []
     for c in columns:
         kid = _kernel_id(origin, run, c.version)
-        checkouts.append({"id": kid, "origin": origin, "tree_name": c.version, "valid": True,
-                          "start_time": when, "comment": f"Linux {c.release or '(unknown release)'}",
-                          "misc": {"kernel": c.version, "release": c.release}})
-        builds.append({"id": kid, "checkout_id": kid, "origin": origin, "architecture": "x86_64",
-                       "config_name": c.version, "status": "PASS", "start_time": when,
-                       "comment": f"Linux {c.release or '(unknown release)'}, as booted"})
-        environment = {"comment": f"Linux {c.release or '(unknown release)'} ({c.version}), "
-                       f"model profile {c.profile or '(none)'}",
-                       "misc": {"kernel": c.version, "release": c.release, "profile": c.profile}}
+        linux = f"Linux {c.release or '(unknown release)'}"
         corpus = c.corpus()
+        checkouts.append({"id": kid, "origin": origin, "tree_name": c.version, "valid": True,
+                          "start_time": when, "comment": linux,
+                          "misc": {"kernel": c.version, "release": c.release}})
+        build = {"id": kid, "checkout_id": kid, "origin": origin, "architecture": "x86_64",
+                 "config_name": c.version, "start_time": when,
+                 "comment": f"{linux}: the kernel image as given (sockharness builds none)"}
+        if corpus is not None:
+            build["status"] = "PASS"
+        builds.append(build)
+        environment = {"comment": f"{linux} ({c.version}), model profile {c.profile or '(none)'}",
+                       "misc": {"kernel": c.version, "release": c.release, "profile": c.profile}}
         for sc in corpus["scenarios"] if corpus else ():
             steps = sc["steps"]
             test = {"id": f"{kid}/{sc['path']}#{sc.get('run', 1)}", "build_id": kid, "origin": origin,
                     "path": test_path(sc["feature"], sc["path"]), "status": _status(sc),
-                    "comment": sc["path"], "start_time": when,
+                    "comment": visible(sc["path"]), "start_time": when,  # misc has it as is
                     "duration": float(sc.get("seconds", 0.0)), "environment": environment,
                     "misc": {"scenario": sc["path"], "run": sc.get("run", 1), "steps": len(steps),
                              "checked": sum(bool(s["checked"]) for s in steps),
@@ -107,5 +125,5 @@ def document(columns: Iterable[KernelColumn], *, run: str, started: datetime,
             tests.append({"id": f"{kid}/{ORIGIN}", "build_id": kid, "origin": origin, "path": ORIGIN,
                           "status": "MISS", "comment": f"the corpus on {c.version}",
                           "start_time": when, "duration": float(c.seconds),
-                          "environment": environment, "log_excerpt": problem[:LOG_EXCERPT_MAX]})
+                          "environment": environment, "log_excerpt": _cut(problem)})
     return {"version": dict(SCHEMA_VERSION), "checkouts": checkouts, "builds": builds, "tests": tests}
