@@ -29,6 +29,18 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 WIDTH, HEIGHT = 1280, 900
 
 
+PROFILE_PREFIX = "sockh-chromium-"  # then the pid of the process that made it
+
+
+def _reap_profiles() -> None:
+    """Profile folders left by a test process killed with -9 (chromium itself exits when its
+    pipe closes): those whose maker's pid no longer runs."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PROFILE_PREFIX}*-*"):
+        pid = folder.name[len(PROFILE_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class BrowserError(Exception):
     pass
 
@@ -48,7 +60,8 @@ class Browser:
 
     @classmethod
     def start(cls, timeout: float = 20.0) -> Browser:
-        profile = tempfile.mkdtemp(prefix="sockh-chromium-")
+        _reap_profiles()
+        profile = tempfile.mkdtemp(prefix=f"{PROFILE_PREFIX}{os.getpid()}-")
         cmd_r, cmd_w = os.pipe()  # we write commands; chromium reads fd 3
         ev_r, ev_w = os.pipe()  # chromium writes fd 4; we read
 
