@@ -63,7 +63,9 @@ def scenario_text(plan: Plan, rng: random.Random) -> str:
         lines.append("inuse(tcp)")
         if plan.churn and b + 1 < plan.batches and len(alive) > 1:
             # close one in the middle and one at the end of socks[] order, then re-listen one
-            for victim in {alive[len(alive) // 2], alive[-1]} if len(alive) > 2 else {alive[-1]}:
+            # a list, not a set: a set of names iterates in an order PYTHONHASHSEED changes, so
+            # the same seed gave other scenarios in another process
+            for victim in [alive[len(alive) // 2], alive[-1]] if len(alive) > 2 else [alive[-1]]:
                 lines.append(f"close({victim})")
                 alive.remove(victim)
             for _ in range(rng.randint(1, 2)):
