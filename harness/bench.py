@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import tracemalloc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import svg
@@ -38,24 +38,52 @@ class Measured:
     syns: int
     seconds: float
     agreed: bool
+    runs: list[float] = field(default_factory=list)  # lookups/s of each run (the median's)
 
     @property
     def rate(self) -> float:
         return self.syns / self.seconds
 
 
-def verified_lookups(group: int, total: int, injector: str, batch: int) -> Measured:
-    """Run `total` SYNs at a group of `group` listeners; time from first to last verdict."""
-    work = scenarios(total, seed=7, sizes=(group,), batch=batch, batches=max(1, total // batch // 2))
+def _work(group: int, total: int, batch: int) -> list:
+    return scenarios(total, seed=7, sizes=(group,), batch=batch, batches=max(1, total // batch // 2))
+
+
+def verified_lookups(group: int, total: int, injector: str, batch: int, runs: int = 1) -> Measured:
+    """Run `total` SYNs at a group of `group` listeners `runs` times in one namespace; time from
+    first to last verdict; the median run."""
+    work = _work(group, total, batch)
+    measured = []
     with Pool(injector) as pool:
         runner = Runner(running_profile()[0], Backend.BOTH, 0, pool)
         runner.run_one(scenarios(8, sizes=(2,), batch=4, batches=1)[0])  # namespace, calibration
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            results = runner.run(work)
+            seconds = time.perf_counter() - t0
+            syns = sum(1 for r in results for s in r.steps if s.step.verb == "syn")
+            agreed = all(r.agreed for r in results) and not runner.hash_problem
+            measured.append(Measured(f"group of {group}, {injector}", syns, seconds, agreed))
+    middle = sorted(measured, key=lambda m: m.seconds)[len(measured) // 2]
+    middle.runs = [m.rate for m in measured]
+    middle.agreed = all(m.agreed for m in measured)
+    return middle
+
+
+def ceiling(group: int, total: int, batch: int) -> Measured:
+    """The same SYNs through the same TUN, handshakes completed and children accepted, with no
+    model and no comparison: the kernel side alone (a kernel-only run, no expectations).
+    `agreed` here: every SYN's child was accepted on some listener."""
+    work = _work(group, total, batch)
+    with Pool("tun") as pool:
+        runner = Runner(running_profile()[0], Backend.KERNEL, 0, pool, expectations=False)
+        runner.run_one(scenarios(8, sizes=(2,), batch=4, batches=1)[0])  # the namespace
         t0 = time.perf_counter()
         results = runner.run(work)
         seconds = time.perf_counter() - t0
-    syns = sum(1 for r in results for s in r.steps if s.step.verb == "syn")
-    agreed = all(r.agreed for r in results) and not runner.hash_problem
-    return Measured(f"group of {group}, {injector}", syns, seconds, agreed)
+    steps = [s for r in results for s in r.steps if s.step.verb == "syn"]
+    accepted = all(s.kernel is not None and s.kernel.choice is not None for s in steps)  # a listener's name
+    return Measured(f"group of {group}, raw ceiling", len(steps), seconds, accepted)
 
 
 def calibration_seconds() -> tuple[float, float, float]:
@@ -107,7 +135,12 @@ def ephemeral_scaling(sizes: tuple[int, ...] = (1_000, 5_000, 20_000)) -> None:
                   "(5x is linear)")
 
 
-TARGET = 20_000  # verified lookups/s
+# the targets (issue "Performance"), each printed as met or NOT met
+TARGET = 50_000  # verified lookups/s, groups of 8 and 256 (median of RUNS)
+CEILING_SHARE = 0.5  # verified / raw ceiling
+SCAPY_RATIO = 40  # verified / scapy-built injector
+CALIBRATION_S = 1.5  # probe + search of 2^32 seeds
+RUNS = 3
 OURS_COLOUR, SCAPY_COLOUR = "#3b6fb6", "#9e9e9e"
 
 
@@ -137,33 +170,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scapy-syns", type=int, default=2_000, help="SYNs for the scapy baseline")
     ap.add_argument("--chart", type=Path, default=Path("reports/bench.html"),
                     help="where the chart of lookups/s goes (default reports/bench.html)")
+    ap.add_argument("--lookups-only", action="store_true",
+                    help="skip the model's ephemeral-port figures (a minute of CPU)")
     args = ap.parse_args(argv)
-    ephemeral_scaling()
+    if not args.lookups_only:
+        ephemeral_scaling()
     if os.geteuid() != 0:
         print("bench: needs root (network namespaces)", file=sys.stderr)
         return 2
     gc.set_threshold(200_000, 50, 100)  # runs of many small objects: collect rarely
-    os.sched_setaffinity(0, {1 % os.cpu_count()})  # the model here, the injector on CPU 0
-    compile_s, probe_s, search_s = calibration_seconds()
+    compile_s, probe_s, search_s = calibration_seconds()  # both cores for the search
+    calibration = probe_s + search_s
     print(f"calibration: numba compile/load {compile_s:.2f} s; probe {probe_s:.3f} s; "
-          f"search of 2^32 seeds {search_s:.2f} s (target <= 5 s)")
-    rows: list[tuple[Measured, Measured]] = []
+          f"search of 2^32 seeds {search_s:.2f} s; probe + search {calibration:.2f} s", flush=True)
+    os.sched_setaffinity(0, {1 % os.cpu_count()})  # the model here, the injector on CPU 0
+    rows: list[tuple[Measured, Measured, Measured]] = []
     drawn: list[tuple[int, Measured, Measured]] = []
     for group in (8, 256):
-        ours = verified_lookups(group, args.syns, "tun", 2000)
+        ours = verified_lookups(group, args.syns, "tun", 2000, runs=RUNS)
+        raw = ceiling(group, args.syns, 2000)
         base = verified_lookups(group, args.scapy_syns, "scapy", 500)
-        rows.append((ours, base))
+        rows.append((ours, raw, base))
         args.chart.parent.mkdir(parents=True, exist_ok=True)  # redrawn as each group finishes
         drawn.append((group, ours, base))
         args.chart.write_text(chart_page(drawn))
-        print(f"group {group:>3}: {ours.rate:>8.0f} verified lookups/s ({ours.syns} SYNs in "
-              f"{ours.seconds:.2f} s, {'all agree' if ours.agreed else 'DIVERGED'}); scapy injector "
-              f"{base.rate:>6.0f}/s ({base.syns} SYNs); ratio {ours.rate / base.rate:.1f}x", flush=True)
-    ok = all(o.agreed and b.agreed for o, b in rows)
-    print(f"targets: >= 20000 verified lookups/s: "
-          f"{'met' if all(o.rate >= 20000 for o, _ in rows) else 'NOT met'}; "
-          f">= 10x scapy: {'met' if all(o.rate >= 10 * b.rate for o, b in rows) else 'NOT met'}; "
-          f"calibration <= 5 s: {'met' if search_s + probe_s <= 5 else 'NOT met'}")
+        runs = ", ".join(f"{r:,.0f}" for r in ours.runs)
+        print(f"group {group:>3}: {ours.rate:>8,.0f} verified lookups/s, median of {RUNS} ({runs}; "
+              f"{ours.syns} SYNs each, {'all agree' if ours.agreed else 'DIVERGED'})", flush=True)
+        print(f"           raw ceiling {raw.rate:>8,.0f} handshakes/s ({raw.syns} SYNs in {raw.seconds:.2f} s, "
+              f"{'every child accepted' if raw.agreed else 'NOT every child accepted'}); "
+              f"verified/ceiling {ours.rate / raw.rate:.2f}", flush=True)
+        print(f"           scapy injector {base.rate:>6,.0f}/s ({base.syns} SYNs); "
+              f"ratio {ours.rate / base.rate:.1f}x", flush=True)
+    ok = all(o.agreed and b.agreed and r.agreed for o, r, b in rows)
+
+    def met(good: bool) -> str:
+        return "met" if good else "NOT met"
+
+    print(f"targets: >= {TARGET:,} verified lookups/s for groups of 8 and 256: "
+          f"{met(all(o.rate >= TARGET for o, _, _ in rows))}; "
+          f"verified/ceiling >= {CEILING_SHARE}: {met(all(o.rate >= CEILING_SHARE * r.rate for o, r, _ in rows))}; "
+          f">= {SCAPY_RATIO}x scapy: {met(all(o.rate >= SCAPY_RATIO * b.rate for o, _, b in rows))}; "
+          f"calibration <= {CALIBRATION_S} s: {met(calibration <= CALIBRATION_S)}")
     print(f"chart: {args.chart}")
     return 0 if ok else 1
 

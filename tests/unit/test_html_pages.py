@@ -96,7 +96,7 @@ def test_bench_chart_on_fixed_numbers():
             (256, Measured("g256", 40_000, 2.5, False), Measured("s256", 2_000, 1.25, True))]
     page = chart_page(rows)
     assert "25,000/s" in page and "16,000/s, DIVERGED" in page and "2,000/s" in page and "1,600/s" in page
-    assert "target 20,000/s" in page and "group of 256: 10.0x scapy" in page
+    assert "target 50,000/s" in page and "group of 256: 10.0x scapy" in page
     widths = [float(w) for w in re.findall(r'<rect x="\d+" y="\d+" width="([\d.]+)" height="18"', page)]
     assert widths[0] > widths[2] > widths[1] > widths[3] > 0  # 25,000 > 16,000 > 2,000 > 1,600
     assert json.dumps(page)  # one string, nothing else to ship
