@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 
@@ -35,9 +36,17 @@ def sysctls_of(scenario: Scenario) -> Sysctls:
 
 def syn_of(step: verbs.FlowStep, cpu: int, topology: Topology = STANDARD) -> Syn:
     """The SYN a step injects, as the model's lookup sees it (ingress device, CPU, payload)."""
-    dev = topology.client_device(str(step.src.host))
-    return Syn(step.src.host, step.src.port, step.dst.host, step.dst.port,
-               payload_bytes(step.src.port, step.payload), topology.ifindex[dev], cpu)
+    src = step.src.host
+    dif = _ingress(src) if topology is STANDARD else topology.ifindex[topology.client_device(str(src))]
+    payload = payload_bytes(step.src.port, step.payload) if step.payload else b""
+    return Syn(src, step.src.port, step.dst.host, step.dst.port, payload, dif, cpu)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _ingress(src: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
+    """The ifindex of the standard topology's TUN routing a client address (per address once:
+    hashing the topology for its own cache was most of a SYN's cost here)."""
+    return STANDARD.ifindex[STANDARD.client_device(str(src))]
 
 
 class ModelExecutor(Executor):

@@ -23,15 +23,16 @@ def rol32(x: int, s: int) -> int:
 
 
 def jhash_final(a: int, b: int, c: int) -> int:
-    """__jhash_final: the final mix of a, b, c; returns c."""
-    # include/linux/jhash.h:__jhash_final (same constants in 6.12 and 7.2)
-    c = ((c ^ b) - rol32(b, 14)) & U32
-    a = ((a ^ c) - rol32(c, 11)) & U32
-    b = ((b ^ a) - rol32(a, 25)) & U32
-    c = ((c ^ b) - rol32(b, 16)) & U32
-    a = ((a ^ c) - rol32(c, 4)) & U32
-    b = ((b ^ a) - rol32(a, 14)) & U32
-    c = ((c ^ b) - rol32(b, 24)) & U32
+    """__jhash_final: the final mix of a, b, c (u32 each); returns c."""
+    # include/linux/jhash.h:__jhash_final (same constants in 6.12 and 7.2); rol32 written out
+    # (b << s | b >> (32 - s), masked): a call per rotation was a fifth of the hash's time
+    c = ((c ^ b) - (((b << 14) | (b >> 18)) & U32)) & U32
+    a = ((a ^ c) - (((c << 11) | (c >> 21)) & U32)) & U32
+    b = ((b ^ a) - (((a << 25) | (a >> 7)) & U32)) & U32
+    c = ((c ^ b) - (((b << 16) | (b >> 16)) & U32)) & U32
+    a = ((a ^ c) - (((c << 4) | (c >> 28)) & U32)) & U32
+    b = ((b ^ a) - (((a << 14) | (a >> 18)) & U32)) & U32
+    c = ((c ^ b) - (((b << 24) | (b >> 8)) & U32)) & U32
     return c
 
 
@@ -50,7 +51,7 @@ def ipv4_word(addr: str) -> int:
 
 def port_word(port: int) -> int:
     """A __be16 port as x86 reads it: network-order bytes taken as a little-endian u16."""
-    return int.from_bytes(port.to_bytes(2, "big"), "little")
+    return ((port & 0xFF) << 8) | (port >> 8)  # the two bytes swapped
 
 
 def inet_ehashfn(secret: int, laddr: str, lport: int, faddr: str, fport: int, lport_outside: bool) -> int:

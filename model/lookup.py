@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from model.jhash import inet_ehashfn_words, ipv4_word_of
 from model.listen import ListenTables, portaddr_key
-from model.reuseport import reuseport_select_sock_by_hash
+from model.reuseport import ReuseportGroup, reuseport_select_sock_by_hash
 from model.sock import Sock
 
 
@@ -86,10 +86,30 @@ class Lookup:
                  incoming_cpu: bool = True):
         self.listens, self.secret, self.lport_outside = listens, secret, lport_outside
         self.incoming_cpu = incoming_cpu
+        # (dst, dport, dif, cpu) -> the walk's answer, or the group that picks per SYN
+        self._plans: dict[tuple[object, int, int, int], Choice | tuple[str, ReuseportGroup, object]] = {}
 
     def listener(self, syn: Syn) -> Choice:
         """__inet_lookup_listener / inet6_lookup_listener: the exact-address chain, then the
-        wildcard chain."""
+        wildcard chain. The walk depends on the SYN's destination, port, device and CPU only
+        (compute_score), so it is planned once per such key until forget(); a reuseport group
+        still picks per SYN (its hash or program)."""
+        key = (syn.dst, syn.dport, syn.dif, syn.cpu)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._plan(syn)
+        if isinstance(plan, Choice):
+            return plan  # no group decides: the same answer for every SYN of the key
+        head, group, daddr = plan
+        return self._reuseport(group, syn, head, daddr)
+
+    def forget(self) -> None:
+        """The listening tables or a listener changed: plan every lookup again."""
+        self._plans.clear()
+
+    def _plan(self, syn: Syn) -> Choice | tuple[str, ReuseportGroup, object]:
+        """The walk of both chains for syn's key: the answer, or the reuseport group that picks
+        per SYN (with the reason's start and the daddr of the chain that found it)."""
         if syn.family == socket.AF_INET:
             exact, wild = int(syn.dst), 0
             fn = "__inet_lookup_listener"
@@ -97,10 +117,15 @@ class Lookup:
             exact, wild = syn.dst, ipaddress.IPv6Address("::")
             fn = "inet6_lookup_listener"
         for daddr, which in ((exact, "exact-address"), (wild, "wildcard")):
-            choice = self._lhash2_lookup(syn, daddr)
-            if choice is not None:
-                choice.reason = f"{fn}: {which} chain: {choice.reason}"
-                return choice
+            planned = self._lhash2_lookup(syn, daddr)
+            if isinstance(planned, Choice):
+                planned.reason = f"{fn}: {which} chain: {planned.reason}"
+                return planned
+            if planned is not None:
+                sk, score = planned
+                assert sk.reuseport_cb is not None
+                head = f"{fn}: {which} chain: {sk.name} (score {score}) is in group {sk.reuseport_cb.describe()}"
+                return head, sk.reuseport_cb, daddr
         return Choice(None, f"{fn}: no listener on port {syn.dport} for {syn.dst}")
 
     def ehash_of(self, laddr: object, lport: int, faddr: object, fport: int) -> int | None:
@@ -118,30 +143,27 @@ class Lookup:
             key = portaddr_key(socket.AF_INET6, 0, daddr)
         return self.listens.lhash2.get((syn.dport, key), [])
 
-    def _lhash2_lookup(self, syn: Syn, daddr: object) -> Choice | None:
+    def _lhash2_lookup(self, syn: Syn, daddr: object) -> Choice | tuple[Sock, int] | None:
         """inet_lhash2_lookup: walk the chain; the first socket that beats the best score so far
-        becomes the answer, and if it is in a reuseport group the group's pick returns at once."""
+        becomes the answer, and if it is in a reuseport group with members the group's pick
+        returns at once (returned here as that socket and its score: the pick is per SYN)."""
         result, hiscore = None, 0
         for sk in self._chain(syn, daddr):
             score = compute_score(sk, syn, daddr)
             if score > hiscore:
-                if sk.reuseport:
-                    picked = self._reuseport(sk, syn, score, daddr)
-                    if picked is not None:
-                        return picked
+                # inet_lookup_reuseport: a group without members picks nothing (see _reuseport)
+                if sk.reuseport and sk.reuseport_cb is not None and sk.reuseport_cb.num_socks:
+                    return sk, score
                 result, hiscore = sk, score
         if result is None:
             return None
         return Choice(result, f"{result.name} has the best score {hiscore}")
 
-    def _reuseport(self, sk: Sock, syn: Syn, score: int, daddr: object) -> Choice | None:
-        """inet_lookup_reuseport -> reuseport_select_sock: the program, else the hash. The hash
-        takes the daddr the chain was looked up with: INADDR_ANY in the wildcard chain
-        (__inet_lookup_listener passes htonl(INADDR_ANY) to inet_lhash2_lookup)."""
-        group = sk.reuseport_cb
-        if group is None or not group.num_socks:
-            return None
-        head = f"{sk.name} (score {score}) is in group {group.describe()}"
+    def _reuseport(self, group: ReuseportGroup, syn: Syn, head: str, daddr: object) -> Choice:
+        """inet_lookup_reuseport -> reuseport_select_sock: the program, else the hash, of a
+        group with members. The hash takes the daddr the chain was looked up with: INADDR_ANY
+        in the wildcard chain (__inet_lookup_listener passes htonl(INADDR_ANY) to
+        inet_lhash2_lookup)."""
         if group.prog is not None:
             index, how = group.prog.run(syn.payload, syn.cpu)  # run_bpf_filter
             if index < group.num_socks:

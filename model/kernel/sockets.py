@@ -10,6 +10,7 @@ the queues), connections.py (connect, accept, TIME_WAIT) and state.py (the table
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from socket import AF_INET, AF_INET6
@@ -379,3 +380,27 @@ class Kernel(Handshakes):
         if candidates is not None:
             return f"{why}, from {candidates.describe()}"
         return why
+
+
+# Calls that change no listener (they read the listening tables, or change children, requests
+# and counters only): the listener lookups they plan stay valid. Every other public call of
+# Kernel forgets them, before and after (model/lookup.py:Lookup.listener), so a call added
+# later is safe by default.
+KEEPS_LOOKUP_PLANS = frozenset({"syn", "syn_only", "ack", "sweep", "inuse", "queue", "getsockname", "tw",
+                                "closed_fd"})
+
+
+def _forgetting(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def call(self: Kernel, *args, **kwargs):
+        self.lookup.forget()
+        try:
+            return fn(self, *args, **kwargs)
+        finally:
+            self.lookup.forget()
+    return call
+
+
+for _name in dir(Kernel):
+    if not _name.startswith("_") and _name not in KEEPS_LOOKUP_PLANS and callable(getattr(Kernel, _name)):
+        setattr(Kernel, _name, _forgetting(getattr(Kernel, _name)))
