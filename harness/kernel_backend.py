@@ -31,7 +31,15 @@ from model.outcome import Outcome
 from model.sysctl import proc_text
 from netns import sysctl
 from netns.counters import SOCKSTAT6, read_sockstat
-from netns.diag import TCPF_LISTEN, TCPF_SYN_RECV, DiagUnavailable, destroy_timewait, tcp_sockets
+from netns.diag import (
+    TCPF_LISTEN,
+    TCPF_SYN_RECV,
+    Conn,
+    DiagUnavailable,
+    destroy_timewait,
+    still_closing,
+    tcp_sockets,
+)
 
 SO_INCOMING_CPU = 49
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -116,20 +124,38 @@ def raw_bind(fd: int, data: bytes, length: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def settle_orphans(timeout: float = 1.0) -> bool:
-    """Wait until no socket of the namespace is an orphan (closed by its owner, still finishing
-    its close: FIN_WAIT1, FIN_WAIT2, LAST_ACK). On loopback that takes a few milliseconds, the
-    peer's delayed ACK of the FIN; the model shows the settled state (TIME_WAIT) at once.
+def settle_orphans(closed: list[Conn], timeout: float = 1.0) -> bool:
+    """Wait until none of the `closed` connections is an orphan (closed by its owner, still
+    finishing its close: FIN_WAIT1, FIN_WAIT2, LAST_ACK); those that finished leave the list.
+    On loopback that takes a few milliseconds, the peer's delayed ACK of the FIN; the model
+    shows the settled state (TIME_WAIT) at once.
     False if one is left: when that ACK arrives while close() still owns the socket, the
     orphan stays a full FIN_WAIT2 socket for tcp_fin_timeout (tcp_input.c:
     tcp_rcv_state_process, TCP_FIN_WAIT1: sock_owned_by_user -> keepalive timer, not
-    tcp_time_wait), a race a slow (emulated) close() can lose."""
+    tcp_time_wait), a race a slow (emulated) close() can lose.
+    sockstat's orphan count is the host's, not the namespace's (net/ipv4/proc.c:
+    sockstat_seq_show prints tcp_orphan_count_sum(), one counter for all namespaces): zero
+    there ends the wait at once, but trusting it alone made every close step wait its whole
+    timeout, and call itself unsettled, on any host with an orphan of its own (a busy server,
+    a namespace removed with connections open), so the connections are looked up one by one."""
     deadline = time.monotonic() + timeout
-    while read_sockstat()["TCP"]["orphan"]:
+    while closed and read_sockstat()["TCP"]["orphan"]:
+        closed[:] = still_closing(closed)
+        if not closed:
+            break
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.0005)
+    closed.clear()
     return True
+
+
+def _connection(s: socket.socket) -> Conn | None:
+    """The socket's connection, if it has one (only a connection can be left an orphan)."""
+    try:
+        return Conn(s.family, s.getsockname()[:2], s.getpeername()[:2])
+    except OSError:  # ENOTCONN: a listener, or never connected, or reset
+        return None
 
 
 def request_sockets() -> set[tuple[tuple[str, int], tuple[str, int]]]:
@@ -195,6 +221,7 @@ class KernelExecutor(Executor):
         self.outcomes: list[Outcome | None] = []  # None: a handshake whose child is not swept yet
         self.linger = True
         self.unsettled = False
+        self.closed: list[Conn] = []  # connections closed in this scenario, until they settle
         self.clients: dict[tuple, str] = {}  # a connect()ed socket's (local, remote) -> name
         self.half_open: dict[tuple[str, int, str, int], Result] = {}  # syn_only flows
 
@@ -245,7 +272,7 @@ class KernelExecutor(Executor):
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
             s.close()
         if not self.linger:
-            settle_orphans()
+            settle_orphans(self.closed)
             try:
                 destroy_timewait()
             except DiagUnavailable:
@@ -254,6 +281,7 @@ class KernelExecutor(Executor):
                 # the namespace not clean and the pool replaces it.
                 pass
         self.socks.clear()
+        self.closed.clear()
         self.pending.clear()
         self.injector.drain()
 
@@ -443,8 +471,10 @@ class KernelExecutor(Executor):
             except OSError as e:
                 return _errno_outcome(e)
             return Outcome("0")
+        if (conn := _connection(s)) is not None:
+            self.closed.append(conn)
         s.close()
-        if not self.linger and not settle_orphans():
+        if not self.linger and not settle_orphans(self.closed):
             self.unsettled = True
         return Outcome("0")
 

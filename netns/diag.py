@@ -1,5 +1,5 @@
 """sock_diag in the current namespace: the TCP sockets in some states (listeners with their
-accept-queue length, request sockets), and the end of the TIME_WAIT sockets a scenario left.
+accept-queue length, request sockets), closed connections still finishing their close, and the end of the TIME_WAIT sockets a scenario left.
 
 SOCK_DESTROY on a TIME_WAIT socket reaches tcp_abort, which deschedules it
 (inet_twsk_deschedule_put); the kernel needs CONFIG_INET_DIAG_DESTROY. The harness calls this
@@ -14,7 +14,9 @@ import ipaddress
 import os
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -30,6 +32,11 @@ SOCKID = struct.Struct("=2s2s16s16sI8s")
 MSG_TAIL = struct.Struct("=IIIII")
 TCPF_SYN_RECV = 1 << 3  # request sockets are dumped in this state (inet_req_diag_fill)
 TCPF_LISTEN = 1 << 10
+# the states a closed connection finishes its close in (tcp_close: FIN_WAIT1, or LAST_ACK from
+# CLOSE_WAIT; then FIN_WAIT2, CLOSING)
+CLOSING_STATES = frozenset({4, 5, 9, 11})
+TIMEWAIT_TIMER = 3  # idiag_timer of a TIME_WAIT socket, whose idiag_state is its substate
+# (inet_diag.c:inet_twsk_diag_fill: a FIN_WAIT2 substate reads as FIN_WAIT2)
 # a netlink reply that never comes is an error (TimeoutError, an OSError), never a hang
 REPLY_TIMEOUT = 5.0
 
@@ -117,6 +124,45 @@ def tcp_sockets(states: int) -> list[DiagSock]:
                 if mtype == SOCK_DIAG_BY_FAMILY:
                     out.append(_diag_sock(payload))
     return out
+
+
+class Conn(NamedTuple):
+    """A connection by its family and both ends, as getsockname() and getpeername() give them."""
+
+    family: int
+    local: tuple[str, int]
+    remote: tuple[str, int]
+
+
+def _sockid(conn: Conn) -> bytes:
+    def raw(addr: str) -> bytes:
+        return socket.inet_pton(conn.family, addr).ljust(16, b"\0")
+
+    return SOCKID.pack(conn.local[1].to_bytes(2, "big"), conn.remote[1].to_bytes(2, "big"),
+                       raw(conn.local[0]), raw(conn.remote[0]), 0,
+                       struct.pack("=II", INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE))
+
+
+def still_closing(conns: Sequence[Conn]) -> list[Conn]:
+    """Those of `conns` whose socket is still finishing its close (an orphan), each found by one
+    exact lookup (inet_diag.c:inet_diag_find_one_icsk, a hash lookup, not a walk of the table);
+    one that is gone (ENOENT) or a TIME_WAIT socket has finished."""
+    left = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as sock:
+        sock.settimeout(REPLY_TIMEOUT)
+        for conn in conns:
+            sock.send(_request(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_ACK,
+                               _req(conn.family, 0xFFFFFFFF, _sockid(conn)), 3))
+            for mtype, payload in _messages(sock):
+                if mtype == NLMSG_ERROR:
+                    err = -struct.unpack_from("=i", payload)[0]
+                    if err not in (0, errno.ENOENT):
+                        raise OSError(err, f"sock_diag lookup of {conn}: {os.strerror(err)}")
+                elif mtype == SOCK_DIAG_BY_FAMILY:
+                    _family, state, timer, _retrans = MSG_HEAD.unpack_from(payload)
+                    if state in CLOSING_STATES and timer != TIMEWAIT_TIMER:
+                        left.append(conn)
+    return left
 
 
 def destroy_timewait() -> int:

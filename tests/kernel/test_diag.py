@@ -65,3 +65,60 @@ def test_sock_diag_reads_listeners_queues_and_destroys_timewait():
         assert out["destroyed"] == "unavailable" and out["tw_after"] == 1
     else:
         assert out["destroyed"] == 1 and out["tw_after"] == 0
+
+
+ORPHAN_CHILD = r"""
+import ctypes, json, socket, subprocess, sys, time
+from harness.inject import Flow, TunInjector
+from harness.kernel_backend import settle_orphans
+from netns import devices
+from netns.counters import read_sockstat
+from netns.diag import Conn, still_closing
+
+assert ctypes.CDLL(None, use_errno=True).unshare(0x40000000) == 0  # CLONE_NEWNET
+built = devices.build()
+inj = TunInjector(built.tun_fds)
+lsock = socket.socket(); lsock.bind(("10.0.0.1", 8080)); lsock.listen(8)
+shook = inj.handshake([Flow("198.18.0.7", 4000, "10.0.0.1", 8080)])
+child, _ = lsock.accept()
+conn = Conn(socket.AF_INET, child.getsockname(), child.getpeername())
+out = {"kind": shook[0].kind, "open": still_closing([conn]) == []}
+child.close()  # its FIN leaves by the TUN and nobody ACKs it: an orphan in FIN_WAIT1
+out["closing"] = still_closing([conn]) == [conn]
+out["host_count"] = read_sockstat()["TCP"]["orphan"]
+# another namespace sees the host's count; the same connection there is no orphan of its own
+out["elsewhere"] = json.loads(subprocess.run([sys.executable, "-c", sys.argv[1], json.dumps(conn)],
+                                             check=True, capture_output=True, text=True).stdout)
+out["settled_with_orphan"] = settle_orphans([conn], 0.2)
+inj.reset(shook)  # the RST (seq isn + 1, in window) ends the orphan: nothing outlives the test
+t = time.monotonic(); out["settled"] = settle_orphans([conn]); out["settle_took"] = time.monotonic() - t
+out["after"] = still_closing([conn]) == []
+print(json.dumps(out))
+"""
+
+ELSEWHERE = r"""
+import ctypes, json, socket, sys, time
+from harness.kernel_backend import settle_orphans
+from netns.counters import read_sockstat
+from netns.diag import Conn
+assert ctypes.CDLL(None, use_errno=True).unshare(0x40000000) == 0
+family, local, remote = json.loads(sys.argv[1])
+t = time.monotonic(); settled = settle_orphans([Conn(family, tuple(local), tuple(remote))])
+print(json.dumps({"host_count": read_sockstat()["TCP"]["orphan"], "settled": settled,
+                  "took": time.monotonic() - t}))
+"""
+
+
+def test_orphans_are_waited_for_per_namespace_though_sockstat_counts_the_hosts():
+    """sockstat's orphan count is host-wide (net/ipv4/proc.c:sockstat_seq_show): settle_orphans
+    waits for an orphan of this namespace, and not at all for another namespace's."""
+    r = subprocess.run([sys.executable, "-c", ORPHAN_CHILD, ELSEWHERE], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["kind"] == "SYNACK_ACKED"
+    assert out["open"] and out["closing"] and out["after"]
+    assert out["host_count"] >= 1 and out["elsewhere"]["host_count"] >= 1
+    assert out["elsewhere"]["settled"] is True and out["elsewhere"]["took"] < 0.5
+    assert out["settled_with_orphan"] is False  # it does wait for an orphan of its own
+    assert out["settled"] is True and out["settle_took"] < 0.5

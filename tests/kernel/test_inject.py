@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 import pytest
 
 from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, RepliesLost, TunInjector, pin_to_cpu
+from harness.kernel_backend import LINGER_RESET
 from netns import devices, namespace
 
 pytestmark = [pytest.mark.kernel, pytest.mark.native_speed(
@@ -37,7 +38,9 @@ def _listener(family: int, addr: str, port: int, backlog: int) -> socket.socket:
 
 
 def _accept_all(lsock: socket.socket) -> list[tuple[str, int]]:
-    """Every queued child's peer (normalized address, port); children are closed."""
+    """Every queued child's peer (normalized address, port); children are aborted (a RST):
+    a plain close() would leave each an orphan retransmitting its FIN into a TUN nobody reads,
+    in a namespace already gone, for minutes (tcp_orphan_retries)."""
     peers = []
     while True:
         try:
@@ -46,6 +49,7 @@ def _accept_all(lsock: socket.socket) -> list[tuple[str, int]]:
             return peers
         host, port = child.getpeername()[:2]
         peers.append((str(ipaddress.ip_address(host)), port))
+        child.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
         child.close()
 
 
