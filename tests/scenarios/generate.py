@@ -2,7 +2,10 @@
 and cases() -> [(name, text)]. Expectations are then recorded from the kernel with
 `sockharness record` (see docs/scenarios.md).
 
-Run: python tests/scenarios/generate.py [GENERATOR...]   (all of them by default)
+Run: python tests/scenarios/generate.py [--rewrite] [GENERATOR...]   (all of them by default)
+
+A file that exists is kept: its recorded expectations stand (writing it anew would drop them).
+--rewrite writes every file, for a generator whose steps changed (then record again).
 """
 
 from __future__ import annotations
@@ -27,23 +30,32 @@ def load(name: str) -> ModuleType:
     return mod
 
 
-def write(name: str) -> int:
-    """Write one generator's files (expectations are recorded afterwards); how many."""
+def write(name: str, rewrite: bool = False) -> tuple[int, int]:
+    """Write one generator's new files (expectations are recorded afterwards), or with
+    `rewrite` every file; (written, kept)."""
     mod = load(name)
     mod.OUT.mkdir(exist_ok=True)
-    cases = mod.cases()
-    for case, text in cases:
-        (mod.OUT / f"{case}.scn").write_text(text)
-    return len(cases)
+    written = kept = 0
+    for case, text in mod.cases():
+        path = mod.OUT / f"{case}.scn"
+        if path.exists() and not rewrite:
+            kept += 1
+            continue
+        path.write_text(text)
+        written += 1
+    return written, kept
 
 
 def main(argv: list[str]) -> int:
-    unknown = [n for n in argv if n not in GENERATORS]
+    rewrite = "--rewrite" in argv
+    names = [a for a in argv if a != "--rewrite"]
+    unknown = [n for n in names if n not in GENERATORS]
     if unknown:
         print(f"unknown generator(s) {', '.join(unknown)}; known: {', '.join(GENERATORS)}", file=sys.stderr)
         return 2
-    for name in argv or GENERATORS:
-        print(f"{name}: {write(name)} files")
+    for name in names or GENERATORS:
+        written, kept = write(name, rewrite)
+        print(f"{name}: {written} files written, {kept} kept (recorded; --rewrite to regenerate)")
     return 0
 
 
