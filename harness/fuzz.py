@@ -132,15 +132,17 @@ class Sequence:
 
 class HandshakeSequence:
     """A random scenario of injected handshakes against a few IPv4 listeners (SO_REUSEPORT
-    groups, small backlogs): syn_only, ack, queue, accept, re-listen, close and shutdown, under
-    random tcp_syncookies, tcp_abort_on_overflow and tcp_migrate_req. Every flow sends one SYN
-    (a second SYN on a pending request is a retransmission, not modelled)."""
+    groups, small backlogs): syn_only, ack, queue, accept, re-listen, close, shutdown and
+    listen() after shutdown, under random tcp_syncookies, tcp_abort_on_overflow and
+    tcp_migrate_req. Every flow sends one SYN (a second SYN on a pending request is a
+    retransmission, not modelled)."""
 
     def __init__(self, rng: random.Random, steps: int):
         self.rng, self.steps = rng, steps
         self.lines: list[str] = []
         self.listening: list[str] = []
-        self.others: list[str] = []  # shut down or accepted: may be closed
+        self.others: list[str] = []  # accepted: may be closed
+        self.shut: list[str] = []  # shut down: may listen again (reuseport_resurrect) or be closed
         self.opened: list[str] = []  # flows a syn_only opened
         self.flows = 0
         self.made = 0
@@ -196,7 +198,14 @@ class HandshakeSequence:
             verb = r.choice(("close", "shutdown"))
             self.lines.append(f"{verb}({name})")
             if verb == "shutdown":
-                self.others.append(name)
+                self.shut.append(name)
+        elif self.shut and (not self.others or r.random() < 0.5):
+            name = self.shut.pop(r.randrange(len(self.shut)))
+            if r.random() < 0.6:
+                self.lines.append(f"listen({name}, {r.choice((0, 1, 3))})")
+                self.listening.append(name)
+            else:
+                self.lines.append(f"close({name})")
         elif self.others:
             name = self.others.pop(r.randrange(len(self.others)))
             self.lines.append(f"close({name})")

@@ -123,7 +123,6 @@ class Parser:
         self.unroutable: dict[str, str] = {}
         self.mapped_connect: set[str] = set()
         self.half_open: set[tuple] = set()  # flows a syn_only() opened
-        self.shut: set[str] = set()  # sockets shut down (listen() again would resurrect them)
         self.connected: set[str] = set()  # sockets a connect() that may have failed was made on
         self.connected_ok: set[str] = set()  # sockets a connect() stated '= 0' was made on
         self.sysctl_state = Sysctls()  # the settings so far, in the order they are written
@@ -398,7 +397,6 @@ class Parser:
         if fresh:
             self.unroutable.pop(name, None)
             self.mapped_connect.discard(name)
-            self.shut.discard(name)
             self.connected.discard(name)
             self.connected_ok.discard(name)
 

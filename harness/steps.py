@@ -256,8 +256,6 @@ class ListenStep(Step, verb=Verb("listen", "listen(a, 16)", Expect.STATUS, 2)):
     @classmethod
     def parse(cls, p: Parser, c: Call) -> Step:
         sock, backlog = c.args
-        if sock.text in p.shut:
-            raise c.error(sock.col, "listen() after shutdown() is not modelled (reuseport_resurrect)")
         if sock.text in p.connected and sock.text not in p.connected_ok:
             # af_inet.c:inet_listen is EINVAL unless sock->state is SS_UNCONNECTED, which a
             # refused connect leaves only if the call waited for the RST (__inet_stream_connect,
@@ -476,8 +474,5 @@ class AckStep(FlowStep, verb=Verb(
 
 @dataclass(frozen=True)
 class ShutdownStep(SockStep, verb=Verb("shutdown", "shutdown(a)", Expect.STATUS, 1)):
-    """shutdown(NAME): SHUT_RDWR; a listener stops listening and keeps its descriptor."""
-
-    @staticmethod
-    def track(p: Parser, sock: str) -> None:
-        p.shut.add(sock)
+    """shutdown(NAME): SHUT_RDWR; a listener stops listening and keeps its descriptor (listen()
+    again puts it back: reuseport_resurrect with tcp_migrate_req, else a fresh join)."""

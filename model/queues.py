@@ -39,6 +39,26 @@ def inet_csk_reqsk_queue_is_full(sk: Sock) -> bool:
     return sk.syn_qlen > sk.max_ack_backlog
 
 
+def tcp_synq_overflow(sk: Sock) -> None:
+    """tcp_synq_overflow (include/net/tcp.h), from cookie_init_sequence as a cookie is sent: the
+    stamp goes to the reuseport group (synq_overflow_ts) if sk has SO_REUSEPORT and a group,
+    else to the listener (rx_opt.ts_recent_stamp)."""
+    if sk.reuseport and sk.reuseport_cb is not None:
+        sk.reuseport_cb.synq_overflow = True
+    else:
+        sk.synq_overflow = True
+
+
+def tcp_synq_no_recent_overflow(sk: Sock) -> bool:
+    """tcp_synq_no_recent_overflow (include/net/tcp.h): cookie_v4_check / cookie_v6_check test
+    it first and, true, check no cookie at all (the ACK meets the listener: a RST). Read where
+    tcp_synq_overflow writes, so a cookie another listener sent is no cookie to this one, and
+    tcp_disconnect (shutdown) clears a listener's own stamp (memset(&tp->rx_opt, 0, ...))."""
+    if sk.reuseport and sk.reuseport_cb is not None:
+        return not sk.reuseport_cb.synq_overflow
+    return not sk.synq_overflow
+
+
 def tcp_conn_request(sk: Sock, sysctls: Sysctls) -> Decision:
     """tcp_conn_request for a SYN that matched no TIME_WAIT socket (isn == 0), in its order."""
     syncookies = sysctls.tcp_syncookies

@@ -20,6 +20,7 @@ class ReuseportGroup:
     closed: list[Sock] = field(default_factory=list)  # the closed section (tcp_migrate_req)
     incoming_cpu: int = 0
     prog: Program | None = None
+    synq_overflow: bool = False  # synq_overflow_ts: a member sent a cookie (tcp_synq_overflow)
     _described: str | None = field(default=None, repr=False)  # describe() until socks[] changes
 
     @property
@@ -59,8 +60,13 @@ def _put_incoming_cpu(sk: Sock, group: ReuseportGroup) -> None:
 
 def reuseport_alloc(sk: Sock, bind_inany: bool) -> None:
     """reuseport_alloc: a new group with sk as socks[0]; if sk already has one (a program was
-    attached before listen()), keep it and only raise bind_inany."""
+    attached before listen()), keep it and only raise bind_inany; if that group has closed
+    members, sk was shutdown() in it: it is resurrected into a group of its own."""
     if sk.reuseport_cb is not None:
+        if sk.reuseport_cb.num_closed_socks:
+            # sock_reuseport.c:reuseport_alloc: "sk was shutdown()ed before"
+            reuseport_resurrect(sk, sk.reuseport_cb, None, bind_inany)
+            return
         if bind_inany:
             sk.reuseport_cb.bind_inany = True
         return
@@ -77,6 +83,10 @@ def reuseport_add_sock(sk: Sock, sk2: Sock, bind_inany: bool) -> str | None:
     group = sk2.reuseport_cb
     assert group is not None
     old = sk.reuseport_cb
+    if old is not None and old.num_closed_socks:
+        # sock_reuseport.c:reuseport_add_sock: "sk was shutdown()ed before"
+        reuseport_resurrect(sk, old, group, group.bind_inany)
+        return None
     if old is not None and old.num_socks != 1:
         return "EBUSY"
     group.socks.append(sk)  # __reuseport_add_sock
@@ -84,6 +94,29 @@ def reuseport_add_sock(sk: Sock, sk2: Sock, bind_inany: bool) -> str | None:
     _get_incoming_cpu(sk, group)
     sk.reuseport_cb = group
     return None
+
+
+def reuseport_resurrect(sk: Sock, old: ReuseportGroup, group: ReuseportGroup | None,
+                        bind_inany: bool) -> None:
+    """reuseport_resurrect: listen() again after shutdown() (tcp_migrate_req kept sk in the
+    closed section of `old`). Back into the same group's listening section, at the end of
+    socks[]; or into `group`, the one it now joins; or, with none to join, into a new group
+    of its own (a program attached to `old` is not carried over)."""
+    _detach_closed(sk, old)  # __reuseport_detach_closed_sock
+    if group is None:
+        group = ReuseportGroup(bind_inany=bind_inany)  # __reuseport_alloc
+    group.socks.append(sk)  # __reuseport_add_sock
+    group._described = None
+    _get_incoming_cpu(sk, group)
+    sk.reuseport_cb = group
+
+
+def _detach_closed(sk: Sock, group: ReuseportGroup) -> None:
+    """__reuseport_detach_closed_sock: a closed member counts in incoming_cpu too (b261eda84ec1,
+    v6.2-rc1: __reuseport_add_closed_sock calls reuseport_get_incoming_cpu)."""
+    if sk in group.closed:  # reuseport_sock_index(sk, reuse, true) == -1: nothing to do
+        group.closed.remove(sk)
+        _put_incoming_cpu(sk, group)
 
 
 def _detach_listening(sk: Sock, group: ReuseportGroup) -> None:
@@ -103,7 +136,7 @@ def reuseport_detach_sock(sk: Sock) -> None:
         return
     sk.reuseport_cb = None
     if sk in group.closed:
-        group.closed.remove(sk)  # __reuseport_detach_closed_sock
+        _detach_closed(sk, group)
     elif sk in group.socks:
         _detach_listening(sk, group)
 
@@ -117,7 +150,8 @@ def reuseport_stop_listen_sock(sk: Sock, migrate: bool) -> None:
         return
     if migrate and sk in group.socks:
         _detach_listening(sk, group)
-        group.closed.append(sk)
+        group.closed.append(sk)  # __reuseport_add_closed_sock
+        _get_incoming_cpu(sk, group)
         return
     reuseport_detach_sock(sk)
 

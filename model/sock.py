@@ -105,6 +105,10 @@ class Sock:
     connected: bool = False  # sock->state == SS_CONNECTED (connect() or accept() succeeded)
     tw_substate: TcpState | None = None  # a TIME_WAIT socket's FIN_WAIT2 or TIME_WAIT
     ts_recent_stamp: bool = False  # tp->rx_opt.ts_recent_stamp != 0 (timestamps were seen)
+    # a listener's rx_opt.ts_recent_stamp is its last SYN queue overflow instead (tcp_synq_overflow,
+    # where SO_REUSEPORT gives it no group): a cookie was sent and is still valid (no clock: the
+    # model takes every step as within TCP_SYNCOOKIE_VALID, 2 minutes)
+    synq_overflow: bool = False
     injected: bool = False  # a child of an injected SYN (its client is not a socket here)
     ehash_key: tuple | None = field(default=None, repr=False)  # the 4-tuple while in ehash
     bind_hash: BindBucket | None = field(default=None, repr=False)  # icsk_bind_hash

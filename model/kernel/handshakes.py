@@ -12,7 +12,13 @@ from model.connect import ConnKey, conn_key
 from model.kernel.connections import Connections
 from model.lookup import Syn
 from model.outcome import Outcome
-from model.queues import SynFate, sk_acceptq_is_full, tcp_conn_request
+from model.queues import (
+    SynFate,
+    sk_acceptq_is_full,
+    tcp_conn_request,
+    tcp_synq_no_recent_overflow,
+    tcp_synq_overflow,
+)
 from model.reuseport import reuseport_detach_sock, reuseport_migrate_sock
 from model.sock import Sock, TcpState
 
@@ -25,11 +31,13 @@ class Handshakes(Connections):
         Debian's 5.10 has the sysctl but no reader)."""
         return bool(self.sysctls.tcp_migrate_req) and self.profile.migrate_req
 
-    def _listen_stop(self, sk: Sock) -> str:
+    def _listen_stop(self, sk: Sock, keeps_fd: bool = False) -> str:
         """tcp_set_state(TCP_CLOSE) -> inet_unhash (reuseport_stop_listen_sock), then
         inet_csk_listen_stop: each queued child migrates to another listener of the group
         (reuseport_migrate_sock, with tcp_migrate_req) or is reset. Request sockets wait for
-        their ACK, which migrates them the same way or, without migration, finds none."""
+        their ACK, which migrates them the same way or, without migration, finds none; a
+        shutdown() listener (keeps_fd) may listen() again first, and then their ACKs complete
+        on it (tcp_v4_rcv tests only req->rsk_listener's state), so they are kept."""
         migrate = self._migrate_req()
         self.listens.inet_unhash(sk, migrate)
         kids = list(sk.accept_queue)
@@ -45,7 +53,7 @@ class Handshakes(Connections):
             else:
                 self._listen_stop_child(child)
                 reset += 1
-        if not (migrate and sk.reuseport_cb is not None):
+        if not keeps_fd and not (migrate and sk.reuseport_cb is not None):
             for req in list(sk.syn_queue):
                 # a packet that finds the request of a closed listener drops it and looks up
                 # again (tcp_v4_rcv): gone for the model at once
@@ -117,6 +125,8 @@ class Handshakes(Connections):
             return Outcome("UNKNOWN", reason)
         if fate == SynFate.DROP:
             return Outcome("DROP", reason)
+        if fate == SynFate.COOKIE:
+            tcp_synq_overflow(sk)  # cookie_init_sequence
         self._new_child(sk, syn.dst, syn.src, syn.sport, None, key)
         self.injected += 1
         self.unswept += 1
@@ -140,6 +150,8 @@ class Handshakes(Connections):
         if fate is None:
             return Outcome("UNKNOWN", reason)
         self.half_open[key] = fate.value
+        if fate == SynFate.COOKIE:
+            tcp_synq_overflow(sk)  # cookie_init_sequence
         if fate == SynFate.REQUEST:
             req = Sock(name=f"{sk.name}~req", family=sk.family, state=TcpState.SYN_RECV, parent=sk,
                        num=sk.num, daddr=syn.src, dport=syn.sport, ehash_key=key)
@@ -202,6 +214,10 @@ class Handshakes(Connections):
         if not self.sysctls.tcp_syncookies or sent != SynFate.COOKIE.value:
             return Outcome("RST", f"{reason}; cookie_v4_check: no valid cookie: tcp_v4_send_reset",
                            random=self.hash_dependent)
+        if tcp_synq_no_recent_overflow(sk):
+            return Outcome("RST", f"{reason}; cookie_v4_check: tcp_synq_no_recent_overflow: {sk.name} "
+                           f"sent no cookie since it listened{' (its group)' if sk.reuseport_cb else ''}, "
+                           "so none is checked: tcp_v4_send_reset", random=self.hash_dependent)
         if sk_acceptq_is_full(sk):
             return Outcome("DROP", f"{reason}; cookie_v4_check -> tcp_v4_syn_recv_sock: the accept "
                            "queue is full: dropped", random=self.hash_dependent)

@@ -286,6 +286,9 @@ class Kernel(Handshakes):
                 err.value, f"inet_csk_listen_start: get_port failed: {err.reason}",
                 candidates=err.candidates, random=err.random,
             )
+        # shutdown() with tcp_migrate_req kept sk in its group's closed section: __inet_hash ->
+        # reuseport_add_sock / reuseport_alloc -> reuseport_resurrect
+        resurrected = sk.reuseport_cb is not None and sk in sk.reuseport_cb.closed
         hash_err = self.listens.inet_hash(sk)
         self._touch(sk)  # a port bind() did not take is taken now
         if hash_err:
@@ -297,6 +300,8 @@ class Kernel(Handshakes):
         if sk.reuseport_cb is not None:
             group = sk.reuseport_cb
             reason += f"; reuseport group slot {group.socks.index(sk)} of {group.num_socks}"
+            if resurrected:
+                reason += " (reuseport_resurrect: back from the closed section shutdown() left it in)"
         return Outcome("0", reason, candidates=candidates, random=self.search_may_fail)
 
     def close(self, fd: int) -> Outcome:
@@ -341,7 +346,8 @@ class Kernel(Handshakes):
             return Outcome("ENOTCONN", f"inet_shutdown: {sk.name} is not connected")
         if sk.state != TcpState.LISTEN:
             return Outcome("UNMODELLED", f"inet_shutdown of a {sk.state.value} socket is not modelled")
-        what = self._listen_stop(sk)
+        what = self._listen_stop(sk, keeps_fd=True)
+        sk.synq_overflow = False  # tcp_disconnect: memset(&tp->rx_opt, 0, sizeof(tp->rx_opt))
         sk.state = TcpState.CLOSE
         self._touch(sk)
         if sk.bind_hash is not None and not sk.userlocks & SOCK_BINDPORT_LOCK:

@@ -14,6 +14,7 @@ from model.lookup import Syn
 from model.profiles import LINUX_6_18
 from model.queues import SynFate, tcp_conn_request
 from model.sock import Sock
+from model.sockopt import SockOpt
 from model.sysctl import Sysctls
 
 SERVER = ipaddress.IPv4Address("10.0.0.1")
@@ -85,3 +86,42 @@ def test_last_quarter_without_cookies():
 def test_somaxconn_caps_the_backlog():
     k, fd = listener(10, somaxconn=2)
     assert [k.syn(syn(i)).value for i in range(4)] == ["a", "a", "a", "DROP"]
+
+
+def test_a_cookie_is_taken_only_after_a_recent_overflow_which_shutdown_clears():
+    """cookie_v4_check -> tcp_synq_no_recent_overflow: cookie_init_sequence stamped the
+    listener (rx_opt.ts_recent_stamp); tcp_disconnect's memset(&tp->rx_opt) clears the stamp,
+    so a cookie sent before shutdown() meets a listener that sent none since: a RST."""
+    k, fd = listener(0, tcp_syncookies=2)
+    assert k.syn_only(syn(0)).value == "COOKIE"
+    assert k.syn_only(syn(1)).value == "COOKIE"
+    assert k.ack(syn(0)).value == "a"
+    k.shutdown(fd)
+    k.listen(fd, 8)
+    out = k.ack(syn(1))
+    assert out.value == "RST" and "tcp_synq_no_recent_overflow" in out.reason
+    assert k.syn_only(syn(2)).value == "COOKIE"  # a new cookie stamps it again
+    assert k.ack(syn(2)).value == "a"
+
+
+def test_a_reuseport_groups_stamp_survives_a_members_shutdown():
+    """With SO_REUSEPORT and a group the stamp is the group's (synq_overflow_ts): a member shut
+    down and listening again in the same group still takes its cookies."""
+
+    k = Kernel(LINUX_6_18, host_of(), Sysctls(tcp_syncookies=2, tcp_migrate_req=1))
+    fds = []
+    for name in ("a", "b"):
+        fd, _ = k.socket(name, AF_INET, 0)
+        k.setsockopt(fd, SockOpt.SO_REUSEPORT, 1)
+        k.bind(fd, parse_sockaddr("10.0.0.1:8080"))
+        k.listen(fd, 8)
+        fds.append(fd)
+    flows = [syn(i) for i in range(6)]
+    assert [k.syn_only(f).value for f in flows] == ["COOKIE"] * 6
+    k.shutdown(fds[0])
+    group = k.socks[fds[1]].reuseport_cb
+    assert k.socks[fds[0]] in group.closed  # tcp_migrate_req: the closed section
+    k.listen(fds[0], 8)
+    assert [s.name for s in group.socks] == ["b", "a"]  # reuseport_resurrect: at the end
+    assert not group.closed
+    assert {k.ack(f).value for f in flows} <= {"a", "b"}
