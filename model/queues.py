@@ -35,8 +35,9 @@ def sk_acceptq_is_full(sk: Sock) -> bool:
 
 
 def inet_csk_reqsk_queue_is_full(sk: Sock) -> bool:
-    """inet_csk_reqsk_queue_is_full: qlen > sk_max_ack_backlog."""
-    return sk.syn_qlen > sk.max_ack_backlog
+    """inet_csk_reqsk_queue_is_full: qlen > sk_max_ack_backlog, the int qlen compared with the
+    u32 backlog (include/net/inet_connection_sock.h), so a qlen below 0 reads as full."""
+    return (sk.syn_qlen & 0xFFFFFFFF) > sk.max_ack_backlog
 
 
 def tcp_synq_overflow(sk: Sock) -> None:
@@ -53,7 +54,10 @@ def tcp_synq_no_recent_overflow(sk: Sock) -> bool:
     """tcp_synq_no_recent_overflow (include/net/tcp.h): cookie_v4_check / cookie_v6_check test
     it first and, true, check no cookie at all (the ACK meets the listener: a RST). Read where
     tcp_synq_overflow writes, so a cookie another listener sent is no cookie to this one, and
-    tcp_disconnect (shutdown) clears a listener's own stamp (memset(&tp->rx_opt, 0, ...))."""
+    tcp_disconnect (shutdown) clears a listener's own stamp (memset(&tp->rx_opt, 0, ...)). The
+    model has no clock: a stamp is recent once set (TCP_SYNCOOKIE_VALID is 2 minutes), and one
+    of 0 is not, though the kernel reads 0 as recent for 2 minutes after its 32-bit jiffies
+    wrap, 5 minutes after boot; the caller leaves that case to the kernel."""
     if sk.reuseport and sk.reuseport_cb is not None:
         return not sk.reuseport_cb.synq_overflow
     return not sk.synq_overflow
@@ -66,7 +70,8 @@ def tcp_conn_request(sk: Sock, sysctls: Sysctls) -> Decision:
     if syncookies == 2 or inet_csk_reqsk_queue_is_full(sk):
         # tcp_syn_flood_action: cookies if net.ipv4.tcp_syncookies, else "Dropping request"
         want_cookie = bool(syncookies)
-        why = "tcp_syncookies=2" if syncookies == 2 else "the SYN queue is full (qlen > backlog)"
+        why = ("tcp_syncookies=2" if syncookies == 2 else "the SYN queue is full (qlen > backlog)" if sk.syn_qlen >= 0
+               else f"the SYN queue reads as full (qlen {sk.syn_qlen} compared as a u32 with the backlog)")
         if not want_cookie:
             return Decision(SynFate.DROP, f"tcp_conn_request: {why} and tcp_syncookies=0 ({_queues(sk)})")
     if sk_acceptq_is_full(sk):

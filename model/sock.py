@@ -93,7 +93,11 @@ class Sock:
     userlocks: int = 0
     max_ack_backlog: int = 0
     accept_queue: list = field(default_factory=list, repr=False)  # children not yet accepted
-    syn_queue: list = field(default_factory=list, repr=False)  # request sockets (SYN_RECV)
+    syn_queue: list = field(default_factory=list, repr=False)  # requests whose rsk_listener it is
+    # icsk_accept_queue.qlen counts syn_queue but for this drift: a migrated request reset on its
+    # target's full accept queue is counted off the target, not off its own listener
+    # (tcp_minisocks.c:tcp_check_req, embryonic_reset: inet_csk_reqsk_queue_drop(sk, req))
+    qlen_drift: int = 0
     autobound: bool = False  # the port was one of several the kernel could pick at random
     local_port_range: int = 0  # IP_LOCAL_PORT_RANGE: hi << 16 | lo, 0 when unset
     # a connection: the peer address (v4-mapped held as IPv4) and port, and the socket at the
@@ -145,8 +149,9 @@ class Sock:
 
     @property
     def syn_qlen(self) -> int:
-        """inet_csk_reqsk_queue_len: the listener's request sockets."""
-        return len(self.syn_queue)
+        """inet_csk_reqsk_queue_len: atomic_read(&icsk_accept_queue.qlen), an int that can go
+        below 0 (see qlen_drift)."""
+        return len(self.syn_queue) + self.qlen_drift
 
     def local_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         """The local address as a connection key holds it: v4-mapped as IPv4."""

@@ -181,17 +181,20 @@ class Handshakes(Connections):
             assert listener is not None
             if listener.state != TcpState.LISTEN:
                 # tcp_v4_rcv: the request's listener is gone: reuseport_migrate_sock picks
-                # another by the request's hash (tcp_migrate_req), or the request is dropped
+                # another by the request's hash (tcp_migrate_req), or the request is dropped.
+                # The request stays its old listener's (req->rsk_listener) until a child takes
+                # it (inet_csk_complete_hashdance clones it onto the new one)
                 nsk = self._migrate_target(listener, syn.dst, syn.dport, syn.src, syn.sport)
                 if nsk is not None:
-                    self._drop_req(req)
-                    req.parent = nsk
-                    nsk.syn_queue.append(req)
-                    self.ehash[key] = req
                     listener = nsk
             if listener.state == TcpState.LISTEN:
                 if sk_acceptq_is_full(listener):
                     if self.sysctls.tcp_abort_on_overflow:  # listen_overflow -> embryonic_reset
+                        # inet_csk_reqsk_queue_drop(sk, req): sk is the listener the ACK met, so
+                        # a migrated request is counted off the target's qlen, not its own's
+                        if listener is not req.parent and req.parent is not None:
+                            req.parent.qlen_drift += 1
+                            listener.qlen_drift -= 1
                         self._drop_req(req)
                         del self.half_open[key]
                         return Outcome("RST", f"tcp_check_req: {listener.name}'s accept queue is full "
@@ -215,9 +218,19 @@ class Handshakes(Connections):
             return Outcome("RST", f"{reason}; cookie_v4_check: no valid cookie: tcp_v4_send_reset",
                            random=self.hash_dependent)
         if tcp_synq_no_recent_overflow(sk):
-            return Outcome("RST", f"{reason}; cookie_v4_check: tcp_synq_no_recent_overflow: {sk.name} "
-                           f"sent no cookie since it listened{' (its group)' if sk.reuseport_cb else ''}, "
-                           "so none is checked: tcp_v4_send_reset", random=self.hash_dependent)
+            # the stamp is 0 (no cookie sent since sk, or its group, began): time_between32(now,
+            # 0 - HZ, 0 + TCP_SYNCOOKIE_VALID) still holds while the 32-bit jiffies are within
+            # [-HZ, 120 * HZ], from 299 to 420 s after boot (INITIAL_JIFFIES is -300 * HZ): a
+            # kernel's clock the model does not have, so it follows the kernel's outcome
+            self.hash_dependent = True  # what follows depends on the kernel's clock: not recorded
+            whose = f"{sk.name}{' (its group)' if sk.reuseport and sk.reuseport_cb else ''}"
+            reason = (f"{reason}; cookie_v4_check: tcp_synq_no_recent_overflow: {whose} holds no "
+                      "overflow stamp (none sent since it listened, or shutdown cleared it)")
+            if choice != sk.name:
+                return Outcome("RST", f"{reason}, so no cookie is checked: tcp_v4_send_reset (a "
+                               "stamp of 0 reads as recent only 299-420 s after boot)",
+                               one_of=("RST", sk.name), random=True)
+            reason += ", read as recent: the kernel's jiffies are within 120 s after their 32-bit wrap"
         if sk_acceptq_is_full(sk):
             return Outcome("DROP", f"{reason}; cookie_v4_check -> tcp_v4_syn_recv_sock: the accept "
                            "queue is full: dropped", random=self.hash_dependent)

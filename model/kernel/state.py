@@ -52,7 +52,8 @@ class KernelState:
         self.injected = 0  # children of injected SYNs not yet swept
         self.unswept = 0  # syn steps whose listener the harness learns only by a sweep
         self.half_open: dict[ConnKey, str] = {}  # what each syn_only got (SYNACK, COOKIE, ...)
-        # a listener or migration was picked by the namespace's hash (or guessed for it): what
+        # a listener or migration was picked by the namespace's hash (or guessed for it), or a
+        # cookie's fate by the kernel's clock (tcp_synq_no_recent_overflow of a stamp 0): what
         # depends on the pick differs between namespaces, so it is compared with this kernel
         # but never recorded as an expectation
         self.hash_dependent = False

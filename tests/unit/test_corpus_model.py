@@ -37,6 +37,9 @@ def test_corpus_is_large_and_fully_recorded():
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(CORPUS)))
 def test_model_meets_recorded_expectations(path, profile):
     sc = parse_file(path)
+    for rng in sc.kernel:  # as Runner.skip_reason: the scenario does not apply to this profile
+        if not rng.admits(PROFILES[profile].version):
+            pytest.skip(f"@kernel {rng} excludes profile {profile}")
     spec, _ = spec_for(PROFILES[profile])
     assert spec == PROFILES[profile].version
     res = compare(sc, ModelExecutor(PROFILES[profile]).run(sc), None, spec)
