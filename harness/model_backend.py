@@ -63,6 +63,7 @@ class ModelExecutor(Executor):
                              hash_secret=self.hash_secret, cpu=scenario.cpu)
         self.fds: dict[str, int] = {}
         self.cpu = scenario.cpu
+        self.injects = any(s.VERB.injected for s in scenario.steps)  # as Job.of decides it
         picks = choices or [None] * len(scenario.steps)
         out = []
         for s, c in zip(scenario.steps, picks, strict=True):
@@ -86,7 +87,11 @@ class ModelExecutor(Executor):
         return self.kernel.bind(self.fds[step.sock], step.raw or step.addr, choice=_port(choice))
 
     def do_listen(self, step: verbs.ListenStep, choice: int | str | None) -> Outcome:
-        return self.kernel.listen(self.fds[step.sock], step.backlog, choice=_port(choice))
+        out = self.kernel.listen(self.fds[step.sock], step.backlog, choice=_port(choice))
+        if out.value == "0" and self.injects:
+            # what the kernel backend does next (KernelExecutor.do_listen): SO_LINGER {1, 0}
+            self.kernel.linger_abort(self.fds[step.sock])
+        return out
 
     def do_close(self, step: verbs.CloseStep, choice: object) -> Outcome:
         return self.kernel.close(self.fds[step.sock])

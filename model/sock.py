@@ -91,6 +91,7 @@ class Sock:
     freebind: bool = False  # INET_FLAGS_FREEBIND (IP_FREEBIND / IPV6_FREEBIND)
     bind_address_no_port: bool = False  # INET_FLAGS_BIND_ADDRESS_NO_PORT
     userlocks: int = 0
+    linger_abort: bool = False  # SO_LINGER {1, 0}: SOCK_LINGER with sk_lingertime 0 (children copy it)
     max_ack_backlog: int = 0
     accept_queue: list = field(default_factory=list, repr=False)  # children not yet accepted
     syn_queue: list = field(default_factory=list, repr=False)  # requests whose rsk_listener it is
@@ -143,6 +144,7 @@ class Sock:
         d = dict(_CHILD_DEFAULTS)
         d.update(name=f"{self.name}<", family=self.family, uid=self.uid, reuse=self.reuse,
                  reuseport=self.reuseport, ipv6only=self.ipv6only, num=self.num, sport=self.num,
+                 linger_abort=self.linger_abort,
                  bound_dev_if=self.bound_dev_if, accept_queue=[], syn_queue=[])
         child.__dict__ = d
         return child

@@ -88,6 +88,15 @@ class Connections(KernelState):
         if child.bind_hash is not None:
             self._put_port(child)
 
+    def _abort(self, sk: Sock) -> None:
+        """tcp_disconnect of a connection (a zero-linger close): its peer gets a RST, it is
+        unhashed and closed; the port goes with the socket (tcp_v4_destroy_sock)."""
+        if sk.peer is not None:
+            self._receive_rst(sk.peer)
+            sk.peer.peer = None
+            sk.peer = None
+        self._unhash_conn(sk)
+
     def _active_close(self, sk: Sock) -> str:
         """tcp_close on ESTABLISHED: FIN, the peer ACKs (loopback delivers at once), and the
         orphan in FIN_WAIT2 becomes a TIME_WAIT socket (tcp_close: tcp_fin_time <=

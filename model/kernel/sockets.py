@@ -317,6 +317,11 @@ class Kernel(Handshakes):
         what = ""
         if sk.state == TcpState.LISTEN:
             what = self._listen_stop(sk)
+        elif sk.linger_abort and sk.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+            # tcp_close: SOCK_LINGER and !sk_lingertime -> tcp_disconnect: a RST (tcp_need_reset),
+            # no FIN, no TIME_WAIT; the socket is destroyed and its port released
+            self._abort(sk)
+            what = "; SO_LINGER {1, 0}: tcp_disconnect sends a RST, no TIME_WAIT"
         elif sk.state == TcpState.ESTABLISHED:
             what = self._active_close(sk)
         elif sk.state == TcpState.CLOSE_WAIT:
@@ -334,6 +339,14 @@ class Kernel(Handshakes):
         sk.fd_closed = True
         released = f"released port {port}" if port else "was not bound"
         return Outcome("0", f"tcp_close: {sk.name} ({was.value}) {released}{what}")
+
+    def linger_abort(self, fd: int) -> None:
+        """setsockopt(SO_LINGER, {1, 0}) (sk_setsockopt: sock_set_flag(SOCK_LINGER),
+        sk_lingertime 0), which the harness does to every listener of a scenario with injected
+        steps so that its sweep's closes are aborts; children copy it (sk_clone_lock)."""
+        sk = self._sock(fd)
+        if sk is not None:
+            sk.linger_abort = True
 
     def shutdown(self, fd: int) -> Outcome:
         """shutdown(SHUT_RDWR): inet_shutdown. A listener is disconnected (tcp_disconnect ->
@@ -393,7 +406,7 @@ class Kernel(Handshakes):
 # Kernel forgets them, before and after (model/lookup.py:Lookup.listener), so a call added
 # later is safe by default.
 KEEPS_LOOKUP_PLANS = frozenset({"syn", "syn_only", "ack", "sweep", "inuse", "queue", "getsockname", "tw",
-                                "closed_fd"})
+                                "closed_fd", "linger_abort"})
 
 
 def _forgetting(fn: Callable) -> Callable:
