@@ -471,8 +471,8 @@ class KernelExecutor(Executor):
             except OSError as e:
                 return _errno_outcome(e)
             return Outcome("0")
-        if (conn := _connection(s)) is not None:
-            self.closed.append(conn)
+        if not self.linger and (conn := _connection(s)) is not None:
+            self.closed.append(conn)  # only these closes are waited for (an abort leaves no orphan)
         s.close()
         if not self.linger and not settle_orphans(self.closed):
             self.unsettled = True

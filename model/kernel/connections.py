@@ -80,10 +80,7 @@ class Connections(KernelState):
         if child.injected:
             self.injected -= 1
         child.parent = None
-        if child.peer is not None:
-            self._receive_rst(child.peer)
-            child.peer.peer = None
-        self._unhash_conn(child)
+        self._abort(child)
         child.state = TcpState.CLOSE
         if child.bind_hash is not None:
             self._put_port(child)

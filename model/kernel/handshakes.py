@@ -31,13 +31,14 @@ class Handshakes(Connections):
         Debian's 5.10 has the sysctl but no reader)."""
         return bool(self.sysctls.tcp_migrate_req) and self.profile.migrate_req
 
-    def _listen_stop(self, sk: Sock, keeps_fd: bool = False) -> str:
+    def _listen_stop(self, sk: Sock) -> str:
         """tcp_set_state(TCP_CLOSE) -> inet_unhash (reuseport_stop_listen_sock), then
         inet_csk_listen_stop: each queued child migrates to another listener of the group
         (reuseport_migrate_sock, with tcp_migrate_req) or is reset. Request sockets wait for
-        their ACK, which migrates them the same way or, without migration, finds none; a
-        shutdown() listener (keeps_fd) may listen() again first, and then their ACKs complete
-        on it (tcp_v4_rcv tests only req->rsk_listener's state), so they are kept."""
+        their ACK in ehash, still the closed listener's (inet_csk_listen_stop leaves them):
+        tcp_v4_rcv then migrates them the same way or, without migration, drops them and looks
+        up again; a shutdown() listener that listens again first takes them itself (tcp_v4_rcv
+        tests only req->rsk_listener's state)."""
         migrate = self._migrate_req()
         self.listens.inet_unhash(sk, migrate)
         kids = list(sk.accept_queue)
@@ -53,11 +54,6 @@ class Handshakes(Connections):
             else:
                 self._listen_stop_child(child)
                 reset += 1
-        if not keeps_fd and not (migrate and sk.reuseport_cb is not None):
-            for req in list(sk.syn_queue):
-                # a packet that finds the request of a closed listener drops it and looks up
-                # again (tcp_v4_rcv): gone for the model at once
-                self._drop_req(req)
         parts = [f"reset {reset} queued connection(s)"] if reset else []
         parts += [f"migrated {n} to {name}" for name, n in moved.items()]
         return ("; " + ", ".join(parts)) if parts else ""

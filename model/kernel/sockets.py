@@ -359,7 +359,7 @@ class Kernel(Handshakes):
             return Outcome("ENOTCONN", f"inet_shutdown: {sk.name} is not connected")
         if sk.state != TcpState.LISTEN:
             return Outcome("UNMODELLED", f"inet_shutdown of a {sk.state.value} socket is not modelled")
-        what = self._listen_stop(sk, keeps_fd=True)
+        what = self._listen_stop(sk)
         sk.synq_overflow = False  # tcp_disconnect: memset(&tp->rx_opt, 0, sizeof(tp->rx_opt))
         sk.state = TcpState.CLOSE
         self._touch(sk)

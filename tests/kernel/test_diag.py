@@ -84,13 +84,15 @@ child, _ = lsock.accept()
 conn = Conn(socket.AF_INET, child.getsockname(), child.getpeername())
 out = {"kind": shook[0].kind, "open": still_closing([conn]) == []}
 child.close()  # its FIN leaves by the TUN and nobody ACKs it: an orphan in FIN_WAIT1
-out["closing"] = still_closing([conn]) == [conn]
-out["host_count"] = read_sockstat()["TCP"]["orphan"]
-# another namespace sees the host's count; the same connection there is no orphan of its own
-out["elsewhere"] = json.loads(subprocess.run([sys.executable, "-c", sys.argv[1], json.dumps(conn)],
-                                             check=True, capture_output=True, text=True).stdout)
-out["settled_with_orphan"] = settle_orphans([conn], 0.2)
-inj.reset(shook)  # the RST (seq isn + 1, in window) ends the orphan: nothing outlives the test
+try:
+    out["closing"] = still_closing([conn]) == [conn]
+    out["host_count"] = read_sockstat()["TCP"]["orphan"]
+    # another namespace sees the host's count; the same connection there is no orphan of its own
+    out["elsewhere"] = json.loads(subprocess.run([sys.executable, "-c", sys.argv[1], json.dumps(conn)],
+                                                 check=True, capture_output=True, text=True).stdout)
+    out["settled_with_orphan"] = settle_orphans([conn], 0.2)
+finally:
+    inj.reset(shook)  # the RST (seq isn + 1, in window) ends the orphan: nothing outlives the test
 t = time.monotonic(); out["settled"] = settle_orphans([conn]); out["settle_took"] = time.monotonic() - t
 out["after"] = still_closing([conn]) == []
 print(json.dumps(out))
