@@ -25,6 +25,7 @@ from harness.parser import KNOWN_VERSIONS, ScenarioError
 from harness.report import (
     Summary,
     divergence_text,
+    lookups_line,
     scenario_json,
     steps_line,
     summary_table,
@@ -295,6 +296,8 @@ def _run(args: argparse.Namespace, writer: KtapWriter | None) -> int:
         _write_reports(outputs, results, meta)
     t = summary.total
     print("\n" + steps_line(t))
+    if lookups_line(t):
+        print(lookups_line(t))
     if pool is not None and pool.replaced:
         print(f"{pool.replaced} namespace(s) replaced: not clean after a scenario's reset")
     if writer is not None:

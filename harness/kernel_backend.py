@@ -23,6 +23,7 @@ from pathlib import Path
 from harness import lifetime
 from harness import steps as verbs
 from harness.compare import HARNESS_ERROR
+from harness.hashprobe import HashKey, HashRecorder
 from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
 from harness.scenario import Scenario
 from harness.steps import Executor, Step
@@ -199,6 +200,7 @@ class Job:
     cpu: int
     steps: tuple[Step | Flow, ...]
     injects: bool = True  # has injected steps: listeners get SO_LINGER {1, 0} for the sweep
+    hash_flows: tuple[Flow, ...] = ()  # IPv6 flows whose reuseport hash to read after the steps
 
     @classmethod
     def of(cls, scenario: Scenario) -> Job:
@@ -206,7 +208,12 @@ class Job:
         injects = any(s.VERB.injected for s in scenario.steps)
         # the values the model read, as text the kernel's handlers read the same way
         sysctls = tuple((key, proc_text(key, value)) for key, value in scenario.sysctls)
-        return cls(sysctls, scenario.cpu, steps, injects)
+        hash_flows: tuple[Flow, ...] = ()
+        if scenario.hashes_matter:  # inet6_ehashfn is not computable: read it (hashprobe)
+            hash_flows = tuple(dict.fromkeys(
+                flow_of(s) for s in scenario.steps
+                if isinstance(s, verbs.FlowStep) and s.dst.family == socket.AF_INET6))
+        return cls(sysctls, scenario.cpu, steps, injects, hash_flows)
 
 
 class KernelExecutor(Executor):
@@ -224,6 +231,8 @@ class KernelExecutor(Executor):
         self.closed: list[Conn] = []  # connections closed in this scenario, until they settle
         self.clients: dict[tuple, str] = {}  # a connect()ed socket's (local, remote) -> name
         self.half_open: dict[tuple[str, int, str, int], Result] = {}  # syn_only flows
+        self._recorder: HashRecorder | None = None
+        self.hashes6: dict[HashKey, int] = {}  # the last job's, read after its steps
 
     def run(self, job: Job) -> list[Outcome]:
         pin_to_cpu(job.cpu)
@@ -260,6 +269,18 @@ class KernelExecutor(Executor):
             return [o or NO_CHILD for o in self.outcomes]
         finally:
             self.close_all()
+            self.hashes6 = self.read_hashes(job.hash_flows) if job.hash_flows else {}
+
+    def read_hashes(self, flows: Sequence[Flow]) -> dict[HashKey, int]:
+        """The kernel's reuseport hash of each flow, once the scenario's sockets are gone
+        (harness/hashprobe.py); those it could not read are left out."""
+        if self._recorder is None:
+            self._recorder = HashRecorder()
+        try:
+            return self._recorder.measure(self.injector, flows)
+        except OSError:  # the picks stay checked by property; the steps' outcomes stand
+            self.injector.drain()
+            return {}
 
     def close_all(self) -> None:
         """End the scenario: every socket closed; connections are aborted (SO_LINGER {1, 0})

@@ -12,7 +12,7 @@ from harness.steps import Executor, Step
 from model.cbpf import payload_bytes
 from model.host import Device, Host
 from model.kernel import Kernel
-from model.lookup import Syn
+from model.lookup import Hashes6, Syn
 from model.outcome import Outcome
 from model.profiles import Profile
 from model.sysctl import Sysctls
@@ -53,14 +53,17 @@ class ModelExecutor(Executor):
     """Runs a scenario on a fresh model Kernel. `choices[i]` is the kernel's pick at step i.
 
     hash_secret: the namespace's calibrated inet_ehashfn secret, or None (picks by hash are
-    then predicted as 'one of the group')."""
+    then predicted as 'one of the group'); hashes6: the kernel's inet6_ehashfn of the
+    scenario's IPv6 tuples (model.lookup.Hashes6), likewise."""
 
-    def __init__(self, profile: Profile, seed: int = 0, hash_secret: int | None = None):
+    def __init__(self, profile: Profile, seed: int = 0, hash_secret: int | None = None,
+                 hashes6: Hashes6 | None = None):
         self.profile, self.seed, self.hash_secret = profile, seed, hash_secret
+        self.hashes6: Hashes6 = hashes6 or {}
 
     def run(self, scenario: Scenario, choices: list[int | str | None] | None = None) -> list[Outcome]:
         self.kernel = Kernel(self.profile, host_of(), sysctls_of(scenario), seed=self.seed,
-                             hash_secret=self.hash_secret, cpu=scenario.cpu)
+                             hash_secret=self.hash_secret, hashes6=self.hashes6, cpu=scenario.cpu)
         self.fds: dict[str, int] = {}
         self.cpu = scenario.cpu
         self.injects = any(s.VERB.injected for s in scenario.steps)  # as Job.of decides it

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -131,11 +132,13 @@ def cached_plan(scenarios: list[Scenario], progress: Callable[[str], None] | Non
 
 @dataclass
 class Observation:
-    """One scenario's outcomes on the kernel, with the namespace's hash secret then."""
+    """One scenario's outcomes on the kernel, with the namespace's hash secret then and the
+    kernel's inet6_ehashfn of its IPv6 flows (model.lookup.Hashes6)."""
 
     scenario: Scenario
     kernel: list[Outcome]
     secret: int | None
+    hashes6: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -166,7 +169,7 @@ class Inference:
 def fits(profile: Profile, ob: Observation) -> bool:
     """Does the model under `profile`, following the kernel's random picks, give the kernel's
     outcomes on every step?"""
-    model = ModelExecutor(profile, 0, ob.secret).run(ob.scenario, [o.choice for o in ob.kernel])
+    model = ModelExecutor(profile, 0, ob.secret, ob.hashes6).run(ob.scenario, [o.choice for o in ob.kernel])
     return compare(ob.scenario, model, ob.kernel, None).agreed
 
 
@@ -205,8 +208,8 @@ def _moot(profile: Profile, name: str, observations: list[Observation]) -> bool:
     other = put(profile, name, not get(profile, name))
     for ob in observations:
         choices = [o.choice for o in ob.kernel]
-        mine = ModelExecutor(profile, 0, ob.secret).run(ob.scenario, choices)
-        theirs = ModelExecutor(other, 0, ob.secret).run(ob.scenario, choices)
+        mine = ModelExecutor(profile, 0, ob.secret, ob.hashes6).run(ob.scenario, choices)
+        theirs = ModelExecutor(other, 0, ob.secret, ob.hashes6).run(ob.scenario, choices)
         if _values(mine) != _values(theirs) or [o.one_of for o in mine] != [o.one_of for o in theirs]:
             return False
     return True
@@ -267,14 +270,18 @@ def to_json(inf: Inference, plan_: dict[str, list[str]]) -> dict:
 def observations_json(observations: list[Observation]) -> list[dict]:
     """The kernel's outcomes as recorded (tests/data/probe/): enough to infer again offline."""
     return [{"path": _rel(str(ob.scenario.path)), "secret": ob.secret,
-             "outcomes": [[o.value, o.choice] for o in ob.kernel]} for ob in observations]
+             "outcomes": [[o.value, o.choice] for o in ob.kernel],
+             **({"hashes6": [[str(la), lp, str(fa), fp, h] for (la, lp, fa, fp), h in ob.hashes6.items()]}
+                if ob.hashes6 else {})} for ob in observations]
 
 
 def observations_from_json(items: list[dict]) -> list[Observation]:
     from harness.parser import parse_file
 
     return [Observation(parse_file(ROOT / it["path"]), [Outcome(v, choice=c) for v, c in it["outcomes"]],
-                        it["secret"]) for it in items]
+                        it["secret"], {(ipaddress.ip_address(la), lp, ipaddress.ip_address(fa), fp): h
+                                       for la, lp, fa, fp, h in it.get("hashes6", ())})
+            for it in items]
 
 
 def profile_from_json(data: dict, base: Profile) -> Profile:
@@ -315,7 +322,7 @@ def observe(pool, scenarios: list[Scenario], lport_outside: bool,
         kernel = pool.collect(sc)
         if pool.generation != generation:
             secret = pool.hash_secret(lport_outside).secret
-        out.append(Observation(sc, kernel, secret))
+        out.append(Observation(sc, kernel, secret, pool.last_hashes6))
         if progress and (i % 10 == 0 or i == len(scenarios)):
             progress(f"observed {i}/{len(scenarios)} scenarios")
     return out

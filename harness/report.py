@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.compare import Check, ScenarioResult, StepResult
+from harness.steps import ConnectStep, FlowStep
 from model.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -52,6 +54,12 @@ class Tally:
     model_steps: int = 0
     exact: int = 0
     property: int = 0
+    # listener lookups (syn, syn_only, ack, connect) of scenarios where a reuseport hash may
+    # pick, on both backends, by family: checked exactly or only by property
+    lookups4_exact: int = 0
+    lookups4_property: int = 0
+    lookups6_exact: int = 0
+    lookups6_property: int = 0
 
     def add(self, r: ScenarioResult) -> None:
         self.scenarios += 1
@@ -74,6 +82,17 @@ class Tally:
             self.model_steps += s.model is not None
             self.exact += Check.EXACT in s.checks
             self.property += Check.PROPERTY in s.checks
+        if r.scenario.hashes_matter:
+            self._lookups(r)
+
+    def _lookups(self, r: ScenarioResult) -> None:
+        for s in r.steps:
+            family = lookup_family(s.step)
+            if family is None or s.model is None or s.kernel is None:
+                continue
+            prop = bool(s.model.one_of)  # the model named the group, the kernel picked in it
+            name = f"lookups{4 if family == socket.AF_INET else 6}_{'property' if prop else 'exact'}"
+            setattr(self, name, getattr(self, name) + 1)
 
 
 @dataclass
@@ -94,7 +113,8 @@ COLUMNS = ("scenarios", "skipped", "agreed", "diverged", "unchecked", "steps", "
            "steps_agreed", "steps_diverged", "steps_unchecked", "kernel_steps", "exact", "property")
 HEADERS = ("scenarios", "skipped", "agreed", "diverged", "unchecked", "steps", "checked",
            "agreed", "diverged", "unchecked", "kernel", "exact", "property")
-JSON_TOTALS = (*COLUMNS, "errors", "model_steps")  # the JSON's "summary"
+LOOKUPS = ("lookups4_exact", "lookups4_property", "lookups6_exact", "lookups6_property")
+JSON_TOTALS = (*COLUMNS, "errors", "model_steps", *LOOKUPS)  # the JSON's "summary"
 
 
 def summary_table(summary: Summary) -> str:
@@ -139,6 +159,25 @@ def reproducer(result: ScenarioResult, upto: StepResult) -> str:
     step_lines = {s.line for s in sc.steps if s.line <= upto.step.line}
     keep += [sc.lines[i - 1] for i in sorted(step_lines)]
     return "\n".join(keep) + "\n"
+
+
+def lookup_family(step: object) -> int | None:
+    """The family of a step's listener lookup (an injected flow's, a connect()'s), else None."""
+    if isinstance(step, FlowStep):
+        return step.dst.family
+    if isinstance(step, ConnectStep):
+        return step.addr.family
+    return None
+
+
+def lookups_line(t: Tally) -> str:
+    """Listener lookups of reuseport scenarios by family, exact or by property ("" if none)."""
+    parts = []
+    for fam, exact, prop in (("IPv4", t.lookups4_exact, t.lookups4_property),
+                             ("IPv6", t.lookups6_exact, t.lookups6_property)):
+        if exact + prop:
+            parts.append(f"{fam} {exact} exact, {prop} by property ({100 * exact / (exact + prop):.1f}% exact)")
+    return f"listener lookups where a reuseport hash may pick: {'; '.join(parts)}" if parts else ""
 
 
 def steps_line(t: Tally) -> str:

@@ -14,11 +14,10 @@ from harness.compare import ScenarioResult, compare
 from harness.environment import EnvironmentProblem
 from harness.model_backend import ModelExecutor
 from harness.parser import ScenarioError, parse_file
-from harness.scenario import Scenario, SetsockoptStep
+from harness.scenario import Scenario
 from harness.spec import spec_for
 from harness.steps import declared
 from model.profiles import Profile
-from model.sockopt import SockOpt
 
 if TYPE_CHECKING:  # the kernel side loads only when a run uses it (explain, the model alone: never)
     from harness.worker import Pool
@@ -102,13 +101,8 @@ class Runner:
         """The namespace's calibrated hash secret, if the scenario sends SYNs to compare."""
         if not (self.backend.uses_kernel and self.backend.uses_model):
             return None
-        # the hash decides listeners for SYNs and connect()s, and where migrated connections
-        # go, and only among the members of a reuseport group, which needs SO_REUSEPORT
-        # (inet_hashtables.c:inet_reuseport_add_sock -> sock_reuseport.c:reuseport_select_sock)
-        if not any(declared(s.verb).picks_listener for s in scenario.steps):
-            return None
-        if not any(isinstance(s, SetsockoptStep) and s.option is SockOpt.SO_REUSEPORT
-                   for s in scenario.steps):
+        # the hash decides listeners for SYNs and connect()s, and where migrated connections go
+        if not scenario.hashes_matter:
             return None
         assert self.pool is not None
         calibration = self.pool.hash_secret(self.profile.ehash_lport_outside)
@@ -132,10 +126,13 @@ class Runner:
             assert self.pool is not None
             kernel = self.pool.collect(scenario)
             rerun = self.pool.generation != generation  # ran in a fresh namespace: new secret
-            if model is not None and (rerun or any(o.one_of or o.candidates for o in model)):
-                # follow the kernel's random picks (and the new namespace's secret)
+            hashes6 = self.pool.last_hashes6
+            if model is not None and (rerun or hashes6 or any(o.one_of or o.candidates for o in model)):
+                # follow the kernel's random picks (and the new namespace's secret), with the
+                # kernel's inet6_ehashfn of the scenario's IPv6 tuples
                 choices = [o.choice for o in kernel]
-                model = ModelExecutor(self.profile, self.seed, self._secret(scenario)).run(scenario, choices)
+                model = ModelExecutor(self.profile, self.seed, self._secret(scenario),
+                                      hashes6).run(scenario, choices)
         result = compare(scenario, model, kernel, self.spec)
         if kernel is not None and not result.agreed and self.pool.last_unsettled:
             result.timing = True

@@ -39,6 +39,7 @@ from harness.versions import (
     VersionSpan,
     version_text,
 )
+from model.sockopt import SockOpt
 
 __all__ = [
     "DEFAULT_SPEC", "STEP_TYPES", "UNCHECKED", "AcceptStep", "AckStep", "BindStep", "CloseStep",
@@ -76,6 +77,15 @@ class Scenario:
     kernel: tuple[KernelRange, ...] = ()
     cpu: int = 0
     lines: tuple[str, ...] = field(default=(), repr=False)  # the source, for `record`
+
+    @property
+    def hashes_matter(self) -> bool:
+        """Does a hash decide anything here: a lookup that picks a listener, and a socket with
+        SO_REUSEPORT, whose group it may pick among (inet_hashtables.c:inet_reuseport_add_sock
+        -> sock_reuseport.c:reuseport_select_sock)? Calibration and hash reads only then."""
+        return (any(s.VERB.picks_listener for s in self.steps)
+                and any(isinstance(s, SetsockoptStep) and s.option is SockOpt.SO_REUSEPORT
+                        for s in self.steps))
 
     @property
     def feature(self) -> str:

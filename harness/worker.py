@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 
 from harness.calibrate import Observation, calibrate_here_or_host, probe_reuseport
 from harness.environment import EnvironmentProblem
+from harness.inject import Flow
 from harness.kernel_backend import (
     Job,
     KernelExecutor,
@@ -83,6 +84,7 @@ class WorkerReply:
     seconds: float = 0.0  # time the worker spent running the steps
     unsettled: bool = False  # a closed socket stayed an orphan (KernelExecutor.do_close)
     retransmits: int = 0  # SYN-ACKs the request timer sent again during the steps
+    hashes6: dict | None = None  # the kernel's inet6_ehashfn of the job's IPv6 flows (hashprobe)
 
 
 def _injector_class(kind: str) -> type:
@@ -148,7 +150,8 @@ def _serve(name: str, conn: Connection, injector: str) -> None:
             left = [k for k, v in defaults if sysctl.read(k) != v]
             dirt += "" if tcp["inuse"] == 0 and tcp["tw"] == 0 else f"TCP {tcp} after reset"
             dirt += f" sysctls not restored: {left}" if left else ""
-            conn.send(("done", WorkerReply(outcomes, not dirt, dirt, busy, executor.unsettled, rtx)))
+            conn.send(("done", WorkerReply(outcomes, not dirt, dirt, busy, executor.unsettled, rtx,
+                                           executor.hashes6)))
         except BaseException:
             conn.send(("error", traceback.format_exc()))
             return
@@ -237,6 +240,14 @@ class Worker:
         self.submit(scenario)
         return self.collect(scenario)
 
+    def run_job(self, job: Job) -> WorkerReply:
+        """A job built here rather than from a scenario (nothing may be queued)."""
+        self._outbox.put(job)
+        kind, payload = self._recv(SCENARIO_TIMEOUT)
+        if kind != "done":
+            raise EnvironmentProblem(f"kernel backend failed on a job:\n{payload}")
+        return payload
+
     def stop(self) -> None:
         """Stop the process (ours, by PID) and remove the namespace."""
         try:
@@ -271,6 +282,7 @@ class Pool:
         self.last_seconds = 0.0  # the last scenario collected
         self.last_unsettled = False  # and whether an orphan outlived its close step
         self.last_retransmits = 0  # and how many SYN-ACKs its request timers sent again
+        self.last_hashes6: dict = {}  # and the kernel's inet6_ehashfn of its IPv6 flows
         self.generation = 0  # bumped with every new namespace (its own hash secret)
         self.inflight: collections.deque[Scenario] = collections.deque()
         self._secret: Calibration | None = None
@@ -312,6 +324,7 @@ class Pool:
         self.last_seconds = reply.seconds
         self.last_unsettled = reply.unsettled
         self.last_retransmits = reply.retransmits
+        self.last_hashes6 = reply.hashes6 or {}
         if not reply.clean:
             behind = list(self.inflight)
             for queued in behind:  # ran after the dirt: their results do not count
@@ -330,6 +343,13 @@ class Pool:
     def run(self, scenario: Scenario) -> list[Outcome]:
         self.submit(scenario)
         return self.collect(scenario)
+
+    def read_hashes(self, flows: tuple[Flow, ...]) -> dict:
+        """The kernel's reuseport hash of each flow in the current namespace, by (laddr, lport,
+        faddr, fport), on wildcard and exact-address listeners (harness/hashprobe.py)."""
+        if self.inflight:
+            raise RuntimeError("read hashes before queueing scenarios")
+        return self._worker().run_job(Job((), 0, (), False, flows)).hashes6 or {}
 
     def discard_inflight(self) -> None:
         """Collect and drop what is still queued (after the caller failed midway)."""

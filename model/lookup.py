@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from model.jhash import inet_ehashfn_words, ipv4_word_of
 from model.listen import ListenTables, portaddr_key
 from model.reuseport import ReuseportGroup, reuseport_select_sock_by_hash
 from model.sock import Sock
+
+# inet6_ehashfn(net, laddr, lport, faddr, fport) by (laddr, lport, faddr, fport), as the kernel
+# of the namespace computed it: the hash mixes ipv6_hash_secret into faddr
+# (inet6_hashtables.c:inet6_ehashfn), which no calibrated word predicts, so the kernel side
+# reads it (harness/hashprobe.py). laddr is in6addr_any for a pick in the wildcard chain.
+Hashes6 = Mapping[tuple[ipaddress.IPv6Address, int, ipaddress.IPv6Address, int], int]
 
 
 @dataclass(frozen=True)
@@ -80,12 +87,14 @@ def compute_score(sk: Sock, syn: Syn, daddr: object) -> int:
 class Lookup:
     """The listener lookup of one namespace; `secret` is inet_ehash_secret + net_hash_mix
     (calibrated), None when unknown; `lport_outside` picks the 6.15+ inet_ehashfn;
-    `incoming_cpu` the 6.1+ SO_INCOMING_CPU scan of a group (profile reuseport_incoming_cpu)."""
+    `incoming_cpu` the 6.1+ SO_INCOMING_CPU scan of a group (profile reuseport_incoming_cpu);
+    `hashes6` the kernel's inet6_ehashfn of the IPv6 tuples it knows (Hashes6)."""
 
     def __init__(self, listens: ListenTables, secret: int | None, lport_outside: bool,
-                 incoming_cpu: bool = True):
+                 incoming_cpu: bool = True, hashes6: Hashes6 | None = None):
         self.listens, self.secret, self.lport_outside = listens, secret, lport_outside
         self.incoming_cpu = incoming_cpu
+        self.hashes6: Hashes6 = hashes6 or {}
         # (dst, dport, dif, cpu) -> the walk's answer, or the group that picks per SYN
         self._plans: dict[tuple[object, int, int, int], Choice | tuple[str, ReuseportGroup, object]] = {}
 
@@ -129,9 +138,12 @@ class Lookup:
         return Choice(None, f"{fn}: no listener on port {syn.dport} for {syn.dst}")
 
     def ehash_of(self, laddr: object, lport: int, faddr: object, fport: int) -> int | None:
-        """sk_hash of a connection or request socket (inet_ehashfn of its 4-tuple); None when
-        it cannot be computed (IPv6: inet6_ehashfn's second secret; no calibrated secret)."""
-        if self.secret is None or not isinstance(laddr, ipaddress.IPv4Address):
+        """sk_hash of a connection or request socket (inet_ehashfn / inet6_ehashfn of its
+        4-tuple); None when unknown (no calibrated secret; an IPv6 tuple the kernel side did
+        not read)."""
+        if isinstance(laddr, ipaddress.IPv6Address):
+            return self.hashes6.get((laddr, lport, faddr, fport))
+        if self.secret is None:
             return None
         return inet_ehashfn_words(self.secret, ipv4_word_of(int(laddr)), lport,
                                   ipv4_word_of(int(faddr)), fport, self.lport_outside)
@@ -170,7 +182,14 @@ class Lookup:
                 chosen = group.socks[index]
                 return Choice(chosen, f"{head}; cBPF {group.prog}: {how} -> socks[{index}] = {chosen.name}")
             head += f"; cBPF {group.prog}: {how} >= num_socks {group.num_socks}, falls back to the hash"
-        unknown_hash = self.secret is None or syn.family == socket.AF_INET6
+        if syn.family == socket.AF_INET6:
+            phash = self.hashes6.get((daddr, syn.dport, syn.src, syn.sport))
+        elif self.secret is not None:
+            phash = inet_ehashfn_words(self.secret, ipv4_word_of(int(daddr)), syn.dport,
+                                       ipv4_word_of(int(syn.src)), syn.sport, self.lport_outside)
+        else:
+            phash = None
+        unknown_hash = phash is None
         if unknown_hash and group.num_socks == 1:
             # without the hash: reciprocal_scale(hash, 1) is 0 whatever it is, and the CPU scan
             # of reuseport_select_sock_by_hash ends at socks[0]
@@ -180,9 +199,9 @@ class Lookup:
             members = tuple(group.socks)  # O(group) per SYN, but a C copy
             why = "inet6_ehashfn" if syn.family == socket.AF_INET6 else "an uncalibrated inet_ehashfn"
             return Choice(None, f"{head}; {why}: one of the group", one_of=members)
-        phash = inet_ehashfn_words(self.secret, ipv4_word_of(int(daddr)), syn.dport,
-                                   ipv4_word_of(int(syn.src)), syn.sport, self.lport_outside)
+        assert phash is not None
         chosen, how = reuseport_select_sock_by_hash(group, phash, syn.cpu, self.incoming_cpu)
         assert chosen is not None
-        return Choice(chosen, f"{head}; inet_ehashfn = {phash:#010x}, {how} -> {chosen.name}",
+        fn = "inet6_ehashfn" if syn.family == socket.AF_INET6 else "inet_ehashfn"
+        return Choice(chosen, f"{head}; {fn} = {phash:#010x}, {how} -> {chosen.name}",
                       hashed=group.num_socks > 1)  # one member: the same in every namespace

@@ -13,7 +13,7 @@ from model.connect import ConnectSearch, ConnKey, EHash
 from model.ephemeral import PortFinder, VerdictCache
 from model.host import Host
 from model.listen import ListenTables
-from model.lookup import Lookup
+from model.lookup import Hashes6, Lookup
 from model.outcome import Outcome, PortChoice
 from model.profiles import Profile
 from model.sock import Sock
@@ -26,6 +26,8 @@ class KernelState:
 
     hash_secret: inet_ehash_secret + net_hash_mix of the namespace (calibrated); None when
     unknown, and then reuseport picks by hash are predicted as 'one of the group'.
+    hashes6: inet6_ehashfn of IPv6 tuples as the namespace's kernel computed them (model.lookup:
+    Hashes6); a tuple not in it is predicted as 'one of the group'.
     """
 
     profile: Profile
@@ -33,6 +35,7 @@ class KernelState:
     sysctls: Sysctls = field(default_factory=Sysctls)
     seed: int = 0
     hash_secret: int | None = None
+    hashes6: Hashes6 = field(default_factory=dict)
     cpu: int = 0  # the CPU the harness runs system calls on (loopback SYNs arrive there)
     socks: list[Sock] = field(default_factory=list)
     binds: BindTables = field(default_factory=BindTables)
@@ -42,7 +45,7 @@ class KernelState:
         self.binds.rules = self.profile.bind
         self._rng = random.Random(self.seed)
         self.lookup = Lookup(self.listens, self.hash_secret, self.profile.ehash_lport_outside,
-                             self.profile.reuseport_incoming_cpu)
+                             self.profile.reuseport_incoming_cpu, self.hashes6)
         self._seen: dict[tuple, Sock] = {}  # tuple -> socket, where the pick was not predicted
         # ehash: connected, child and TIME_WAIT sockets by their 4-tuple (inet_match)
         self.ehash: dict[ConnKey, Sock] = EHash(self.binds.touch)
