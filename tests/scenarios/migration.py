@@ -2,15 +2,17 @@
 group that holds queued connections and pending requests, with net.ipv4.tcp_migrate_req 0 and
 1 (reuseport_stop_listen_sock, inet_csk_listen_stop, reuseport_migrate_sock: each connection
 goes to the listener its 4-tuple hashes to, or is reset), then where accept() finds them; and
-rolling restarts: every listener replaced one by one, nothing lost. IPv4, so every migration is
-predicted exactly from the calibrated hash; and listen() again after shutdown()
-(reuseport_resurrect). Expectations are recorded from the kernel.
+rolling restarts: every listener replaced one by one, nothing lost; and listen() again after
+shutdown() (reuseport_resurrect). Each in IPv4 (every migration predicted from the calibrated
+hash) and, as v6-*, in IPv6 (from the hashes the kernel side reads: harness/hashprobe.py).
+Expectations are recorded from the kernel.
 Run: python tests/scenarios/generate.py migration
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 OUT = Path(__file__).parent / "migration"
@@ -180,6 +182,15 @@ def relisten_after_child() -> str:
     return "\n".join(lines) + "\n"
 
 
+def ipv6(text: str) -> str:
+    """The same scenario in IPv6: AF_INET6 sockets on [::] or [fd00::1], clients 198.18.X.Y
+    as 2001:db8::X:Y (the same TUN), sockstat's TCP6 line."""
+    text = text.replace("AF_INET,", "AF_INET6,").replace("0.0.0.0:8080", "[::]:8080")
+    text = text.replace("10.0.0.1:8080", "[fd00::1]:8080").replace("inuse(tcp)", "inuse(tcp6)")
+    text = re.sub(r"198\.18\.(\d+)\.(\d+):(\d+)", r"[2001:db8::\1:\2]:\3", text)
+    return text.replace("# a group", "# IPv6: a group", 1).replace("# rolling", "# IPv6: rolling", 1)
+
+
 def cases() -> list[tuple[str, str]]:
     out = [(f"{how}-group{size}-migrate{m}-{what}", close_one(size, m, how, what))
            for size, m, how, what in itertools.product((2, 8), (0, 1), ("close", "shutdown"),
@@ -191,4 +202,7 @@ def cases() -> list[tuple[str, str]]:
             for size, rp, m in ((1, False, 0), (1, False, 1), (1, True, 0), (1, True, 1), (3, True, 0), (3, True, 1))]
     out += [(f"reset-on-target-cookies{c}", reset_on_target(c)) for c in (0, 1)]
     out += [("relisten-after-child-close", relisten_after_child())]
+    hashed = [(name, text) for name, text in out if name.startswith(("close-", "shutdown-", "rolling-", "relisten-"))
+              and not name.startswith(("relisten-cookies", "relisten-after"))]
+    out += [(f"v6-{name}", ipv6(text)) for name, text in hashed]
     return out
