@@ -18,27 +18,31 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 # enum bpf_cmd
-MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, PROG_LOAD = 0, 1, 2, 5
+MAP_CREATE, MAP_LOOKUP_ELEM, MAP_UPDATE_ELEM, MAP_DELETE_ELEM, PROG_LOAD = 0, 1, 2, 3, 5
 # enum bpf_map_type / enum bpf_prog_type
-MAP_TYPE_ARRAY = 2
+MAP_TYPE_ARRAY, MAP_TYPE_REUSEPORT_SOCKARRAY = 2, 20
 PROG_TYPE_SK_REUSEPORT = 21
+# enum bpf_attach_type
+SK_REUSEPORT_SELECT, SK_REUSEPORT_SELECT_OR_MIGRATE = 39, 40
 # enum sk_action
 SK_DROP, SK_PASS = 0, 1
 # enum bpf_func_id
-FUNC_MAP_UPDATE_ELEM = 2
+FUNC_MAP_UPDATE_ELEM, FUNC_SK_SELECT_REUSEPORT = 2, 82
 BPF_PSEUDO_MAP_FD = 1
+SO_ATTACH_REUSEPORT_EBPF = 52  # include/uapi/asm-generic/socket.h
 
 # struct sk_reuseport_md: data, data_end (8-byte __bpf_md_ptr each), len, eth_protocol,
 # ip_protocol, bind_inany, hash (u32 each)
-MD_DATA, MD_DATA_END, MD_HASH = 0, 8, 32
+MD_DATA, MD_DATA_END, MD_HASH, MD_MIGRATING_SK = 0, 8, 32, 48
 
 # opcode classes, sizes, modes, ALU/JMP operations and sources (include/uapi/linux/bpf_common.h)
-LD, LDX, ST, STX, ALU64, JMP = 0x00, 0x01, 0x02, 0x03, 0x07, 0x05
-W, H, DW = 0x00, 0x08, 0x18
+LD, LDX, ST, STX, ALU, JMP, ALU64 = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x07
+W, H, B, DW = 0x00, 0x08, 0x10, 0x18
 IMM, MEM = 0x00, 0x60
 K, X = 0x00, 0x08
-ADD, OR, LSH, MOV = 0x00, 0x40, 0x60, 0xB0
-JGT, CALL, EXIT = 0x20, 0x80, 0x90
+ADD, OR, LSH, RSH, MOD, MOV, END = 0x00, 0x40, 0x60, 0x70, 0x90, 0xB0, 0xD0
+TO_BE = 0x08
+JA, JEQ, JGT, JNE, CALL, EXIT = 0x00, 0x10, 0x20, 0x50, 0x80, 0x90
 
 
 class BpfError(OSError):
@@ -84,6 +88,10 @@ def add_imm(dst: int, imm: int) -> Insn:
     return Insn(ALU64 | ADD | K, dst, imm=imm)
 
 
+def add_reg(dst: int, src: int) -> Insn:
+    return Insn(ALU64 | ADD | X, dst, src)
+
+
 def or_reg(dst: int, src: int) -> Insn:
     return Insn(ALU64 | OR | X, dst, src)
 
@@ -108,6 +116,32 @@ def jgt_reg(dst: int, src: int, off: int) -> Insn:
     return Insn(JMP | JGT | X, dst, src, off)
 
 
+def jeq_imm(dst: int, imm: int, off: int) -> Insn:
+    return Insn(JMP | JEQ | K, dst, off=off, imm=imm)
+
+
+def jne_imm(dst: int, imm: int, off: int) -> Insn:
+    return Insn(JMP | JNE | K, dst, off=off, imm=imm)
+
+
+def ja(off: int) -> Insn:
+    return Insn(JMP | JA, off=off)
+
+
+def rsh_imm(dst: int, imm: int) -> Insn:
+    return Insn(ALU64 | RSH | K, dst, imm=imm)
+
+
+def mod32_imm(dst: int, imm: int) -> Insn:
+    """w_dst %= imm (u32; imm is the instruction's 32 bits, read unsigned by the verifier)."""
+    return Insn(ALU | MOD | K, dst, imm=imm if imm < (1 << 31) else imm - (1 << 32))
+
+
+def be32(dst: int) -> Insn:
+    """dst = htobe32(dst): the network-order word loaded little-endian, as a number."""
+    return Insn(ALU | END | TO_BE, dst, imm=32)
+
+
 def call(func: int) -> Insn:
     return Insn(JMP | CALL, imm=func)
 
@@ -130,12 +164,17 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int) 
 def _elem(cmd: int, what: str, fd: int, key: bytes, value: ctypes.Array) -> None:
     """A map element command: map_fd, key and value pointers, flags 0 (BPF_ANY)."""
     kbuf = ctypes.create_string_buffer(key, len(key))
-    attr = struct.pack("<IIQQQ", fd, 0, ctypes.addressof(kbuf), ctypes.addressof(value), 0)
+    attr = struct.pack("<iIQQQ", fd, 0, ctypes.addressof(kbuf), ctypes.addressof(value), 0)
     bpf(cmd, attr, what)
 
 
 def map_update(fd: int, key: bytes, value: bytes) -> None:
     _elem(MAP_UPDATE_ELEM, "BPF_MAP_UPDATE_ELEM", fd, key, ctypes.create_string_buffer(value, len(value)))
+
+
+def map_delete(fd: int, key: bytes) -> None:
+    kbuf = ctypes.create_string_buffer(key, len(key))
+    bpf(MAP_DELETE_ELEM, struct.pack("<iIQ", fd, 0, ctypes.addressof(kbuf)), "BPF_MAP_DELETE_ELEM")
 
 
 def map_lookup(fd: int, key: bytes, value_size: int) -> bytes | None:

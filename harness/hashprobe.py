@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from harness import bpf
 from harness.inject import Flow, TunInjector
 
-SO_ATTACH_REUSEPORT_EBPF = 52  # include/uapi/asm-generic/socket.h
 _MARK = 1 << 32  # set beside the hash by the program: a slot the program wrote this round
 _SLOTS = 1 << 16  # one per TCP source port (as loaded: network order read little-endian)
 WILDCARD = {socket.AF_INET6: ipaddress.IPv6Address("::"), socket.AF_INET: ipaddress.IPv4Address("0.0.0.0")}
@@ -112,7 +111,7 @@ class HashRecorder:
                 except OSError:
                     continue  # taken still (a TIME_WAIT 5.10 cannot destroy): not measured
                 s.listen(1)
-                s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, self.prog_fd)
+                s.setsockopt(socket.SOL_SOCKET, bpf.SO_ATTACH_REUSEPORT_EBPF, self.prog_fd)
             for batch in _batches(flows):
                 keys = [_sport_key(f.sport) for f in batch]
                 for k in keys:

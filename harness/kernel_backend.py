@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import lifetime
+from harness import bpf, ebpf_progs, lifetime
 from harness import steps as verbs
 from harness.compare import HARNESS_ERROR
 from harness.hashprobe import HashKey, HashRecorder
@@ -28,6 +28,7 @@ from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, Result, T
 from harness.scenario import Scenario
 from harness.steps import Executor, Step
 from model.cbpf import Program
+from model.ebpf import EbpfProgram
 from model.outcome import Outcome
 from model.sysctl import proc_text
 from netns import sysctl
@@ -232,6 +233,8 @@ class KernelExecutor(Executor):
         self.clients: dict[tuple, str] = {}  # a connect()ed socket's (local, remote) -> name
         self.half_open: dict[tuple[str, int, str, int], Result] = {}  # syn_only flows
         self._recorder: HashRecorder | None = None
+        self.maps: dict[str, int] = {}  # sockarray() fds by name
+        self.progs: dict[tuple[str, int], int] = {}  # loaded eBPF programs by (shape, map fd)
         self.hashes6: dict[HashKey, int] = {}  # the last job's, read after its steps
 
     def run(self, job: Job) -> list[Outcome]:
@@ -302,6 +305,10 @@ class KernelExecutor(Executor):
                 # the namespace not clean and the pool replaces it.
                 pass
         self.socks.clear()
+        for fd in [*self.progs.values(), *self.maps.values()]:
+            os.close(fd)
+        self.progs.clear()
+        self.maps.clear()
         self.closed.clear()
         self.pending.clear()
         self.injector.drain()
@@ -437,6 +444,13 @@ class KernelExecutor(Executor):
         if kind == "program":
             assert isinstance(step.value, Program)
             return self._call(step.sock, attach_cbpf, s, step.value)
+        if kind == "ebpf":
+            assert isinstance(step.value, EbpfProgram)
+            try:
+                prog_fd = self._load(step.value)
+            except OSError as e:  # BPF_PROG_LOAD refused it: that is the step's errno
+                return _errno_outcome(e)
+            return self._call(step.sock, s.setsockopt, socket.SOL_SOCKET, bpf.SO_ATTACH_REUSEPORT_EBPF, prog_fd)
         if kind == "device":
             return self._call(step.sock, s.setsockopt, level, socket.SO_BINDTODEVICE,
                               str(step.value).encode())
@@ -448,6 +462,40 @@ class KernelExecutor(Executor):
         if kind == "portrange":  # a u32 (hi << 16 | lo) that may not fit a C int
             return self._call(step.sock, s.setsockopt, level, opt, struct.pack("=I", step.value))
         return self._call(step.sock, s.setsockopt, level, opt, step.value)
+
+    def _load(self, prog: EbpfProgram) -> int:
+        """The program's fd, loaded against its map (-1 if that map's creation failed: the
+        kernel then refuses the program), once per shape and map per scenario."""
+        map_fd = self.maps.get(prog.map_name, -1) if prog.map_name else -1
+        key = (prog.text, map_fd)
+        if key not in self.progs:
+            self.progs[key] = bpf.prog_load(bpf.PROG_TYPE_SK_REUSEPORT, ebpf_progs.instructions(prog, map_fd),
+                                            ebpf_progs.attach_type(prog))
+        return self.progs[key]
+
+    def do_sockarray(self, step: verbs.SockarrayStep) -> Outcome:
+        try:
+            self.maps[step.map] = bpf.map_create(bpf.MAP_TYPE_REUSEPORT_SOCKARRAY, 4, 8, step.entries)
+        except OSError as e:
+            return _errno_outcome(e)
+        return Outcome("0")
+
+    def do_map_update(self, step: verbs.MapUpdateStep) -> Outcome:
+        fd = self.socks[step.sock].fileno()
+        if fd < 0:  # closed: a descriptor no process holds, as the model's EBADF says
+            fd = (1 << 31) - 1
+        try:
+            bpf.map_update(self.maps.get(step.map, -1), struct.pack("=I", step.key), struct.pack("=Q", fd))
+        except OSError as e:
+            return _errno_outcome(e)
+        return Outcome("0")
+
+    def do_map_delete(self, step: verbs.MapDeleteStep) -> Outcome:
+        try:
+            bpf.map_delete(self.maps.get(step.map, -1), struct.pack("=I", step.key))
+        except OSError as e:
+            return _errno_outcome(e)
+        return Outcome("0")
 
     def _port(self, s: socket.socket) -> int | None:
         try:

@@ -131,6 +131,19 @@ class ModelExecutor(Executor):
     def do_shutdown(self, step: verbs.ShutdownStep, choice: object) -> Outcome:
         return self.kernel.shutdown(self.fds[step.sock])
 
+    def do_sockarray(self, step: verbs.SockarrayStep, choice: object) -> Outcome:
+        return self.kernel.sockarray(step.map, step.entries)
+
+    def do_map_update(self, step: verbs.MapUpdateStep, choice: object) -> Outcome:
+        if step.map not in self.kernel.maps:  # its sockarray() failed
+            return Outcome("EBADF", f"map {step.map} was not created")
+        return self.kernel.map_update(step.map, step.key, self.fds[step.sock])
+
+    def do_map_delete(self, step: verbs.MapDeleteStep, choice: object) -> Outcome:
+        if step.map not in self.kernel.maps:
+            return Outcome("EBADF", f"map {step.map} was not created")
+        return self.kernel.map_delete(step.map, step.key)
+
 
 def _port(choice: int | str | None) -> int | None:
     """The kernel's pick as a port (bind, listen, connect)."""

@@ -24,7 +24,8 @@ from model.sysctl import Sysctls
 
 ERRNO_NAMES = frozenset(errno.errorcode.values())
 VERBS = tuple(STEP_TYPES)  # in declaration order, as errors list them
-NAMING = " and ".join(f"{v}()" for v, t in STEP_TYPES.items() if t.VERB.names)
+_NAMERS = [f"{v}()" for v, t in STEP_TYPES.items() if t.VERB.names]
+NAMING = ", ".join(_NAMERS[:-1]) + " and " + _NAMERS[-1]
 SYN_ONLY_RESULTS = ("SYNACK", "COOKIE", "RST", "DROP")
 SYN_RESULTS = ("RST", "DROP")
 
@@ -116,6 +117,7 @@ class Parser:
         self.path = path
         self.lines = text.splitlines()
         self.defined: set[str] = set()
+        self.maps: set[str] = set()  # sockarray() names
         self.open: set[str] = set()
         self.families: dict[str, int] = {}
         # what connect() cannot model: a socket bound to a device (routing by device) or to a
@@ -391,6 +393,8 @@ class Parser:
         socket of that name holds), accept() a connection's child."""
         if name in self.open:
             raise c.error(c.name_col, f"socket {name!r} is still open; close() it before reusing the name")
+        if name in self.maps:
+            raise c.error(c.name_col, f"{name!r} names a map; a socket needs a name of its own")
         self.defined.add(name)
         self.open.add(name)
         self.families[name] = family

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 from harness.versions import UNCHECKED, VersionClause
 from model.addr import RawSockAddr, SockAddr, parse_sockaddr
 from model.cbpf import parse_program
+from model.ebpf import parse_ebpf
 from model.sockopt import OptValue, SockOpt, option_int
 from netns.topology import STANDARD
 
@@ -195,6 +196,11 @@ class SetsockoptStep(Step, verb=Verb(
         elif option.kind == "program":
             try:
                 value = parse_program(val.text)
+            except ValueError as e:
+                raise c.error(val.col, str(e)) from None
+        elif option.kind == "ebpf":
+            try:
+                value = parse_ebpf(val.text, p.maps)
             except ValueError as e:
                 raise c.error(val.col, str(e)) from None
         else:
@@ -476,3 +482,69 @@ class AckStep(FlowStep, verb=Verb(
 class ShutdownStep(SockStep, verb=Verb("shutdown", "shutdown(a)", Expect.STATUS, 1)):
     """shutdown(NAME): SHUT_RDWR; a listener stops listening and keeps its descriptor (listen()
     again puts it back: reuseport_resurrect with tcp_migrate_req, else a fresh join)."""
+
+
+MAP_ENTRIES_MAX = 1 << 16  # a bound of ours on a scenario's sockarray (the kernel allows more)
+
+
+def _map_ref(p: Parser, c: Call, arg) -> str:
+    if arg.text not in p.maps:
+        raise c.error(arg.col, f"unknown map {arg.text!r}; create it first with '{arg.text} = sockarray(4)'")
+    return arg.text
+
+
+def _map_key(p: Parser, c: Call, arg) -> int:
+    key = p.integer(c, arg, "a map key")
+    if not 0 <= key <= 0xFFFFFFFF:
+        raise c.error(arg.col, f"expected a map key 0..4294967295 (a u32), got {p.clip(arg.text)}")
+    return key
+
+
+@dataclass(frozen=True)
+class SockarrayStep(Step, verb=Verb(
+        "sockarray", "m = sockarray(4)", Expect.STATUS, 1,
+        names="sockarray() needs a name: 'm = sockarray(4)'", fixed=True)):
+    """`m = sockarray(N)`: a BPF_MAP_TYPE_REUSEPORT_SOCKARRAY of N slots (u32 key, u64 fd) that
+    SO_ATTACH_REUSEPORT_EBPF programs select from (model/ebpf.py)."""
+
+    map: str
+    entries: int
+
+    @classmethod
+    def parse(cls, p: Parser, c: Call) -> Step:
+        n = p.integer(c, c.args[0], "a number of slots")
+        if not 0 <= n <= MAP_ENTRIES_MAX:
+            raise c.error(c.args[0].col, f"expected 0..{MAP_ENTRIES_MAX} slots, got {p.clip(c.args[0].text)}")
+        if c.name in p.defined:
+            raise c.error(c.name_col, f"{c.name!r} names a socket; a map needs a name of its own")
+        if c.name in p.maps:
+            raise c.error(c.name_col, f"map {c.name!r} exists already")
+        p.maps.add(c.name)
+        return cls(c.lineno, c.text, c.expect, c.name, n)
+
+
+@dataclass(frozen=True)
+class MapUpdateStep(Step, verb=Verb("map_update", "map_update(m, 0, a)", Expect.STATUS, 3, fixed=True)):
+    """`map_update(m, K, a)`: BPF_MAP_UPDATE_ELEM of socket a's fd into slot K (BPF_ANY)."""
+
+    map: str
+    key: int
+    sock: str
+
+    @classmethod
+    def parse(cls, p: Parser, c: Call) -> Step:
+        m, key, sock = c.args
+        return cls(c.lineno, c.text, c.expect, _map_ref(p, c, m), _map_key(p, c, key), p.sock_ref(c, sock))
+
+
+@dataclass(frozen=True)
+class MapDeleteStep(Step, verb=Verb("map_delete", "map_delete(m, 0)", Expect.STATUS, 2, fixed=True)):
+    """`map_delete(m, K)`: BPF_MAP_DELETE_ELEM of slot K."""
+
+    map: str
+    key: int
+
+    @classmethod
+    def parse(cls, p: Parser, c: Call) -> Step:
+        m, key = c.args
+        return cls(c.lineno, c.text, c.expect, _map_ref(p, c, m), _map_key(p, c, key))

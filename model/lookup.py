@@ -9,6 +9,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from model.ebpf import SK_DROP, Attached
 from model.jhash import inet_ehashfn_words, ipv4_word_of
 from model.listen import ListenTables, portaddr_key
 from model.reuseport import ReuseportGroup, reuseport_select_sock_by_hash
@@ -176,7 +177,17 @@ class Lookup:
         group with members. The hash takes the daddr the chain was looked up with: INADDR_ANY
         in the wildcard chain (__inet_lookup_listener passes htonl(INADDR_ANY) to
         inet_lhash2_lookup)."""
-        if group.prog is not None:
+        if isinstance(group.prog, Attached):
+            # bpf_run_sk_reuseport: SK_PASS with a selection is that socket; SK_DROP is an
+            # ERR_PTR, which the lookup returns as no socket (inet_hashtables.c:
+            # __inet_lookup_listener / inet6_lookup_listener: IS_ERR(result) -> NULL)
+            action, chosen, how = group.prog.run(group, syn.payload, group.socks[0].family, migrating=False)
+            if action == SK_DROP:
+                return Choice(None, f"{head}; eBPF {group.prog}: {how}: no socket")
+            if chosen is not None:
+                return Choice(chosen, f"{head}; eBPF {group.prog}: {how} -> {chosen.name}")
+            head += f"; eBPF {group.prog}: {how}, the hash picks"
+        elif group.prog is not None:
             index, how = group.prog.run(syn.payload, syn.cpu)  # run_bpf_filter
             if index < group.num_socks:
                 chosen = group.socks[index]

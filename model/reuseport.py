@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from model.cbpf import Program
+from model.ebpf import Attached, reuseport_detach
 from model.sock import Sock, TcpState
 
 
@@ -19,7 +20,7 @@ class ReuseportGroup:
     socks: list[Sock] = field(default_factory=list)
     closed: list[Sock] = field(default_factory=list)  # the closed section (tcp_migrate_req)
     incoming_cpu: int = 0
-    prog: Program | None = None
+    prog: Program | Attached | None = None  # cBPF or eBPF (SO_ATTACH_REUSEPORT_*)
     synq_overflow: bool = False  # synq_overflow_ts: a member sent a cookie (tcp_synq_overflow)
     _described: str | None = field(default=None, repr=False)  # describe() until socks[] changes
 
@@ -134,6 +135,7 @@ def reuseport_detach_sock(sk: Sock) -> None:
     group = sk.reuseport_cb
     if group is None:
         return
+    reuseport_detach(sk)  # bpf_sk_reuseport_detach: out of its REUSEPORT_SOCKARRAY slot
     sk.reuseport_cb = None
     if sk in group.closed:
         _detach_closed(sk, group)
@@ -142,13 +144,17 @@ def reuseport_detach_sock(sk: Sock) -> None:
 
 
 def reuseport_stop_listen_sock(sk: Sock, migrate: bool) -> None:
-    """reuseport_stop_listen_sock: with net.ipv4.tcp_migrate_req, sk moves from the listening
-    section to the closed one (__reuseport_detach_sock + __reuseport_add_closed_sock) and keeps
-    its group, so its connections can be migrated; else it leaves the group at once."""
+    """reuseport_stop_listen_sock: with net.ipv4.tcp_migrate_req, or a program attached as
+    BPF_SK_REUSEPORT_SELECT_OR_MIGRATE, sk moves from the listening section to the closed one
+    (__reuseport_detach_sock + __reuseport_add_closed_sock) and keeps its group, so its
+    connections can be migrated; else it leaves the group at once. Either way it leaves its
+    REUSEPORT_SOCKARRAY slot (bpf_sk_reuseport_detach)."""
     group = sk.reuseport_cb
     if group is None:
         return
+    migrate = migrate or (isinstance(group.prog, Attached) and group.prog.migrates)
     if migrate and sk in group.socks:
+        reuseport_detach(sk)
         _detach_listening(sk, group)
         group.closed.append(sk)  # __reuseport_add_closed_sock
         _get_incoming_cpu(sk, group)
@@ -158,14 +164,27 @@ def reuseport_stop_listen_sock(sk: Sock, migrate: bool) -> None:
 
 def reuseport_migrate_sock(sk: Sock, hash_: int | None, cpu: int, migrate: bool,
                            pick: object = None) -> tuple[Sock | None, str]:
-    """reuseport_migrate_sock without a BPF program: with tcp_migrate_req, a listener of sk's
-    group chosen by the migrating socket's hash (its sk_hash: the ehash of its 4-tuple); `pick`
-    chooses instead when the hash is unknown (the caller follows the kernel)."""
+    """reuseport_migrate_sock: a program attached as BPF_SK_REUSEPORT_SELECT_OR_MIGRATE runs
+    with md->migrating_sk (its selection, else the hash; SK_DROP: no migration); without one,
+    with tcp_migrate_req, a listener of sk's group chosen by the migrating socket's hash (its
+    sk_hash: the ehash of its 4-tuple). `pick` chooses instead when the hash is unknown (the
+    caller follows the kernel)."""
     group = sk.reuseport_cb
     if group is None:
         return None, "no reuseport group"
     if not group.num_socks:
         return None, "no listener left in the group"
+    prog = group.prog
+    if isinstance(prog, Attached) and prog.migrates:
+        action, chosen, how = prog.run(group, b"", group.socks[0].family, migrating=True)
+        if action != "SK_PASS":
+            return None, f"the program's {how}"
+        if chosen is not None:
+            return chosen, f"the program's {how}"
+        if hash_ is None:
+            return pick(group.socks), f"the program's {how}; one of the group (hash unknown)"  # type: ignore[operator]
+        chosen, by = reuseport_select_sock_by_hash(group, hash_, cpu)
+        return chosen, f"the program's {how}; by hash: {by}"
     if not migrate:
         return None, "tcp_migrate_req=0"
     if hash_ is None:

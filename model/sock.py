@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from model.bind import Bind2Bucket, BindBucket
+    from model.ebpf import SockArray
     from model.reuseport import ReuseportGroup
 
 
@@ -108,6 +109,8 @@ class Sock:
     peer: Sock | None = field(default=None, repr=False)
     parent: Sock | None = field(default=None, repr=False)  # the listener queuing this child
     connected: bool = False  # sock->state == SS_CONNECTED (connect() or accept() succeeded)
+    # the REUSEPORT_SOCKARRAY slot holding it (sk_user_data | SK_USER_DATA_BPF), if any
+    sockarray: tuple[SockArray, int] | None = field(default=None, repr=False)
     tw_substate: TcpState | None = None  # a TIME_WAIT socket's FIN_WAIT2 or TIME_WAIT
     ts_recent_stamp: bool = False  # tp->rx_opt.ts_recent_stamp != 0 (timestamps were seen)
     # a listener's rx_opt.ts_recent_stamp is its last SYN queue overflow instead (tcp_synq_overflow,

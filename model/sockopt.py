@@ -7,6 +7,7 @@ import enum
 import socket
 
 from model.cbpf import Program
+from model.ebpf import Attached, EbpfProgram
 from model.reuseport import ReuseportGroup, reuseport_update_incoming_cpu
 from model.sock import SK_CAN_REUSE, SK_NO_REUSE, Sock
 
@@ -20,6 +21,7 @@ class SockOpt(enum.Enum):
     SO_BINDTODEVICE = ("SOL_SOCKET", "SO_BINDTODEVICE", "device")
     IPV6_V6ONLY = ("IPPROTO_IPV6", "IPV6_V6ONLY", "int")
     SO_ATTACH_REUSEPORT_CBPF = ("SOL_SOCKET", "SO_ATTACH_REUSEPORT_CBPF", "program")
+    SO_ATTACH_REUSEPORT_EBPF = ("SOL_SOCKET", "SO_ATTACH_REUSEPORT_EBPF", "ebpf")
     SO_DETACH_REUSEPORT_BPF = ("SOL_SOCKET", "SO_DETACH_REUSEPORT_BPF", "int")
     IP_FREEBIND = ("IPPROTO_IP", "IP_FREEBIND", "int")
     IP_BIND_ADDRESS_NO_PORT = ("IPPROTO_IP", "IP_BIND_ADDRESS_NO_PORT", "int")
@@ -30,7 +32,7 @@ class SockOpt(enum.Enum):
         return self.value[2]
 
 
-OptValue = int | str | Program
+OptValue = int | str | Program | EbpfProgram | Attached  # Attached: an EbpfProgram loaded
 
 
 def option_int(value: int) -> int:
@@ -71,6 +73,11 @@ def setsockopt(sk: Sock, opt: SockOpt, value: OptValue, ifindex: dict[str, int],
     if opt is SockOpt.SO_ATTACH_REUSEPORT_CBPF:
         assert isinstance(value, Program)
         return _attach(sk, value, hashed, attach_needs_reuseport)
+    if opt is SockOpt.SO_ATTACH_REUSEPORT_EBPF:
+        # sk_reuseport_attach_bpf: a BPF_PROG_TYPE_SK_REUSEPORT program on a TCP socket takes
+        # the same reuseport_attach_prog as a classic one
+        assert isinstance(value, Attached)
+        return _attach(sk, value, hashed, attach_needs_reuseport)
     if opt is SockOpt.SO_DETACH_REUSEPORT_BPF:
         return _detach(sk, hashed)
     if opt is SockOpt.IP_FREEBIND:
@@ -107,7 +114,7 @@ def _bindtodevice(sk: Sock, name: str, ifindex: dict[str, int]) -> tuple[str, st
     return "0", f"sock_bindtoindex_locked: sk_bound_dev_if = {index} ({name or 'none'})"
 
 
-def _attach(sk: Sock, prog: Program, hashed: bool, needs_reuseport: bool) -> tuple[str, str]:
+def _attach(sk: Sock, prog: Program | Attached, hashed: bool, needs_reuseport: bool) -> tuple[str, str]:
     """sk_reuseport_attach_filter -> reuseport_attach_prog: an unhashed SO_REUSEPORT socket
     gets a group of its own first (reuseport_alloc), a hashed one must already be in one.
     Without needs_reuseport (before 5.14) an unhashed socket whose SO_REUSEPORT was cleared
@@ -122,7 +129,8 @@ def _attach(sk: Sock, prog: Program, hashed: bool, needs_reuseport: bool) -> tup
         return "EINVAL", "reuseport_attach_prog: listening without a reuseport group"
     group: ReuseportGroup = sk.reuseport_cb  # type: ignore[assignment]
     group.prog = prog
-    return "0", f"reuseport_attach_prog: group {group.describe()} runs cBPF {prog}"
+    kind = "eBPF" if isinstance(prog, Attached) else "cBPF"
+    return "0", f"reuseport_attach_prog: group {group.describe()} runs {kind} {prog}"
 
 
 def _detach(sk: Sock, hashed: bool) -> tuple[str, str]:

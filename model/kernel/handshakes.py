@@ -9,6 +9,7 @@ net/core/sock_reuseport.c.
 from __future__ import annotations
 
 from model.connect import ConnKey, conn_key
+from model.ebpf import Attached
 from model.kernel.connections import Connections
 from model.lookup import Syn
 from model.outcome import Outcome
@@ -61,7 +62,11 @@ class Handshakes(Connections):
     def _migrate_target(self, sk: Sock, laddr, lport: int, faddr, fport: int) -> Sock | None:
         """reuseport_migrate_sock for a connection of closed listener sk; None: no migration."""
         migrate = self._migrate_req()
-        if sk.reuseport_cb is None or not migrate:
+        group = sk.reuseport_cb
+        if group is None:
+            return None
+        # a BPF_SK_REUSEPORT_SELECT_OR_MIGRATE program migrates without tcp_migrate_req
+        if not migrate and not (isinstance(group.prog, Attached) and group.prog.migrates):
             return None
         h = self.lookup.ehash_of(laddr, lport, faddr, fport)
         self.hash_dependent = True  # by the namespace's hash, or a guess for it

@@ -24,6 +24,7 @@ from model.addr import (
     SockAddr,
 )
 from model.bind import inet_csk_get_port
+from model.ebpf import EbpfProgram, SockArray
 from model.host import RouteType
 from model.kernel.handshakes import Handshakes
 from model.outcome import Outcome, PortChoice
@@ -91,10 +92,36 @@ class Kernel(Handshakes):
         if sk is None:
             return self._ebadf(fd)
         hashed = sk.state == TcpState.LISTEN
+        if isinstance(value, EbpfProgram):
+            if value.migrates and not self.profile.migrate_req:
+                return Outcome("UNMODELLED", "BPF_SK_REUSEPORT_SELECT_OR_MIGRATE programs are 5.14+; "
+                               "what an older kernel's BPF_PROG_LOAD answers is not modelled")
+            if value.map_name and value.map_name not in self.maps:
+                # kernel/bpf/verifier.c:resolve_pseudo_ldimm64: no map behind the fd (its
+                # sockarray() failed): __bpf_map_get's -EBADF
+                return Outcome("EBADF", f"BPF_PROG_LOAD: map {value.map_name} was not created")
+            value = value.bind(self.maps)  # the program loaded with this run's map
         err, reason = setsockopt(sk, opt, value, self.host.ifindex, hashed,
                                  self.profile.attach_needs_reuseport,
                                  self.profile.local_port_range_opt)
         self._touch(sk)  # the port's owner may have new flags
+        return Outcome(err, reason)
+
+    def sockarray(self, name: str, max_entries: int) -> Outcome:
+        """BPF_MAP_CREATE of a BPF_MAP_TYPE_REUSEPORT_SOCKARRAY (u32 keys, u64 socket fds)."""
+        if max_entries == 0:
+            # kernel/bpf/arraymap.c:array_map_alloc_check (reuseport_array_alloc_check calls it)
+            return Outcome("EINVAL", "array_map_alloc_check: max_entries 0")
+        self.maps[name] = SockArray(name, max_entries)
+        return Outcome("0", f"reuseport_array_alloc: {name}, {max_entries} slots")
+
+    def map_update(self, name: str, key: int, fd: int) -> Outcome:
+        """BPF_MAP_UPDATE_ELEM of a socket's fd (BPF_ANY)."""
+        err, reason = self.maps[name].update(key, self._sock(fd))
+        return Outcome(err, reason)
+
+    def map_delete(self, name: str, key: int) -> Outcome:
+        err, reason = self.maps[name].delete(key)
         return Outcome(err, reason)
 
     def bind(self, fd: int, addr: SockAddr | RawSockAddr, choice: int | None = None) -> Outcome:

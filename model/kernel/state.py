@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from model.bind import BindTables
 from model.connect import ConnectSearch, ConnKey, EHash
+from model.ebpf import SockArray
 from model.ephemeral import PortFinder, VerdictCache
 from model.host import Host
 from model.listen import ListenTables
@@ -40,6 +41,7 @@ class KernelState:
     socks: list[Sock] = field(default_factory=list)
     binds: BindTables = field(default_factory=BindTables)
     listens: ListenTables = field(default_factory=ListenTables)
+    maps: dict[str, SockArray] = field(default_factory=dict)  # REUSEPORT_SOCKARRAY maps by name
 
     def __post_init__(self) -> None:
         self.binds.rules = self.profile.bind

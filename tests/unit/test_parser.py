@@ -63,7 +63,7 @@ def test_parses_directives_and_steps():
         ("a = socket(AF_INET, SOCK_STREAM)\na = socket(AF_INET, SOCK_STREAM)\n", 2, 1, "still open"),
         ("inuse(udp)\n", 1, 7, "expected tcp"),
         ("# nothing\n", 1, 1, "at least one step"),
-        ("a = bind(b, 1.2.3.4:5)\n", 1, 1, "only socket() and accept() assign a name"),
+        ("a = bind(b, 1.2.3.4:5)\n", 1, 1, "only socket(), accept() and sockarray() assign a name"),
         ("a = socket(AF_INET, SOCK_STREAM)\naccept(a)\n", 2, 1, "accept() needs a name"),
         ("a = socket(AF_INET, SOCK_STREAM)\ns = accept(a) = nobody\n", 2, 17, "connecting socket"),
         ("a = socket(AF_INET, SOCK_STREAM)\nconnect(a, 192.0.2.1:80)\n", 2, 12, "address of tun0/tun1"),

@@ -38,7 +38,7 @@ def test_declarations_are_what_the_backends_act_on():
     assert keeps == {"syn", "syn_only", "ack", "accept", "queue", "inuse", "tw"}
     assert {v for v, t in STEP_TYPES.items() if t.VERB.injected} == {"syn", "syn_only", "ack"}
     assert {v for v, t in STEP_TYPES.items() if t.VERB.batched} == {"syn"}
-    assert {v for v, t in STEP_TYPES.items() if t.VERB.names} == {"socket", "accept"}
+    assert {v for v, t in STEP_TYPES.items() if t.VERB.names} == {"socket", "accept", "sockarray"}
 
 
 @pytest.fixture
