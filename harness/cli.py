@@ -284,6 +284,8 @@ def _run(args: argparse.Namespace, writer: KtapWriter | None) -> int:
     for text in texts:
         print()
         print(text)
+    if pool is not None and pool.hashes6_problem:
+        print(f"\nIPv6 reuseport picks were checked by property only: {pool.hashes6_problem}")
     if runner.hash_problem:
         print(f"\nDIVERGED {runner.hash_problem} (profile {profile.name}); reuseport picks by hash "
               "were checked by property only")
@@ -549,6 +551,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="pytest paths run in each guest (default: the per-kernel tests; none: skip)")
     ker.add_argument("--no-host", dest="host", action="store_false",
                      help="leave out the host kernel's column")
+    ker.add_argument("--scenarios", nargs="+", metavar="PATH", default=["tests/scenarios"],
+                     help="the scenario files or folders each kernel runs, inside this project "
+                     "(the guests read it; default: %(default)s)")
+    ker.add_argument("--no-probe", dest="probe", action="store_false",
+                     help="skip inferring each guest's profile with its own withheld")
     ker.add_argument("--timeout", type=float, default=1500, help="seconds per guest (default: %(default)s)")
     ker.add_argument("--ktap", action="store_true",
                      help="the matrix as KTAP version 1 on stdout (a test per kernel, its corpus "

@@ -27,6 +27,7 @@ from harness.inject import Flow, TunInjector
 
 _MARK = 1 << 32  # set beside the hash by the program: a slot the program wrote this round
 _SLOTS = 1 << 16  # one per TCP source port (as loaded: network order read little-endian)
+REPLY_WAIT = 2.0  # seconds for the RSTs still missing after the batch is written
 WILDCARD = {socket.AF_INET6: ipaddress.IPv6Address("::"), socket.AF_INET: ipaddress.IPv4Address("0.0.0.0")}
 
 # (laddr the hash took, lport, faddr, fport) -> the u32 hash (model.lookup.Hashes6)
@@ -116,7 +117,10 @@ class HashRecorder:
                 keys = [_sport_key(f.sport) for f in batch]
                 for k in keys:
                     bpf.map_update(self.map_fd, k, bytes(8))
-                injector.syn_only(batch, wait=0.05)  # each gets its RST inside write()
+                # The program runs in the lookup, before the RST is sent: with every RST read, every
+                # hash is in the map. The kernel answers inside write() unless softirqs are
+                # deferred (ksoftirqd, as under a loaded emulated guest): then the wait is needed
+                injector.syn_only(batch, wait=REPLY_WAIT)
                 for f, k in zip(batch, keys, strict=True):
                     raw = bpf.map_lookup(self.map_fd, k, 8)
                     value = int.from_bytes(raw, "little") if raw else 0

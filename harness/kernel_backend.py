@@ -236,6 +236,7 @@ class KernelExecutor(Executor):
         self.maps: dict[str, int] = {}  # sockarray() fds by name
         self.progs: dict[tuple[str, int], int] = {}  # loaded eBPF programs by (shape, map fd)
         self.hashes6: dict[HashKey, int] = {}  # the last job's, read after its steps
+        self.hashes6_problem = ""  # why the reader cannot read them here ("" when it can)
 
     def run(self, job: Job) -> list[Outcome]:
         pin_to_cpu(job.cpu)
@@ -279,9 +280,11 @@ class KernelExecutor(Executor):
         (harness/hashprobe.py); those it could not read are left out."""
         if self._recorder is None:
             self._recorder = HashRecorder()
+            self.hashes6_problem = self._recorder.problem
         try:
             return self._recorder.measure(self.injector, flows)
-        except OSError:  # the picks stay checked by property; the steps' outcomes stand
+        except OSError as e:  # the picks stay checked by property; the steps' outcomes stand
+            self.hashes6_problem = f"reading the kernel's hashes failed: {e}"
             self.injector.drain()
             return {}
 

@@ -19,6 +19,7 @@ import gc
 import multiprocessing as mp
 import os
 import queue
+import resource
 import signal
 import threading
 import time
@@ -85,6 +86,7 @@ class WorkerReply:
     unsettled: bool = False  # a closed socket stayed an orphan (KernelExecutor.do_close)
     retransmits: int = 0  # SYN-ACKs the request timer sent again during the steps
     hashes6: dict | None = None  # the kernel's inet6_ehashfn of the job's IPv6 flows (hashprobe)
+    hashes6_problem: str = ""  # why they could not be read (the picks are then checked by property)
 
 
 def _injector_class(kind: str) -> type:
@@ -116,6 +118,7 @@ def _worker_main(name: str, conn: Connection, injector: str, parent: int, parent
 
 def _serve(name: str, conn: Connection, injector: str) -> None:
     try:
+        unlimit_memlock()
         namespace.enter(name)
         if namespace.current_is_host():
             raise EnvironmentProblem("worker is still in the host's namespace after setns")
@@ -151,10 +154,21 @@ def _serve(name: str, conn: Connection, injector: str) -> None:
             dirt += "" if tcp["inuse"] == 0 and tcp["tw"] == 0 else f"TCP {tcp} after reset"
             dirt += f" sysctls not restored: {left}" if left else ""
             conn.send(("done", WorkerReply(outcomes, not dirt, dirt, busy, executor.unsettled, rtx,
-                                           executor.hashes6)))
+                                           executor.hashes6, executor.hashes6_problem)))
         except BaseException:
             conn.send(("error", traceback.format_exc()))
             return
+
+
+def unlimit_memlock() -> None:
+    """This process's RLIMIT_MEMLOCK lifted, as libbpf does: before 5.11 every BPF map and
+    program is charged to it (kernel/bpf/syscall.c:bpf_map_charge_init -> bpf_charge_memlock:
+    -EPERM past the limit; memcg accounting replaced it in 5.11), and a guest's default of
+    64 KiB refuses the hash reader's map (harness/hashprobe.py). The worker's own limit only."""
+    try:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass  # not root: the bpf() calls then say what they lack
 
 
 def _run_job(executor: KernelExecutor, job: Job) -> tuple[list[Outcome], str]:
@@ -283,6 +297,7 @@ class Pool:
         self.last_unsettled = False  # and whether an orphan outlived its close step
         self.last_retransmits = 0  # and how many SYN-ACKs its request timers sent again
         self.last_hashes6: dict = {}  # and the kernel's inet6_ehashfn of its IPv6 flows
+        self.hashes6_problem = ""  # why a worker could not read them, if one could not
         self.generation = 0  # bumped with every new namespace (its own hash secret)
         self.inflight: collections.deque[Scenario] = collections.deque()
         self._secret: Calibration | None = None
@@ -325,6 +340,7 @@ class Pool:
         self.last_unsettled = reply.unsettled
         self.last_retransmits = reply.retransmits
         self.last_hashes6 = reply.hashes6 or {}
+        self.hashes6_problem = self.hashes6_problem or reply.hashes6_problem  # the first, said once
         if not reply.clean:
             behind = list(self.inflight)
             for queued in behind:  # ran after the dirt: their results do not count

@@ -102,24 +102,27 @@ def choose_accel(tools: qemu.Tools, guest: qemu.Guest, out: Path) -> tuple[qemu.
 
 
 def run_kernel(target: Target, tools: qemu.Tools, accel: qemu.Accel, out: Path, *,
-               tests: tuple[str, ...], cpus: int, timeout: float) -> matrix.Column:
-    """Boot one kernel, run the corpus (and `tests`) in it, read its results back; a kernel
-    that cannot be prepared is a column with the reason, not the end of the matrix."""
+               plan: GuestPlan, timeout: float) -> matrix.Column:
+    """Boot one kernel, run the corpus (and the plan's tests) in it, read its results back; a
+    kernel that cannot be prepared is a column with the reason, not the end of the matrix."""
     try:
-        return _run_kernel(target, tools, accel, out, tests=tests, cpus=cpus, timeout=timeout)
+        return _run_kernel(target, tools, accel, out, plan=plan, timeout=timeout)
     except (OSError, ValueError) as e:  # FileNotFoundError (a module), a bad results file
         say(f"[{target.name}] failed: {e}")
         return matrix.Column(target.name, target.guest.release, target.profile or "",
                              problem=f"{type(e).__name__}: {e}")
 
 
-def guest_command(kout: Path, profile: str | None, tests: tuple[str, ...]) -> str:
+def guest_command(kout: Path, profile: str | None, tests: tuple[str, ...],
+                  corpus: tuple[str, ...] = ("tests/scenarios",), probe: bool = True) -> str:
     """The guest's shell line, every path quoted; it first checks that the project and its
     python are there (a missing one is reported as one line, qemu.MISSING_MARK)."""
     q = shlex.quote
     line = (f"cd {q(str(ROOT))} && {q(sys.executable)} -m harness.guests.guest {q(str(kout))}"
             + (f" --profile {q(profile)}" if profile else "")
-            + " --kernel-tests" + "".join(f" {q(t)}" for t in tests))
+            + " --kernel-tests" + "".join(f" {q(t)}" for t in tests)
+            + " --corpus" + "".join(f" {q(c)}" for c in corpus)
+            + ("" if probe else " --no-probe"))
     return qemu.guarded(line, [ROOT, Path(sys.executable)])
 
 
@@ -130,12 +133,13 @@ def guest_readonly() -> list[Path]:
 
 
 def _run_kernel(target: Target, tools: qemu.Tools, accel: qemu.Accel, out: Path, *,
-                tests: tuple[str, ...], cpus: int, timeout: float) -> matrix.Column:
+                plan: GuestPlan, timeout: float) -> matrix.Column:
     name, guest = target.name, target.guest
     kout = out / name
     numba = (CACHE / "numba").resolve()
     numba.mkdir(parents=True, exist_ok=True)
-    command = guest_command(kout, target.profile, tests)
+    command = guest_command(kout, target.profile, plan.tests, plan.corpus, plan.probe)
+    cpus = plan.cpus
     say(f"[{name}] booting {guest.release} ({accel.name}, {cpus} CPUs)")
 
     def relay(line: str) -> None:
@@ -213,7 +217,7 @@ def _swap_settings(profile: str) -> dict[str, str]:
             for name, flipped_value in matrix.differing(PROFILES[profile], other)}
 
 
-def run_host(out: Path, scenarios: list) -> matrix.Column:
+def run_host(out: Path, scenarios: list, corpus: tuple[str, ...] = ("tests/scenarios",)) -> matrix.Column:
     """The corpus on the running kernel too, as the matrix's host column."""
     hout = out / "host"
     hout.mkdir(parents=True, exist_ok=True)
@@ -222,7 +226,7 @@ def run_host(out: Path, scenarios: list) -> matrix.Column:
     say(f"[host] corpus on {release} (profile {profile.name})")
     t0 = time.monotonic()
     with open(hout / "corpus.log", "w") as log:
-        subprocess.run([sys.executable, "-m", "harness", "run", "tests/scenarios", "-q",
+        subprocess.run([sys.executable, "-m", "harness", "run", *corpus, "-q",
                         "--no-minimize", "--json", str(hout / "corpus.json")],
                        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     column = matrix.Column(f"{profile.name} (host)", release, profile.name, time.monotonic() - t0,
@@ -290,6 +294,7 @@ def main(args: argparse.Namespace, outputs: Outputs | None = None) -> int:
         raise ValueError("--kernel PATH boots that kernel instead of Debian's: no --versions with it")
     if args.modules and not args.kernel:
         raise ValueError("--modules DIR goes with --kernel PATH")
+    corpus_paths(getattr(args, "scenarios", None))  # a bad path is said before anything boots
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stale = reap.reap_stale()
@@ -333,6 +338,8 @@ class GuestPlan:
     jobs: int
     cpus: int
     tests: tuple[str, ...]
+    corpus: tuple[str, ...] = ("tests/scenarios",)  # paths under ROOT, as the guest reads them
+    probe: bool = True
 
 
 def _plan(args: argparse.Namespace, tools: qemu.Tools, targets: list[Target], out: Path) -> GuestPlan:
@@ -351,7 +358,24 @@ def _plan(args: argparse.Namespace, tools: qemu.Tools, targets: list[Target], ou
     if accel is qemu.Accel.TCG and jobs * cpus > (os.cpu_count() or 1):
         accel = qemu.Accel.TCG_SINGLE
     say(f"running {len(targets)} kernel(s), {jobs} at a time, {cpus} CPU(s) each ({accel.value})")
-    return GuestPlan(accel, jobs, cpus, tests)
+    return GuestPlan(accel, jobs, cpus, tests, corpus_paths(getattr(args, "scenarios", None)),
+                     getattr(args, "probe", True))
+
+
+def corpus_paths(paths: list[str] | None) -> tuple[str, ...]:
+    """--scenarios as paths relative to the project (the guests see only the project); a
+    path outside it or missing is a ValueError saying so."""
+    out = []
+    for p in paths or ["tests/scenarios"]:
+        full = (ROOT / p).resolve() if not Path(p).is_absolute() else Path(p).resolve()
+        if not full.exists():
+            full = Path(p).resolve()  # relative to where the command runs
+        if not full.exists():
+            raise ValueError(f"--scenarios {p}: no such file or folder")
+        if not full.is_relative_to(ROOT):
+            raise ValueError(f"--scenarios {p}: not inside the project ({ROOT}), which is all a guest can read")
+        out.append(str(full.relative_to(ROOT)))
+    return tuple(out)
 
 
 def _write_swaps(targets: list[Target], scenarios: list, out: Path) -> dict[str, dict[str, list[str]]]:
@@ -378,15 +402,16 @@ def _boot_all(args: argparse.Namespace, plan: GuestPlan, tools: qemu.Tools, targ
     Ctrl-C or SIGTERM starts no new guest and stops the running ones."""
     pool = ThreadPoolExecutor(max_workers=plan.jobs)
     try:
-        futures = [pool.submit(run_kernel, t, tools, plan.accel, out, tests=plan.tests,
-                               cpus=plan.cpus, timeout=args.timeout) for t in targets]
+        futures = [pool.submit(run_kernel, t, tools, plan.accel, out, plan=plan,
+                               timeout=args.timeout) for t in targets]
         # while the guests boot: the swap lists, then the probe's plan, before any guest's
         # probe phase reads it (the project is read-only there: a guest without it would
         # compute it itself, slowly)
-        scenarios = load([ROOT / "tests/scenarios"])
+        scenarios = load([ROOT / p for p in plan.corpus])
         exercised = _write_swaps(targets, scenarios, out)
-        probe.cached_plan(scenarios)
-        columns = [run_host(out, scenarios)] if args.host else []
+        if plan.probe:
+            probe.cached_plan(load([ROOT / "tests/scenarios"]))
+        columns = [run_host(out, scenarios, plan.corpus)] if args.host else []
         columns += [f.result() for f in futures]
         for c in columns:
             c.exercised = c.exercised or exercised.get(c.version, {})

@@ -359,3 +359,16 @@ def test_init_probes_the_modules_asked_about_after_the_root_is_mounted():
     assert f"echo {qemu.BUILTIN_MARK}virtiofs" in script.replace("'", "")  # the mount proves it
     probe = f"grep -q ' [tT] tun_[^[]*$' /proc/kallsyms && echo '{qemu.BUILTIN_MARK}tun'"
     assert probe in script and script.index("mount -t virtiofs") < script.index(probe)
+
+
+def test_scenarios_reach_the_guest_as_project_paths(tmp_path):
+    from harness.guests import command as run
+
+    assert run.corpus_paths(["tests/scenarios/ebpf", str(run.ROOT / "tests/scenarios/lookup")]) == (
+        "tests/scenarios/ebpf", "tests/scenarios/lookup")
+    with pytest.raises(ValueError, match="no such file"):
+        run.corpus_paths(["tests/scenarios/nope"])
+    with pytest.raises(ValueError, match="not inside the project"):
+        run.corpus_paths([str(tmp_path)])
+    line = run.guest_command(tmp_path / "out", "6.12", (), ("tests/scenarios/ebpf",), probe=False)
+    assert line.count("--corpus tests/scenarios/ebpf") == 1 and "--no-probe" in line
