@@ -91,7 +91,10 @@ class Kernel(Handshakes):
         sk = self._sock(fd)
         if sk is None:
             return self._ebadf(fd)
-        hashed = sk.state == TcpState.LISTEN
+        # !sk_unhashed(sk): a listener in lhash2, or a connection in ehash (sk_node, the same
+        # node); a child's sk_reuseport_cb is NULL (sock.c:sk_clone_lock), so
+        # reuseport_attach_prog refuses it with EINVAL, as a bound socket without a group
+        hashed = sk.state == TcpState.LISTEN or sk.ehash_key is not None
         if isinstance(value, EbpfProgram):
             if value.migrates and not self.profile.migrate_req:
                 return Outcome("UNMODELLED", "BPF_SK_REUSEPORT_SELECT_OR_MIGRATE programs are 5.14+; "
