@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from harness import bpf
 from harness.inject import Flow, TunInjector
+from model.jhash import port_word
 
 _MARK = 1 << 32  # set beside the hash by the program: a slot the program wrote this round
 _SLOTS = 1 << 16  # one per TCP source port (as loaded: network order read little-endian)
@@ -67,7 +68,7 @@ def recorder(map_fd: int) -> list[bpf.Insn]:
 
 def _sport_key(port: int) -> bytes:
     """th->source as the program loads it: the network-order bytes read little-endian."""
-    return struct.pack("<I", int.from_bytes(port.to_bytes(2, "big"), "little"))
+    return struct.pack("<I", port_word(port))
 
 
 class HashRecorder:

@@ -24,7 +24,17 @@ from harness import bpf, ebpf_progs, lifetime
 from harness import steps as verbs
 from harness.compare import HARNESS_ERROR
 from harness.hashprobe import HashKey, HashRecorder
-from harness.inject import DROP, RST_KIND, SYNACK, SYNACK_ACKED, Flow, Result, TunInjector, pin_to_cpu
+from harness.inject import (
+    DROP,
+    RST_KIND,
+    SYNACK,
+    SYNACK_ACKED,
+    Flow,
+    RepliesLost,
+    Result,
+    TunInjector,
+    pin_to_cpu,
+)
 from harness.scenario import Scenario
 from harness.steps import Executor, Step
 from model.cbpf import Program
@@ -104,6 +114,15 @@ def effective_uid(uid: int) -> Iterator[None]:
 
 def _errno_outcome(e: OSError) -> Outcome:
     return Outcome(errno.errorcode.get(e.errno or 0, str(e.errno)))
+
+
+def _status(fn, *args) -> Outcome:
+    """A call's status: "0", or its errno's name."""
+    try:
+        fn(*args)
+    except OSError as e:
+        return _errno_outcome(e)
+    return Outcome("0")
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -283,7 +302,7 @@ class KernelExecutor(Executor):
             self.hashes6_problem = self._recorder.problem
         try:
             return self._recorder.measure(self.injector, flows)
-        except OSError as e:  # the picks stay checked by property; the steps' outcomes stand
+        except (OSError, RepliesLost) as e:  # the picks stay checked by property; the outcomes stand
             self.hashes6_problem = f"reading the kernel's hashes failed: {e}"
             self.injector.drain()
             return {}
@@ -321,11 +340,7 @@ class KernelExecutor(Executor):
 
     def _call(self, name: str, fn, *args) -> Outcome:
         with effective_uid(self.uids[name]):
-            try:
-                fn(*args)
-            except OSError as e:
-                return _errno_outcome(e)
-        return Outcome("0")
+            return _status(fn, *args)
 
     # -- connections ---------------------------------------------------------------------
 
@@ -477,28 +492,20 @@ class KernelExecutor(Executor):
         return self.progs[key]
 
     def do_sockarray(self, step: verbs.SockarrayStep) -> Outcome:
-        try:
+        def create() -> None:
             self.maps[step.map] = bpf.map_create(bpf.MAP_TYPE_REUSEPORT_SOCKARRAY, 4, 8, step.entries)
-        except OSError as e:
-            return _errno_outcome(e)
-        return Outcome("0")
+
+        return _status(create)
 
     def do_map_update(self, step: verbs.MapUpdateStep) -> Outcome:
         fd = self.socks[step.sock].fileno()
         if fd < 0:  # closed: a descriptor no process holds, as the model's EBADF says
             fd = (1 << 31) - 1
-        try:
-            bpf.map_update(self.maps.get(step.map, -1), struct.pack("=I", step.key), struct.pack("=Q", fd))
-        except OSError as e:
-            return _errno_outcome(e)
-        return Outcome("0")
+        return _status(bpf.map_update, self.maps.get(step.map, -1), struct.pack("=I", step.key),
+                       struct.pack("=Q", fd))
 
     def do_map_delete(self, step: verbs.MapDeleteStep) -> Outcome:
-        try:
-            bpf.map_delete(self.maps.get(step.map, -1), struct.pack("=I", step.key))
-        except OSError as e:
-            return _errno_outcome(e)
-        return Outcome("0")
+        return _status(bpf.map_delete, self.maps.get(step.map, -1), struct.pack("=I", step.key))
 
     def _port(self, s: socket.socket) -> int | None:
         try:

@@ -120,10 +120,15 @@ class Kernel(Handshakes):
 
     def map_update(self, name: str, key: int, fd: int) -> Outcome:
         """BPF_MAP_UPDATE_ELEM of a socket's fd (BPF_ANY)."""
+        if name not in self.maps:
+            return _no_map(name)
         err, reason = self.maps[name].update(key, self._sock(fd))
         return Outcome(err, reason)
 
     def map_delete(self, name: str, key: int) -> Outcome:
+        """BPF_MAP_DELETE_ELEM."""
+        if name not in self.maps:
+            return _no_map(name)
         err, reason = self.maps[name].delete(key)
         return Outcome(err, reason)
 
@@ -453,3 +458,9 @@ def _forgetting(fn: Callable) -> Callable:
 for _name in dir(Kernel):
     if not _name.startswith("_") and _name not in KEEPS_LOOKUP_PLANS and callable(getattr(Kernel, _name)):
         setattr(Kernel, _name, _forgetting(getattr(Kernel, _name)))
+
+
+def _no_map(name: str) -> Outcome:
+    """A map command on a map whose sockarray() failed: no map behind the fd
+    (kernel/bpf/syscall.c: __bpf_map_get's -EBADF)."""
+    return Outcome("EBADF", f"map {name} was not created")
