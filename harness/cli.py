@@ -556,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "(the guests read it; default: %(default)s)")
     ker.add_argument("--no-probe", dest="probe", action="store_false",
                      help="skip inferring each guest's profile with its own withheld")
+    ker.add_argument("--soak", type=_positive, default=0, metavar="N",
+                     help="in each guest, after the tests, N injected SYNs on model and kernel (make soak)")
     ker.add_argument("--timeout", type=float, default=1500, help="seconds per guest (default: %(default)s)")
     ker.add_argument("--ktap", action="store_true",
                      help="the matrix as KTAP version 1 on stdout (a test per kernel, its corpus "

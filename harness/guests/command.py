@@ -114,7 +114,7 @@ def run_kernel(target: Target, tools: qemu.Tools, accel: qemu.Accel, out: Path, 
 
 
 def guest_command(kout: Path, profile: str | None, tests: tuple[str, ...],
-                  corpus: tuple[str, ...] = ("tests/scenarios",), probe: bool = True) -> str:
+                  corpus: tuple[str, ...] = ("tests/scenarios",), probe: bool = True, soak: int = 0) -> str:
     """The guest's shell line, every path quoted; it first checks that the project and its
     python are there (a missing one is reported as one line, qemu.MISSING_MARK)."""
     q = shlex.quote
@@ -122,7 +122,8 @@ def guest_command(kout: Path, profile: str | None, tests: tuple[str, ...],
             + (f" --profile {q(profile)}" if profile else "")
             + " --kernel-tests" + "".join(f" {q(t)}" for t in tests)
             + " --corpus" + "".join(f" {q(c)}" for c in corpus)
-            + ("" if probe else " --no-probe"))
+            + ("" if probe else " --no-probe")
+            + (f" --soak {soak}" if soak else ""))
     return qemu.guarded(line, [ROOT, Path(sys.executable)])
 
 
@@ -138,7 +139,7 @@ def _run_kernel(target: Target, tools: qemu.Tools, accel: qemu.Accel, out: Path,
     kout = out / name
     numba = (CACHE / "numba").resolve()
     numba.mkdir(parents=True, exist_ok=True)
-    command = guest_command(kout, target.profile, plan.tests, plan.corpus, plan.probe)
+    command = guest_command(kout, target.profile, plan.tests, plan.corpus, plan.probe, plan.soak)
     cpus = plan.cpus
     say(f"[{name}] booting {guest.release} ({accel.name}, {cpus} CPUs)")
 
@@ -177,6 +178,9 @@ def _run_kernel(target: Target, tools: qemu.Tools, accel: qemu.Accel, out: Path,
     if meta.exists() and "kernel-tests" in json.loads(meta.read_text())["phases"]:
         tail = (kout / "kernel-tests.log").read_text(errors="replace").strip().splitlines()
         column.kernel_tests = tail[-1] if tail else ""
+    if meta.exists() and "soak" in json.loads(meta.read_text())["phases"]:
+        tail = (kout / "soak.log").read_text(errors="replace").strip().splitlines()
+        column.soak = tail[-1] if tail else "soak: no output"
     if (kout / "probe.log").exists():
         tail = (kout / "probe.log").read_text(errors="replace").strip().splitlines()
         column.probe = next((ln for ln in reversed(tail) if ln.startswith("recovered")), tail[-1] if tail else "")
@@ -185,7 +189,8 @@ def _run_kernel(target: Target, tools: qemu.Tools, accel: qemu.Accel, out: Path,
                                 f"{column.count(matrix.Status.SKIPPED)} skipped")
     say(f"[{name}] done in {result.seconds:.0f} s: {status}"
         + (f"; kernel tests: {column.kernel_tests}" if column.kernel_tests else "")
-        + (f"; probe: {column.probe}" if column.probe else ""))
+        + (f"; probe: {column.probe}" if column.probe else "")
+        + (f"; {column.soak}" if column.soak else ""))
     return column
 
 
@@ -271,7 +276,7 @@ def exit_status(columns: list[matrix.Column], own: Target | None) -> int:
         mine = next((c for c in columns if c.version == own.name), None)
         if mine is None or mine.problem or not mine.cells or mine.missing:
             return EXIT_UNTESTABLE
-    diverged = any(c.problem or c.count(matrix.Status.DIVERGE) for c in columns)
+    diverged = any(c.problem or c.count(matrix.Status.DIVERGE) or c.soak_failed for c in columns)
     return EXIT_DIVERGE if diverged else EXIT_AGREE
 
 
@@ -340,6 +345,7 @@ class GuestPlan:
     tests: tuple[str, ...]
     corpus: tuple[str, ...] = ("tests/scenarios",)  # paths under ROOT, as the guest reads them
     probe: bool = True
+    soak: int = 0  # SYNs of a soak run after the tests (harness/soak.py), 0: none
 
 
 def _plan(args: argparse.Namespace, tools: qemu.Tools, targets: list[Target], out: Path) -> GuestPlan:
@@ -359,7 +365,7 @@ def _plan(args: argparse.Namespace, tools: qemu.Tools, targets: list[Target], ou
         accel = qemu.Accel.TCG_SINGLE
     say(f"running {len(targets)} kernel(s), {jobs} at a time, {cpus} CPU(s) each ({accel.value})")
     return GuestPlan(accel, jobs, cpus, tests, corpus_paths(getattr(args, "scenarios", None)),
-                     getattr(args, "probe", True))
+                     getattr(args, "probe", True), getattr(args, "soak", 0))
 
 
 def corpus_paths(paths: list[str] | None) -> tuple[str, ...]:

@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip inferring this kernel's profile with its own withheld (profiles --probe)")
     ap.add_argument("--kernel-tests", nargs="*", default=["tests/kernel"],
                     help="pytest paths run inside the guest (none: skip the phase)")
+    ap.add_argument("--soak", type=int, default=0, metavar="N",
+                    help="then N injected SYNs on model and kernel (python -m harness.soak)")
     args = ap.parse_args(argv)
     # every phase's tests know they run under emulation (tests/conftest.py: native_speed skips)
     os.environ["SOCKH_GUEST"] = "1"
@@ -84,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         meta["phases"]["kernel-tests"] = _phase(
             "kernel-tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
                              *args.kernel_tests, "--junitxml", str(args.out / "kernel-tests.xml")],
+            args.out)
+    if args.soak:
+        meta["phases"]["soak"] = _phase(
+            "soak", [py, "-m", "harness.soak", "--syns", str(args.soak), "--out", str(args.out / "soak")],
             args.out)
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return max(p["exit"] for p in meta["phases"].values())

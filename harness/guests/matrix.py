@@ -46,6 +46,7 @@ class Column:
     cells: dict[str, Cell] = field(default_factory=dict)
     exercised: dict[str, list[str]] = field(default_factory=dict)  # field -> scenarios
     kernel_tests: str = ""  # the kernel tests' summary line, if they ran
+    soak: str = ""  # the soak's last line (harness/soak.py), if it ran
     probe: str = ""  # the probe's verdict on the profile it inferred with this one withheld
     swap_profile: str = ""  # the other profile the exercised scenarios were rerun under
     swapped: dict[str, Cell] = field(default_factory=dict)  # their cells under it
@@ -55,6 +56,10 @@ class Column:
     def corpus(self) -> dict | None:
         """Its corpus JSON, read: what the KTAP, KCIDB and HTML reports are made from."""
         return json.loads(self.report.read_text()) if self.report is not None else None
+
+    @property
+    def soak_failed(self) -> bool:
+        return bool(self.soak) and not self.soak.startswith("soak passed")
 
     def count(self, status: Status) -> int:
         return sum(c.status is status for c in self.cells.values())
@@ -172,6 +177,10 @@ def markdown(columns: list[Column], *, full: bool) -> str:
                 text += f" ({bad} diverge with {c.swap_profile})"
             parts.append(text)
         out.append(f"- {c.version} (against {c.swap_profile or 'the reference'}): " + ", ".join(parts))
+    soaked = [c for c in columns if c.soak]
+    if soaked:
+        out += ["", "Soak in each guest (`python -m harness.soak`):", ""]
+        out += [f"- {c.version}: {c.soak}" for c in soaked]
     tested = [c for c in columns if c.kernel_tests or c.probe]
     if tested:
         out += ["", "Kernel tests in each guest, and the profile probe with the kernel's own "

@@ -372,3 +372,17 @@ def test_scenarios_reach_the_guest_as_project_paths(tmp_path):
         run.corpus_paths([str(tmp_path)])
     line = run.guest_command(tmp_path / "out", "6.12", (), ("tests/scenarios/ebpf",), probe=False)
     assert line.count("--corpus tests/scenarios/ebpf") == 1 and "--no-probe" in line
+
+
+def test_a_soak_in_each_guest_is_asked_for_reported_and_fails_the_matrix(tmp_path):
+    from harness.guests import command as run
+
+    line = run.guest_command(tmp_path / "out", "6.12", (), ("tests/scenarios/lookup",), probe=False, soak=100000)
+    assert line.count(" --soak 100000") == 1
+    assert " --soak" not in run.guest_command(tmp_path / "out", "6.12", ())
+    good, _ = matrix.cells_from_json(_corpus(tmp_path, agreed=True))
+    passed = matrix.Column("6.1", cells=good, soak="soak passed: 100012 SYNs injected in 40 scenarios; ...")
+    failed = matrix.Column("7.2", cells=good, soak="soak FAILED: 100012 SYNs injected; ... 3 divergent")
+    assert run.exit_status([passed], None) == run.EXIT_AGREE
+    assert run.exit_status([passed, failed], None) == run.EXIT_DIVERGE
+    assert "- 7.2: soak FAILED" in matrix.markdown([passed, failed], full=False)
