@@ -1,6 +1,7 @@
 """Random socket/setsockopt/bind/listen/close sequences over AF_INET and AF_INET6, generated
 from a seed, for the model-against-kernel differential test (`make fuzz`, tests/kernel). A
-third of them also connect, accept and close connections over loopback (TIME_WAIT included).
+third of them also connect, accept, shut down and close connections over loopback (TIME_WAIT
+included).
 
 A sequence is a `.scn` text, so every divergence is a file anyone can rerun; the runner's
 minimizer shrinks it to the steps that still produce the same first divergence.
@@ -47,6 +48,7 @@ class Sequence:
         self.bound: dict[str, int] = {}  # the port each socket asked bind() for
         self.mapped: set[str] = set()  # sockets that connect()ed to a v4-mapped address
         self.connected: set[str] = set()  # sockets that connect()ed (no listen() after: parser rule)
+        self.accepted: set[str] = set()  # names accept() gave
 
     def text(self) -> str:
         r = self.rng
@@ -109,10 +111,14 @@ class Sequence:
 
     def connection_step(self, name: str, fam: str) -> None:
         """connect() to a port other than the one the socket bound (no self-connect), accept(),
-        or read the TIME_WAIT count."""
+        shutdown(), or read the TIME_WAIT count."""
         r = self.rng
         what = r.random()
-        if what < 0.5:
+        if what < 0.12 and name in self.connected | self.accepted:
+            # of a connection only: connect() after shutdown() of a listener is EINVAL on this
+            # 6.18 host, which the model (and the source read so far) does not explain
+            self.lines.append(f"shutdown({name})")
+        elif what < 0.5:
             port = r.choice([p for p in TARGET_PORTS if p != self.bound.get(name)])
             target = r.choice(TARGETS[fam])
             if name in self.mapped:  # no IPv6 connect() after a v4-mapped one (parser rule)
@@ -126,6 +132,7 @@ class Sequence:
             self.made += 1
             self.lines.append(f"{new} = accept({name})")
             self.families[new] = fam
+            self.accepted.add(new)
         else:
             self.lines.append("tw()")
 
@@ -239,6 +246,8 @@ class HandshakeSequence:
                 self.listening.append(name)
             else:
                 self.lines.append(f"close({name})")
+        elif self.others and r.random() < 0.3:  # an accepted child's FIN, unanswered (FIN_WAIT1)
+            self.lines.append(f"shutdown({r.choice(self.others)})")
         elif self.others:
             name = self.others.pop(r.randrange(len(self.others)))
             self.lines.append(f"close({name})")

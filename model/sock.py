@@ -24,7 +24,8 @@ class TcpState(enum.Enum):
     SYN_RECV = "SYN_RECV"  # a request socket (TCP_NEW_SYN_RECV)
     ESTABLISHED = "ESTABLISHED"
     CLOSE_WAIT = "CLOSE_WAIT"
-    FIN_WAIT2 = "FIN_WAIT2"  # only as a TIME_WAIT socket's tw_substate
+    FIN_WAIT1 = "FIN_WAIT1"  # shut down, its FIN not yet ACKed (an injected client never does)
+    FIN_WAIT2 = "FIN_WAIT2"  # shut down and ACKed, or a TIME_WAIT socket's tw_substate
     TIME_WAIT = "TIME_WAIT"
 
 

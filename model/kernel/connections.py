@@ -67,11 +67,11 @@ class Connections(KernelState):
             self._put_port(sk)
 
     def _receive_rst(self, sk: Sock) -> None:
-        """A RST reaching sk: tcp_reset -> tcp_done; a TIME_WAIT socket is killed
-        (tcp_timewait_state_process, net.ipv4.tcp_rfc1337 = 0)."""
+        """A RST reaching sk: tcp_reset -> tcp_done (a shut-down socket too); a TIME_WAIT
+        socket is killed (tcp_timewait_state_process, net.ipv4.tcp_rfc1337 = 0)."""
         if sk.state == TcpState.TIME_WAIT:
             self._tw_kill(sk)
-        elif sk.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+        elif sk.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT, TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
             self._tcp_done(sk)
 
     def _listen_stop_child(self, child: Sock) -> None:
@@ -97,7 +97,8 @@ class Connections(KernelState):
     def _active_close(self, sk: Sock) -> str:
         """tcp_close on ESTABLISHED: FIN, the peer ACKs (loopback delivers at once), and the
         orphan in FIN_WAIT2 becomes a TIME_WAIT socket (tcp_close: tcp_fin_time <=
-        TCP_TIMEWAIT_LEN -> tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)). The peer is CLOSE_WAIT."""
+        TCP_TIMEWAIT_LEN -> tcp_time_wait(sk, TCP_FIN_WAIT2, tmo)). The peer is CLOSE_WAIT.
+        On FIN_WAIT2 (shut down, ACKed) tcp_close_state sends nothing more: the same end."""
         peer = sk.peer
         if peer is sk:  # connected to itself: its own FIN is the peer's (CLOSING -> TIME_WAIT)
             self._time_wait(sk, TcpState.TIME_WAIT)
@@ -110,20 +111,60 @@ class Connections(KernelState):
         return f"; now {tw.name} (TIME_WAIT, substate FIN_WAIT2), peer CLOSE_WAIT"
 
     def _passive_close(self, sk: Sock) -> str:
-        """tcp_close on CLOSE_WAIT: FIN to the peer's TIME_WAIT socket, which moves to the
-        TIME_WAIT substate and ACKs (tcp_timewait_state_process); sk goes LAST_ACK -> CLOSE."""
-        tw = sk.peer
-        if tw is not None and tw.state == TcpState.TIME_WAIT:
-            tw.tw_substate = TcpState.TIME_WAIT
-            tw.peer = None
-            self._touch(tw)  # tcp_twsk_unique reads the substate
+        """tcp_close on CLOSE_WAIT: the FIN (_fin_to_peer), the peer ACKs, and sk goes
+        LAST_ACK -> CLOSE."""
+        what = self._fin_to_peer(sk)
         self._unhash_conn(sk)
-        return "; the peer's TIME_WAIT socket ACKed our FIN"
+        return what
 
-    def _time_wait(self, sk: Sock, substate: TcpState) -> Sock:
+    def _fin_to_peer(self, sk: Sock) -> str:
+        """sk's FIN (tcp_close_state: CLOSE_WAIT -> LAST_ACK) reaching the peer that closed or
+        shut down first: its TIME_WAIT socket moves to the TIME_WAIT substate and ACKs
+        (tcp_timewait_state_process); a shut-down peer, in FIN_WAIT2 and not orphaned,
+        enters TIME_WAIT and is done (tcp_input.c:tcp_fin: tcp_time_wait(sk, TCP_TIME_WAIT, 0))."""
+        peer = sk.peer
+        if peer is not None and peer.state == TcpState.TIME_WAIT:
+            peer.tw_substate = TcpState.TIME_WAIT
+            peer.peer = None
+            self._touch(peer)  # tcp_twsk_unique reads the substate
+            return "; the peer's TIME_WAIT socket ACKed our FIN"
+        if peer is not None and peer.state == TcpState.FIN_WAIT2:
+            tw = self._time_wait(peer, TcpState.TIME_WAIT, orphan=False)
+            peer.peer = None
+            return f"; the shut-down peer {peer.name} ACKed our FIN and is TIME_WAIT ({tw.name}), its socket closed"
+        return ""
+
+    def _shutdown_connection(self, sk: Sock) -> str:
+        """tcp_shutdown (SEND_SHUTDOWN of SHUT_RDWR): tcp_close_state and its FIN
+        (tcp_send_fin), answered at once over loopback; the socket keeps its descriptor."""
+        peer = sk.peer
+        if sk.state == TcpState.CLOSE_WAIT:
+            # LAST_ACK; the peer's ACK: tcp_rcv_state_process TCP_LAST_ACK -> tcp_done
+            what = self._fin_to_peer(sk)
+            self._tcp_done(sk)
+            sk.peer = None
+            return f"LAST_ACK, then CLOSE{what}"
+        if peer is sk:
+            # its own FIN: FIN_WAIT1 -> CLOSING (tcp_fin), then the ACK of it: TCP_CLOSING ->
+            # tcp_time_wait(sk, TCP_TIME_WAIT, 0), and tcp_done
+            self._time_wait(sk, TcpState.TIME_WAIT, orphan=False)
+            sk.peer = None
+            return "connected to itself: simultaneous close, TIME_WAIT, its socket closed"
+        if peer is None:  # an injected client: the FIN goes out through the TUN, unanswered
+            sk.state = TcpState.FIN_WAIT1
+            self._touch(sk)
+            return "FIN_WAIT1 (the injected client does not answer the FIN)"
+        sk.state = TcpState.FIN_WAIT2  # tcp_rcv_state_process TCP_FIN_WAIT1: the ACK
+        peer.state = TcpState.CLOSE_WAIT  # tcp_fin
+        self._touch(sk)
+        self._touch(peer)
+        return f"FIN_WAIT2 (the peer ACKed), peer {peer.name} CLOSE_WAIT"
+
+    def _time_wait(self, sk: Sock, substate: TcpState, orphan: bool = True) -> Sock:
         """tcp_time_wait -> inet_twsk_alloc + inet_twsk_hashdance_schedule: a TIME_WAIT socket
-        takes sk's place in ehash and joins sk's bind2 bucket (sk_add_bind_node); the closed
-        sk leaves both (tcp_v4_destroy_sock -> inet_put_port)."""
+        takes sk's place in ehash and joins sk's bind2 bucket (sk_add_bind_node); sk leaves
+        both: an orphan at once (tcp_v4_destroy_sock -> inet_put_port), a socket still open
+        through tcp_done, which keeps a port bind() locked (tcp_set_state: SOCK_BINDPORT_LOCK)."""
         tw = Sock(name=sk.name, family=sk.family, uid=sk.uid, reuse=sk.reuse,
                   reuseport=sk.reuseport, ipv6only=sk.ipv6only, state=TcpState.TIME_WAIT,
                   num=sk.num, rcv_saddr=sk.rcv_saddr, v6_rcv_saddr=sk.v6_rcv_saddr,
@@ -139,8 +180,10 @@ class Connections(KernelState):
         assert tb is not None and tb2 is not None
         tw.bind_hash, tw.bind2_hash = tb, tb2
         self.binds.add_owner(tb2, tw)
-        self._put_port(sk)
+        if orphan or not sk.userlocks & SOCK_BINDPORT_LOCK:
+            self._put_port(sk)
         sk.state = TcpState.CLOSE
+        self._touch(sk)
         return tw
 
     def _tw_kill(self, tw: Sock) -> None:

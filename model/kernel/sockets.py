@@ -352,13 +352,19 @@ class Kernel(Handshakes):
         what = ""
         if sk.state == TcpState.LISTEN:
             what = self._listen_stop(sk)
-        elif sk.linger_abort and sk.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+        elif sk.linger_abort and sk.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT,
+                                              TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
             # tcp_close: SOCK_LINGER and !sk_lingertime -> tcp_disconnect: a RST (tcp_need_reset),
             # no FIN, no TIME_WAIT; the socket is destroyed and its port released
             self._abort(sk)
             what = "; SO_LINGER {1, 0}: tcp_disconnect sends a RST, no TIME_WAIT"
-        elif sk.state == TcpState.ESTABLISHED:
+        elif sk.state in (TcpState.ESTABLISHED, TcpState.FIN_WAIT2):
             what = self._active_close(sk)
+        elif sk.state == TcpState.FIN_WAIT1:
+            # an orphan waiting for its FIN's ACK (tcp_close: FIN_WAIT1 -> FIN_WAIT1), which an
+            # injected client never sends; its children copy the harness's SO_LINGER {1, 0}
+            return Outcome("UNMODELLED", f"tcp_close of {sk.name} in FIN_WAIT1 without SO_LINGER "
+                           "{1, 0}: an orphan until tcp_orphan_retries")
         elif sk.state == TcpState.CLOSE_WAIT:
             what = self._passive_close(sk)
         elif sk.state == TcpState.SYN_SENT:
@@ -386,12 +392,18 @@ class Kernel(Handshakes):
     def shutdown(self, fd: int) -> Outcome:
         """shutdown(SHUT_RDWR): inet_shutdown. A listener is disconnected (tcp_disconnect ->
         inet_csk_listen_stop) like a close but keeps its descriptor, and its port if bind()
-        chose it; an unconnected socket is ENOTCONN."""
+        chose it; a connection sends its FIN (tcp_shutdown); an unconnected socket (or one
+        whose connection ended) is ENOTCONN."""
         sk = self._sock(fd)
         if sk is None:
             return self._ebadf(fd)
         if sk.state == TcpState.CLOSE:
-            return Outcome("ENOTCONN", f"inet_shutdown: {sk.name} is not connected")
+            return Outcome("ENOTCONN", f"inet_shutdown: {sk.name} is not connected (TCP_CLOSE)")
+        if sk.state in (TcpState.ESTABLISHED, TcpState.CLOSE_WAIT):
+            return Outcome("0", f"inet_shutdown -> tcp_shutdown: {sk.name} {self._shutdown_connection(sk)}")
+        if sk.state in (TcpState.FIN_WAIT1, TcpState.FIN_WAIT2):
+            return Outcome("0", f"inet_shutdown -> tcp_shutdown: {sk.name} ({sk.state.value}) sent its "
+                           "FIN already: nothing to do")
         if sk.state != TcpState.LISTEN:
             return Outcome("UNMODELLED", f"inet_shutdown of a {sk.state.value} socket is not modelled")
         what = self._listen_stop(sk)

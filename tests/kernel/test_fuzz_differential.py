@@ -1,5 +1,6 @@
 """Random socket/setsockopt/bind/listen/close sequences over AF_INET and AF_INET6 (mixed flags,
-uids, devices, addresses, small port ranges; a third also connect and accept over loopback),
+uids, devices, addresses, small port ranges; a third also connect, accept and shut down
+connections over loopback),
 and a fifth of injected handshakes against reuseport listeners (syn_only, ack, accept,
 re-listen, close, shutdown and listen() after it, under random syncookies, abort_on_overflow and migrate_req), seeded
 and reproducible, on model and kernel: every step must agree."""
