@@ -116,7 +116,8 @@ class Sequence:
         what = r.random()
         if what < 0.12 and name in self.connected | self.accepted:
             # of a connection only: connect() after shutdown() of a listener is EINVAL on this
-            # 6.18 host, which the model (and the source read so far) does not explain
+            # project's 6.18.44-fc host, where the source (__inet_stream_connect, tcp_v4_connect)
+            # and Debian's 7.2 kernel give 0, as the model does
             self.lines.append(f"shutdown({name})")
         elif what < 0.5:
             port = r.choice([p for p in TARGET_PORTS if p != self.bound.get(name)])
