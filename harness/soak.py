@@ -245,9 +245,10 @@ class SoakTally:
                    if self.timing else ""))
 
 
-def run(runner: Runner, syns: int, seed: int, out: Path, say=print) -> SoakTally:
+def run(runner: Runner, syns: int, seed: int, out: Path, say=print, shrink: bool = True) -> SoakTally:
     """Plans for `syns` SYNs, generated and run a chunk at a time; the first KEEP divergent
-    scenarios minimized into `out`."""
+    scenarios written to `out`, minimized unless `shrink` is false (a guest: each rerun of a
+    2,000-step scenario takes minutes under TCG)."""
     tally, kept, t0 = SoakTally(), 0, time.monotonic()
     todo = plans(syns, seed, runner.profile)
     while True:
@@ -265,8 +266,12 @@ def run(runner: Runner, syns: int, seed: int, out: Path, say=print) -> SoakTally
                 out.mkdir(parents=True, exist_ok=True)
                 path = out / f"seed{seed}-{kept}.scn"
                 first = r.divergent[0]
-                reduction = minimize(r, runner.run_one)
-                path.write_text(f"# {reduction.label}\n{reduction.text}")
+                if shrink:
+                    reduction = minimize(r, runner.run_one)
+                    path.write_text(f"# {reduction.label}\n{reduction.text}")
+                else:
+                    whole = "\n".join(r.scenario.lines)
+                    path.write_text(f"# diverged at line {first.step.line} (not minimized)\n{whole}\n")
                 say(f"{path}: {r.scenario.path} line {first.step.line} {first.step.call}: "
                     f"{'; '.join(first.problems)}")
                 kept += 1
@@ -281,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--syns", type=int, default=1_000_000, help="SYNs to inject (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("reports/soak"), help="where divergences are written")
+    ap.add_argument("--no-minimize", dest="minimize", action="store_false",
+                    help="write divergent scenarios whole (guests: a rerun takes minutes under TCG)")
     args = ap.parse_args(argv)
     if args.syns < 1:
         ap.error("--syns must be at least 1")
@@ -292,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     with Pool() as pool:
         runner = Runner(profile, Backend.BOTH, 0, pool, expectations=False)
-        tally = run(runner, args.syns, args.seed, args.out, say=lambda s: print(s, flush=True))
+        tally = run(runner, args.syns, args.seed, args.out, say=lambda s: print(s, flush=True),
+                    shrink=args.minimize)
     if runner.hash_problem:
         print(f"hash calibration: {runner.hash_problem}")
     for s in tally.skipped[:10]:

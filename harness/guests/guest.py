@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             args.out)
     if args.soak:
         meta["phases"]["soak"] = _phase(
-            "soak", [py, "-m", "harness.soak", "--syns", str(args.soak), "--out", str(args.out / "soak")],
+            "soak", [py, "-m", "harness.soak", "--syns", str(args.soak), "--no-minimize",
+                     "--out", str(args.out / "soak")],
             args.out)
     (args.out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return max(p["exit"] for p in meta["phases"].values())
