@@ -76,6 +76,8 @@ def report(out: Path) -> dict:
     """Combine the runs' data and read coverage's JSON report (per file and per function)."""
     env = dict(os.environ, COVERAGE_FILE=str(out / ".coverage"))
     data = sorted(str(p) for p in out.glob(".coverage.*"))
+    if not data:
+        raise SystemExit(f"coverage: no coverage data in {out}: run without --report-only first")
     subprocess.run([sys.executable, "-m", "coverage", "combine", "--keep", "-q", *data], cwd=ROOT, env=env,
                    check=True)
     subprocess.run([sys.executable, "-m", "coverage", "json", "-q", "-o", str(out / "coverage.json")],
