@@ -49,6 +49,7 @@ class Sequence:
         self.mapped: set[str] = set()  # sockets that connect()ed to a v4-mapped address
         self.connected: set[str] = set()  # sockets that connect()ed (no listen() after: parser rule)
         self.accepted: set[str] = set()  # names accept() gave
+        self.listened: set[str] = set()  # names listen() was called on (maybe listening now)
 
     def text(self) -> str:
         r = self.rng
@@ -101,6 +102,7 @@ class Sequence:
             self.lines.append(f"bind({name}, {addr}:{port})")
         elif what < 0.88 and name not in self.connected:  # the parser refuses listen() then
             self.lines.append(f"listen({name}, 8)")
+            self.listened.add(name)
         elif what < 0.88:
             self.lines.append(f"getsockname({name})")
         elif what < 0.95:
@@ -114,7 +116,7 @@ class Sequence:
         shutdown(), or read the TIME_WAIT count."""
         r = self.rng
         what = r.random()
-        if what < 0.12 and name in self.connected | self.accepted:
+        if what < 0.12 and name in (self.connected | self.accepted) - self.listened:
             # of a connection only: connect() after shutdown() of a listener is EINVAL on this
             # project's 6.18.44-fc host, where the source (__inet_stream_connect, tcp_v4_connect)
             # and Debian's 7.2 kernel give 0, as the model does
