@@ -548,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     ker.add_argument("--jobs", type=_positive, help="guests at once (default: one per core)")
     ker.add_argument("--cpus", type=_positive, help="CPUs per guest (default: cores / jobs)")
     ker.add_argument("--kernel-tests", nargs="*", metavar="PATH",
-                     help="pytest paths run in each guest (default: the per-kernel tests; none: skip)")
+                     help="pytest paths run in each guest (default: the per-kernel tests; the option with no PATH: none)")
     ker.add_argument("--no-host", dest="host", action="store_false",
                      help="leave out the host kernel's column")
     ker.add_argument("--scenarios", nargs="+", metavar="PATH", default=["tests/scenarios"],
