@@ -76,10 +76,11 @@ def report(out: Path) -> dict:
     """Combine the runs' data and read coverage's JSON report (per file and per function)."""
     env = dict(os.environ, COVERAGE_FILE=str(out / ".coverage"))
     data = sorted(str(p) for p in out.glob(".coverage.*"))
-    if not data:
+    if not data and not (out / ".coverage").exists():
         raise SystemExit(f"coverage: no coverage data in {out}: run without --report-only first")
-    subprocess.run([sys.executable, "-m", "coverage", "combine", "--keep", "-q", *data], cwd=ROOT, env=env,
-                   check=True)
+    if data:  # else the runs were combined into .coverage already
+        subprocess.run([sys.executable, "-m", "coverage", "combine", "--keep", "-q", *data], cwd=ROOT, env=env,
+                       check=True)
     subprocess.run([sys.executable, "-m", "coverage", "json", "-q", "-o", str(out / "coverage.json")],
                    cwd=ROOT, env=env, check=True)
     return json.loads((out / "coverage.json").read_text())
@@ -137,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         note = listed[1][:90] if listed and listed[0] >= m.branches else "NOT ACCOUNTED FOR in docs/coverage.md"
         arcs = ", ".join(f"{a}->{b}" for a, b in m.arcs[:6]) + (" ..." if len(m.arcs) > 6 else "")
         print(f"  {m.key} ({m.branches}: {arcs}): {note}")
+    kinds: dict[str, int] = {}
+    for m in gaps:
+        kind = rows[m.key][1].split(":", 1)[0] if m.key in rows else "unaccounted"
+        kinds[kind] = kinds.get(kind, 0) + m.branches
+    print("by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])))
     stale = sorted(set(rows) - {m.key for m in gaps})
     if stale:
         print(f"\ndocs/coverage.md lists {len(stale)} function(s) now fully covered: {', '.join(stale)}")
