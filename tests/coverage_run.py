@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).parents[1]
 DOC = ROOT / "docs" / "coverage.md"
 TARGET = 97.0  # per cent of model/ branches
+LEGACY = "model/legacy39.py"  # Linux 3.9's model: no 3.9 kernel boots here
 # the runs that check the model against the running kernel (both backends)
 RUNS: dict[str, list[str]] = {
     "corpus": ["-m", "harness", "run", "tests/scenarios", "-q", "--no-minimize"],
@@ -129,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     share = 100 * total_c / total_b if total_b else 100.0
     print(f"{'total':32} {total_b:8} {total_c:6} {share:7.1f}%  (statements and branches: "
           f"{data['totals']['percent_covered']:.1f}%)")
+    # the 3.9 model has no kernel to check it here (docs/coverage.md, kind profile): shown apart,
+    # counted in the total and the target all the same
+    old = data["files"].get(LEGACY, {}).get("summary", {})
+    if old.get("num_branches"):
+        rest_b, rest_c = total_b - old["num_branches"], total_c - old["covered_branches"]
+        print(f"{'total without ' + LEGACY:32} {rest_b:8} {rest_c:6} {100 * rest_c / rest_b:7.1f}%")
     rows = documented(DOC.read_text()) if DOC.exists() else {}
     gaps = misses(data)
     unaccounted = [m for m in gaps if m.key not in rows or rows[m.key][0] < m.branches]
