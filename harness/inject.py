@@ -7,6 +7,13 @@ kernel handles a SYN on the writer's CPU before write() returns, so its reply is
 anything read that is not the awaited reply of a flow in the batch (FINs/RSTs of closing
 children, SYN-ACK retransmits, IPv6 MLD/RS) is a stray: counted and discarded.
 
+A flow still unanswered after its batch is written is settled by a barrier, not by a timeout: an
+ICMP echo request written to its TUN after the batch. The writer's packets are handled in order
+on its CPU (tun.c:tun_get_user -> tun_rx_batched / netif_rx, one CPU's backlog), and each reply
+is queued on the TUN as it is sent, so once the echo reply is read every reply to an earlier
+SYN has been read too: the flows still unanswered were dropped. `wait` bounds it (a kernel that
+does not answer the echo leaves the flows DROP after `wait` seconds, as before the barrier).
+
 A TUN queues at most txqueuelen (500) packets for its reader and drops the rest, counted as the
 device's tx_dropped. Unanswered flows in a batch during which that counter rose cannot be told
 from real drops: the batch raises RepliesLost rather than report them as DROP.
@@ -31,6 +38,8 @@ TTL = 64
 WINDOW = 65535
 IPV4_DF = 0x4000
 PROTO_TCP = 6
+PROTO_ICMP = 1
+ICMP_ECHOREPLY, ICMP_ECHO = 0, 8
 
 SYNACK_ACKED, SYNACK, RST_KIND, DROP = "SYNACK_ACKED", "SYNACK", "RST", "DROP"
 
@@ -45,6 +54,8 @@ _IPV6 = struct.Struct("!IHBB16s16s")
 _PORTS = struct.Struct("!HH")
 _SEQ_ACK_FLAGS = struct.Struct("!IIxB")
 _U32 = struct.Struct("!I")
+_ICMP = struct.Struct("!BBHHH")  # type code checksum id sequence
+_BARRIER_ID = 0x5348  # the echo id of _wait's barriers
 _M32 = 0xFFFF_FFFF
 
 
@@ -129,12 +140,31 @@ def _fold(total: int) -> int:
     return 0xFFFF - rest if rest else 0
 
 
-def _ip_header(src: bytes, dst: bytes, tcp_len: int) -> bytes:
-    """The complete IPv4 (DF, id 0) or IPv6 header for a TCP segment of `tcp_len` bytes."""
+def _ip_header(src: bytes, dst: bytes, tcp_len: int, proto: int = PROTO_TCP) -> bytes:
+    """The complete IPv4 (DF, id 0) or IPv6 header for a TCP segment of `tcp_len` bytes (or
+    another protocol's payload)."""
     if len(src) == 4:
-        header = _IPV4.pack(0x45, 0, 20 + tcp_len, 0, IPV4_DF, TTL, PROTO_TCP, 0, src, dst)
+        header = _IPV4.pack(0x45, 0, 20 + tcp_len, 0, IPV4_DF, TTL, proto, 0, src, dst)
         return header[:10] + struct.pack("!H", _fold(_word_sum(header))) + header[12:]
-    return _IPV6.pack(0x60000000, tcp_len, PROTO_TCP, TTL, src, dst)
+    return _IPV6.pack(0x60000000, tcp_len, proto, TTL, src, dst)
+
+
+def echo_bytes(src: str, dst: str, seq: int) -> bytes:
+    """An IPv4 ICMP echo request, id _BARRIER_ID: the barrier TunInjector._wait writes."""
+    s, d = socket.inet_pton(socket.AF_INET, src), socket.inet_pton(socket.AF_INET, dst)
+    csum = _fold(_word_sum(_ICMP.pack(ICMP_ECHO, 0, 0, _BARRIER_ID, seq)))
+    return _ip_header(s, d, _ICMP.size, PROTO_ICMP) + _ICMP.pack(ICMP_ECHO, 0, csum, _BARRIER_ID, seq)
+
+
+def echo_reply_seq(packet: bytes) -> int | None:
+    """The sequence number of an IPv4 echo reply to one of our barriers, else None."""
+    if len(packet) < 28 or packet[0] >> 4 != 4 or packet[9] != PROTO_ICMP:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    if len(packet) < ihl + _ICMP.size:
+        return None
+    kind, _, _, ident, seq = _ICMP.unpack_from(packet, ihl)
+    return seq if kind == ICMP_ECHOREPLY and ident == _BARRIER_ID else None
 
 
 @lru_cache(maxsize=1 << 16)
@@ -249,6 +279,11 @@ def default_route(addr: str) -> str:
     raise ValueError(f"{addr} is in no virtual client range of the standard topology")
 
 
+# Each TUN's barrier ends (docs/design.md, Topology): a client address it routes (the last of
+# its IPv4 range) and the device's own first IPv4 address, which answers the echo.
+BARRIER_ENDS = {"tun0": ("198.18.255.254", "10.0.0.1"), "tun1": ("198.19.255.254", "10.1.0.1")}
+
+
 def pin_to_cpu(cpu: int) -> None:
     """Run this process on `cpu` only: the kernel handles an injected SYN on the writer's CPU."""
     os.sched_setaffinity(0, {cpu})
@@ -277,6 +312,10 @@ class TunInjector:
         self.strays = 0
         self._isn = 0x1000_0000
         self._fd_of: dict[str, int] = {}
+        # barrier ends by fd, for the TUNs that have them; the barriers awaiting their reply
+        self._barrier_ends = {fd: BARRIER_ENDS[name] for name, fd in self.fds.items() if name in BARRIER_ENDS}
+        self._barriers: set[int] = set()
+        self._barrier_seq = 0
         self._netdev = open("/proc/thread-self/net/dev", "rb", buffering=0)
 
     def close(self) -> None:
@@ -317,7 +356,8 @@ class TunInjector:
         return total
 
     def handshake(self, flows: Sequence[Flow], wait: float = 0.2) -> list[Result]:
-        """Complete a handshake per flow: SYNACK_ACKED, RST, or DROP after at most `wait` s more."""
+        """Complete a handshake per flow: SYNACK_ACKED, RST, or DROP (once the barrier after the
+        batch is answered, or after at most `wait` s more)."""
         return self._run(flows, wait, complete=True)
 
     def syn_only(self, flows: Sequence[Flow], wait: float = 0.2) -> list[Result]:
@@ -384,6 +424,9 @@ class TunInjector:
         """Settle the flow this packet answers (writing its ACK), or count it as a stray."""
         peeked = self._peek(packet)
         if peeked is None or (entry := batch.pending.get(peeked[0])) is None:
+            if peeked is None and (seq := echo_reply_seq(packet)) is not None:
+                self._barriers.discard(seq)  # ours (a late one from an earlier batch: not a stray)
+                return
             self.strays += 1
             return
         key, flags, seq, ack = peeked
@@ -402,14 +445,23 @@ class TunInjector:
             batch.results[i] = Result(flow, SYNACK, isn, seq)
 
     def _wait(self, batch: _Batch, wait: float) -> None:
-        """Poll every TUN for the flows still unanswered, for at most `wait` seconds in all."""
+        """Poll every TUN for the flows still unanswered until the barrier written to every TUN
+        is answered (see the module's docstring; every TUN, as a reply goes out on the route to
+        its client, whatever TUN the SYN came in on), for at most `wait` seconds in all."""
         if not batch.pending:
             return
+        self._barriers.clear()
+        for fd, ends in self._barrier_ends.items():
+            self._barrier_seq = (self._barrier_seq + 1) & 0xFFFF
+            self._barriers.add(self._barrier_seq)
+            os.write(fd, echo_bytes(*ends, self._barrier_seq))
+        # a TUN without barrier ends (not the standard topology's): only the deadline settles
+        barred = len(self._barrier_ends) == len(self.fds)
         poller = select.poll()
         for fd in self.fds.values():
             poller.register(fd, select.POLLIN)
         deadline = time.monotonic() + wait
-        while batch.pending:
+        while batch.pending and (self._barriers or not barred):
             left = deadline - time.monotonic()
             if left <= 0:
                 return

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
 from harness.inject import (
     ACK,
+    BARRIER_ENDS,
     RST,
     SYN,
     Flow,
@@ -16,6 +17,8 @@ from harness.inject import (
     TunInjector,
     ack_bytes,
     default_route,
+    echo_bytes,
+    echo_reply_seq,
     parse,
     payload_bytes,
     rst_bytes,
@@ -152,3 +155,18 @@ def test_default_route():
         default_route("192.0.2.1")
     with pytest.raises(ValueError):
         default_route("2001:db8:2::1")
+
+
+@pytest.mark.parametrize("seq", [0, 1, 0x1234, 0xFFFF])
+def test_barrier_echo_equals_scapys_and_its_reply_is_recognised(seq):
+    """_wait's barrier is the echo request scapy builds; the reply the kernel makes of it (type 0,
+    same id and sequence, addresses swapped) is known by its sequence, anything else is not."""
+    for tun, (src, dst) in BARRIER_ENDS.items():
+        ours = echo_bytes(src, dst, seq)
+        assert ours == bytes(IP(src=src, dst=dst, flags="DF", id=0, ttl=64) / ICMP(type=8, id=0x5348, seq=seq))
+        reply = bytes(IP(src=dst, dst=src, ttl=64) / ICMP(type=0, id=0x5348, seq=seq))
+        assert echo_reply_seq(reply) == seq
+        assert echo_reply_seq(ours) is None  # the request itself
+        assert echo_reply_seq(bytes(IP(src=dst, dst=src) / ICMP(type=0, id=1, seq=seq))) is None
+        assert echo_reply_seq(syn_bytes(FLOWS[0], 1)) is None
+        assert default_route(src) == tun  # the client end is routed by its own TUN
