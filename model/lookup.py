@@ -8,6 +8,7 @@ import ipaddress
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from model.ebpf import SK_DROP, Attached
 from model.jhash import inet_ehashfn_words, ipv4_word_of
@@ -22,9 +23,9 @@ from model.sock import Sock
 Hashes6 = Mapping[tuple[ipaddress.IPv6Address, int, ipaddress.IPv6Address, int], int]
 
 
-@dataclass(frozen=True)
-class Syn:
-    """An incoming SYN as the lookup sees it: the 4-tuple, payload, ingress device, CPU."""
+class Syn(NamedTuple):
+    """An incoming SYN as the lookup sees it: the 4-tuple, payload, ingress device, CPU (a
+    tuple: one is made per injected SYN)."""
 
     src: ipaddress.IPv4Address | ipaddress.IPv6Address
     sport: int
@@ -97,7 +98,7 @@ class Lookup:
         self.incoming_cpu = incoming_cpu
         self.hashes6: Hashes6 = hashes6 or {}
         # (dst, dport, dif, cpu) -> the walk's answer, or the group that picks per SYN
-        self._plans: dict[tuple[object, int, int, int], Choice | tuple[str, ReuseportGroup, object]] = {}
+        self._plans: dict[tuple[object, int, int, int], Choice | tuple[str, ReuseportGroup, object, int | None]] = {}
 
     def listener(self, syn: Syn) -> Choice:
         """__inet_lookup_listener / inet6_lookup_listener: the exact-address chain, then the
@@ -110,16 +111,17 @@ class Lookup:
             plan = self._plans[key] = self._plan(syn)
         if isinstance(plan, Choice):
             return plan  # no group decides: the same answer for every SYN of the key
-        head, group, daddr = plan
-        return self._reuseport(group, syn, head, daddr)
+        head, group, daddr, daddr_word = plan
+        return self._reuseport(group, syn, head, daddr, daddr_word)
 
     def forget(self) -> None:
         """The listening tables or a listener changed: plan every lookup again."""
         self._plans.clear()
 
-    def _plan(self, syn: Syn) -> Choice | tuple[str, ReuseportGroup, object]:
+    def _plan(self, syn: Syn) -> Choice | tuple[str, ReuseportGroup, object, int | None]:
         """The walk of both chains for syn's key: the answer, or the reuseport group that picks
-        per SYN (with the reason's start and the daddr of the chain that found it)."""
+        per SYN (with the reason's start, the daddr of the chain that found it and, for IPv4,
+        that daddr as the hash's word)."""
         if syn.family == socket.AF_INET:
             exact, wild = int(syn.dst), 0
             fn = "__inet_lookup_listener"
@@ -135,7 +137,8 @@ class Lookup:
                 sk, score = planned
                 assert sk.reuseport_cb is not None
                 head = f"{fn}: {which} chain: {sk.name} (score {score}) is in group {sk.reuseport_cb.describe()}"
-                return head, sk.reuseport_cb, daddr
+                word = ipv4_word_of(daddr) if syn.family == socket.AF_INET else None
+                return head, sk.reuseport_cb, daddr, word
         return Choice(None, f"{fn}: no listener on port {syn.dport} for {syn.dst}")
 
     def ehash_of(self, laddr: object, lport: int, faddr: object, fport: int) -> int | None:
@@ -172,12 +175,16 @@ class Lookup:
             return None
         return Choice(result, f"{result.name} has the best score {hiscore}")
 
-    def _reuseport(self, group: ReuseportGroup, syn: Syn, head: str, daddr: object) -> Choice:
+    def _reuseport(self, group: ReuseportGroup, syn: Syn, head: str, daddr: object,
+                   daddr_word: int | None) -> Choice:
         """inet_lookup_reuseport -> reuseport_select_sock: the program, else the hash, of a
         group with members. The hash takes the daddr the chain was looked up with: INADDR_ANY
         in the wildcard chain (__inet_lookup_listener passes htonl(INADDR_ANY) to
-        inet_lhash2_lookup)."""
-        if isinstance(group.prog, Attached):
+        inet_lhash2_lookup); `daddr_word` is it as the hash reads it (IPv4), None for IPv6."""
+        prog = group.prog
+        if prog is None:
+            pass
+        elif isinstance(prog, Attached):
             # bpf_run_sk_reuseport: SK_PASS with a selection is that socket; SK_DROP is an
             # ERR_PTR, which the lookup returns as no socket (inet_hashtables.c:
             # __inet_lookup_listener / inet6_lookup_listener: IS_ERR(result) -> NULL)
@@ -187,21 +194,21 @@ class Lookup:
             if chosen is not None:
                 return Choice(chosen, f"{head}; eBPF {group.prog}: {how} -> {chosen.name}")
             head += f"; eBPF {group.prog}: {how}, the hash picks"
-        elif group.prog is not None:
+        else:
             index, how = group.prog.run(syn.payload, syn.cpu)  # run_bpf_filter
             if index < group.num_socks:
                 chosen = group.socks[index]
                 return Choice(chosen, f"{head}; cBPF {group.prog}: {how} -> socks[{index}] = {chosen.name}")
             head += f"; cBPF {group.prog}: {how} >= num_socks {group.num_socks}, falls back to the hash"
-        if syn.family == socket.AF_INET6:
+        if daddr_word is None:
             phash = self.hashes6.get((daddr, syn.dport, syn.src, syn.sport))
         elif self.secret is not None:
-            phash = inet_ehashfn_words(self.secret, ipv4_word_of(int(daddr)), syn.dport,
+            phash = inet_ehashfn_words(self.secret, daddr_word, syn.dport,
                                        ipv4_word_of(int(syn.src)), syn.sport, self.lport_outside)
         else:
             phash = None
         unknown_hash = phash is None
-        if unknown_hash and group.num_socks == 1:
+        if unknown_hash and len(group.socks) == 1:
             # without the hash: reciprocal_scale(hash, 1) is 0 whatever it is, and the CPU scan
             # of reuseport_select_sock_by_hash ends at socks[0]
             return Choice(group.socks[0], f"{head}; one member: socks[0] = {group.socks[0].name}")
@@ -213,6 +220,6 @@ class Lookup:
         assert phash is not None
         chosen, how = reuseport_select_sock_by_hash(group, phash, syn.cpu, self.incoming_cpu)
         assert chosen is not None
-        fn = "inet6_ehashfn" if syn.family == socket.AF_INET6 else "inet_ehashfn"
+        fn = "inet6_ehashfn" if daddr_word is None else "inet_ehashfn"
         return Choice(chosen, f"{head}; {fn} = {phash:#010x}, {how} -> {chosen.name}",
-                      hashed=group.num_socks > 1)  # one member: the same in every namespace
+                      hashed=len(group.socks) > 1)  # one member: the same in every namespace

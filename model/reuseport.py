@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from model.cbpf import Program
 from model.ebpf import Attached, reuseport_detach
+from model.jhash import reciprocal_scale
 from model.sock import Sock, TcpState
 
 
@@ -213,15 +214,15 @@ def reuseport_select_sock_by_hash(group: ReuseportGroup, hash_: int, cpu: int,
     Without incoming_cpu (profile reuseport_incoming_cpu, before 6.1) reuseport_select_sock's
     select_by_hash: the first from the hash index on that is not ESTABLISHED, whatever the
     members' SO_INCOMING_CPU (5.10 net/core/sock_reuseport.c)."""
-    from model.jhash import reciprocal_scale
-
-    n = group.num_socks
+    socks = group.socks
+    n = len(socks)
     i = j = reciprocal_scale(hash_, n)
     first_valid = None
+    by_cpu = incoming_cpu and group.incoming_cpu
     while True:
-        sk = group.socks[i]
-        if sk.state != TcpState.ESTABLISHED:
-            if not incoming_cpu or not group.incoming_cpu:
+        sk = socks[i]
+        if sk.state is not TcpState.ESTABLISHED:
+            if not by_cpu:
                 return sk, f"reciprocal_scale(hash, {n}) = {j}"
             if sk.incoming_cpu == cpu:
                 return sk, f"hash index {j}, scanned to {i}: SO_INCOMING_CPU {cpu}"

@@ -135,7 +135,7 @@ class Handshakes(Connections):
         # value to record for another namespace (random=True keeps it out of expectations).
         # Where the model could only name the group (one_of), the check is by property: a
         # member of the group, and for a tuple seen before, the same socket.
-        return Outcome(sk.name, reason, one_of=tuple(s.name for s in one_of),
+        return Outcome(sk.name, reason, one_of=tuple(s.name for s in one_of) if one_of else (),
                        random=bool(one_of) or hashed)
 
     def syn_only(self, syn: Syn, choice: str | None = None) -> Outcome:
