@@ -58,13 +58,6 @@ class EHash(dict):
             del self.peers[peer]
         self._touch(key[2])
 
-    def pop(self, key, *default):  # type: ignore[override]
-        if key in self:
-            sk = self[key]
-            del self[key]
-            return sk
-        return super().pop(key, *default)
-
     def has_peer(self, local: int, remote: int, rport: int, version: int) -> bool:
         """Does some 4-tuple join this local address to this remote address and port?"""
         return (version, local, remote, rport) in self.peers
@@ -72,7 +65,8 @@ class EHash(dict):
     def _unsupported(self, *args, **kwargs):
         raise TypeError("EHash: change entries one at a time")
 
-    popitem = clear = update = setdefault = __ior__ = _unsupported  # type: ignore[assignment]
+    # del is the one way out (the model never pops): each change keeps `peers` and the searches' marks
+    pop = popitem = clear = update = setdefault = __ior__ = _unsupported  # type: ignore[assignment]
 
 
 def conn_key(local: IPAddr, lport: int, remote: IPAddr, rport: int) -> ConnKey:
