@@ -323,8 +323,12 @@ class TunInjector:
         self._netdev.close()
 
     def _open(self, flow: Flow, isn: int) -> tuple[Hashable, bytes]:
-        """The key _peek will give the reply, and the SYN's bytes."""
-        return _reply_key(flow), syn_bytes(flow, isn)
+        """The key _peek will give the reply, and the SYN's bytes (syn_bytes, on the template
+        looked up once)."""
+        t = _template(flow.src, flow.dst, flow.payload)
+        return t.reply_addrs + _PORTS.pack(flow.dport, flow.sport), _segment(
+            t.syn_ip, t.syn_base, _SYN_WORD, _MSS_OPTION, flow, isn, 0,
+            payload_bytes(flow) if flow.payload else b"")
 
     def _ack(self, flow: Flow, seq: int, ack: int) -> bytes:
         """The completing ACK's bytes."""
@@ -393,13 +397,17 @@ class TunInjector:
         """Write every SYN, reading replies as they come; then wait once for the missing ones."""
         batch = _Batch(flows, complete)
         dropped_before = self._tx_dropped()
+        pending, fd_of, write = batch.pending, self._fd_of, os.write  # once per batch, not per SYN
         for i, flow in enumerate(flows):
-            isn, fd = self._next_isn(), self._fd(flow.src)
+            isn = self._next_isn()
+            fd = fd_of.get(flow.src)
+            if fd is None:
+                fd = self._fd(flow.src)
             key, syn = self._open(flow, isn)
-            if key in batch.pending:
+            if key in pending:
                 raise ValueError(f"{flow} appears twice in one batch")
-            batch.pending[key] = (i, isn, fd)
-            os.write(fd, syn)
+            pending[key] = (i, isn, fd)
+            write(fd, syn)
             self._read(fd, batch, key)
         self._wait(batch, wait)
         for i, isn, _ in batch.pending.values():
