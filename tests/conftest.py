@@ -21,11 +21,13 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    # markers, not item.keywords: keywords hold every folder name up to the checkout's own, and
+    # a checkout in a folder named "soak" (or "kernel") had every test deselected (or skipped)
     if "soak" not in (config.getoption("markexpr") or ""):  # `make soak-signals` asks with -m soak
-        soak = [item for item in items if "soak" in item.keywords]
+        soak = [item for item in items if item.get_closest_marker("soak") is not None]
         if soak:
             config.hook.pytest_deselected(items=soak)
-            items[:] = [item for item in items if "soak" not in item.keywords]
+            items[:] = [item for item in items if item.get_closest_marker("soak") is None]
     for item in items:
         mark = item.get_closest_marker("native_speed")
         if IN_GUEST and mark is not None:
@@ -34,7 +36,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason=NOT_ROOT)
     for item in items:
-        if "kernel" in item.keywords:
+        if item.get_closest_marker("kernel") is not None:
             item.add_marker(skip)
 
 
