@@ -28,7 +28,6 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -59,9 +58,9 @@ _BARRIER_ID = 0x5348  # the echo id of _wait's barriers
 _M32 = 0xFFFF_FFFF
 
 
-@dataclass(frozen=True)
-class Flow:
-    """A virtual client's connection attempt; `payload` bytes of data ride on the SYN."""
+class Flow(NamedTuple):
+    """A virtual client's connection attempt; `payload` bytes of data ride on the SYN (a
+    tuple: one per injected SYN is made, pickled to the worker and hashed)."""
 
     src: str
     sport: int
