@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import importlib.metadata
 import json
 import os
@@ -600,6 +601,7 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    gc.set_threshold(200_000, 50, 100)  # runs of many small objects (a model step's): collect rarely
 
     def body() -> int:
         try:
