@@ -109,6 +109,13 @@ class Runner:
         self.hash_problem = calibration.problem
         return calibration.secret
 
+    def _waits_for_calibration(self, scenario: Scenario) -> bool:
+        """Would submitting it now need a calibration while another scenario is in flight (the
+        probe cannot queue behind it)? Then it is submitted once the pool is idle."""
+        return (self.backend.uses_kernel and self.backend.uses_model and scenario.hashes_matter
+                and self.pool is not None and bool(self.pool.inflight)
+                and not self.pool.calibrated(self.profile.ehash_lport_outside))
+
     def submit(self, scenario: Scenario) -> None:
         if self.backend.uses_kernel:
             assert self.pool is not None, "the kernel backend needs a Pool"
@@ -177,9 +184,11 @@ class Runner:
                 break
         results = [] if results is None else results
         failed = False
+        submitted: set[int] = set()
         try:
             if runnable:
                 self.submit(runnable[0])
+                submitted.add(id(runnable[0]))
             for i, s in enumerate(scenarios, start=1):
                 t0 = time.monotonic()
                 if self.skip_reason(s):
@@ -187,8 +196,12 @@ class Runner:
                 else:
                     nxt = following.get(id(s))
                     try:
-                        if nxt is not None:
+                        if id(s) not in submitted:  # held back for its calibration: the pool is idle
+                            self.submit(s)
+                            submitted.add(id(s))
+                        if nxt is not None and not self._waits_for_calibration(nxt):
                             self.submit(nxt)
+                            submitted.add(id(nxt))
                         r = self.finish(s)
                     except EnvironmentProblem as e:
                         results.append(ScenarioResult(s, error=str(e), seconds=time.monotonic() - t0))

@@ -309,6 +309,11 @@ class Pool:
             self._secret = None  # a new namespace has its own net_hash_mix
         return self.worker
 
+    def calibrated(self, lport_outside: bool) -> bool:
+        """Is the current namespace's secret for this formula known (hash_secret costs nothing)?"""
+        return (self.worker is not None and self._secret is not None
+                and self._secret.lport_outside == lport_outside)
+
     def hash_secret(self, lport_outside: bool) -> Calibration:
         """The current namespace's inet_ehashfn secret, calibrated once and cached."""
         if self.inflight and (self._secret is None or self._secret.lport_outside != lport_outside):
@@ -350,8 +355,12 @@ class Pool:
             self.worker = None
             self.replaced += 1
             variant = self._secret.lport_outside if self._secret else None
-            if variant is not None and behind:
-                self.hash_secret(variant)  # the new namespace's, before anything is queued
+            # the new namespace's secret before anything is queued, if what is queued needs it;
+            # else when a scenario that does comes (Runner.run holds it back until the pool is
+            # idle): a kernel that cannot destroy TIME_WAIT sockets (5.10) replaces its
+            # namespace after every such scenario, and none of those needs a hash
+            if variant is not None and any(q.hashes_matter for q in behind):
+                self.hash_secret(variant)
             for queued in behind:
                 self.submit(queued)
         return reply.outcomes
