@@ -125,21 +125,23 @@ class Runner:
     def finish(self, scenario: Scenario) -> ScenarioResult:
         """The model's run (while the kernel works on the other core), then the kernel's."""
         generation = self.pool.generation if self.pool else 0
+        # the secret of the namespace the scenario runs in: a replacement during its collect()
+        # is for the scenarios behind it (it ran in the old namespace, whose secret this is)
+        secret = self._secret(scenario)
         model = None
         if self.backend.uses_model:
-            model = ModelExecutor(self.profile, self.seed, self._secret(scenario)).run(scenario)
+            model = ModelExecutor(self.profile, self.seed, secret).run(scenario)
         kernel = None
         if self.backend.uses_kernel:
             assert self.pool is not None
             kernel = self.pool.collect(scenario)
-            rerun = self.pool.generation != generation  # ran in a fresh namespace: new secret
+            replaced = self.pool.generation != generation  # after this one: it was not clean
             hashes6 = self.pool.last_hashes6
-            if model is not None and (rerun or hashes6 or any(o.one_of or o.candidates for o in model)):
-                # follow the kernel's random picks (and the new namespace's secret), with the
-                # kernel's inet6_ehashfn of the scenario's IPv6 tuples
+            if model is not None and (replaced or hashes6 or any(o.one_of or o.candidates for o in model)):
+                # follow the kernel's random picks, with the kernel's inet6_ehashfn of the
+                # scenario's IPv6 tuples
                 choices = [o.choice for o in kernel]
-                model = ModelExecutor(self.profile, self.seed, self._secret(scenario),
-                                      hashes6).run(scenario, choices)
+                model = ModelExecutor(self.profile, self.seed, secret, hashes6).run(scenario, choices)
         result = compare(scenario, model, kernel, self.spec)
         if kernel is not None and not result.agreed and self.pool.last_unsettled:
             result.timing = True

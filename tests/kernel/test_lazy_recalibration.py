@@ -45,15 +45,21 @@ def test_replaced_namespaces_calibrate_only_for_a_scenario_that_needs_it(monkeyp
     monkeypatch.setattr(worker, "_run_job", dirty_job)
     monkeypatch.setattr(worker.Worker, "probe", counted)
     hashed, again = parse_file(GROUPS / "008-plain.scn"), parse_file(GROUPS / "008-plain.scn")
-    assert hashed.hashes_matter and not _plain(DIRTY).hashes_matter
-    work = [hashed, _plain(DIRTY), _plain(DIRTY), _plain(DIRTY), _plain("quiet"), again]
+    # a scenario whose picks are the hash's and which leaves its namespace unclean: it ran in
+    # the old namespace, so it is checked with the old namespace's secret
+    source = (GROUPS / "008-plain.scn").read_text()
+    hashed_dirty = parse_text("hashed-dirty.scn", source + f"{DIRTY} = socket(AF_INET, SOCK_STREAM) = 0\n")
+    assert hashed.hashes_matter and hashed_dirty.hashes_matter and not _plain(DIRTY).hashes_matter
+    work = [hashed, _plain(DIRTY), _plain(DIRTY), _plain(DIRTY), _plain("quiet"), again, hashed_dirty,
+            _plain("after")]
     with worker.Pool() as pool:
         results = Runner(RUNNING, Backend.BOTH, 0, pool).run(work)
         replaced = pool.replaced
     assert all(r.agreed for r in results), [(r.scenario.path, r.divergent) for r in results]
-    assert replaced == 3
-    # the first namespace's, and the last's when the second hashed scenario came (not one per
-    # replacement: that would be 4)
+    assert replaced == 4
+    # the first namespace's, and the fourth's when the second hashed scenario came; none for
+    # the fifth, as only a plain scenario follows (one per replacement: that would be 5)
     assert len(probes) == 2
-    syns = [s for s in results[-1].steps if s.step.verb == "syn"]
-    assert syns and all(s.checks == [Check.EXACT] for s in syns)
+    for r in results[5:7]:
+        syns = [s for s in r.steps if s.step.verb == "syn"]
+        assert syns and all(s.checks == [Check.EXACT] for s in syns), r.scenario.path
