@@ -29,6 +29,7 @@ import struct
 import time
 from collections.abc import Callable, Hashable, Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import NamedTuple
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -281,6 +282,18 @@ def default_route(addr: str) -> str:
 # Each TUN's barrier ends (docs/design.md, Topology): a client address it routes (the last of
 # its IPv4 range) and the device's own first IPv4 address, which answers the echo.
 BARRIER_ENDS = {"tun0": ("198.18.255.254", "10.0.0.1"), "tun1": ("198.19.255.254", "10.1.0.1")}
+# The namespace's default RPS mask for new devices (6.5+, per netns): with RPS a packet may be
+# handled on another CPU, after the write returns and out of order with the echo
+RPS_DEFAULT_MASK = Path("/proc/sys/net/core/rps_default_mask")
+
+
+def rps_by_default() -> bool:
+    """Do new devices in this namespace steer received packets to other CPUs (RPS)?"""
+    try:
+        mask = RPS_DEFAULT_MASK.read_text().strip().replace(",", "")
+    except OSError:
+        return False  # before 6.5 no default: a new device has RPS off
+    return bool(mask) and int(mask, 16) != 0
 
 
 def pin_to_cpu(cpu: int) -> None:
@@ -311,8 +324,11 @@ class TunInjector:
         self.strays = 0
         self._isn = 0x1000_0000
         self._fd_of: dict[str, int] = {}
-        # barrier ends by fd, for the TUNs that have them; the barriers awaiting their reply
-        self._barrier_ends = {fd: BARRIER_ENDS[name] for name, fd in self.fds.items() if name in BARRIER_ENDS}
+        # barrier ends by fd, for the TUNs that have them (none under RPS: only the wait then
+        # settles a flow); the barriers awaiting their reply
+        rps = rps_by_default()
+        self._barrier_ends = {fd: BARRIER_ENDS[name] for name, fd in self.fds.items()
+                              if name in BARRIER_ENDS and not rps}
         self._barriers: set[int] = set()
         self._barrier_seq = 0
         self._netdev = open("/proc/thread-self/net/dev", "rb", buffering=0)

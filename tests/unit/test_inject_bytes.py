@@ -7,6 +7,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
+from harness import inject
 from harness.inject import (
     ACK,
     BARRIER_ENDS,
@@ -170,3 +171,19 @@ def test_barrier_echo_equals_scapys_and_its_reply_is_recognised(seq):
         assert echo_reply_seq(bytes(IP(src=dst, dst=src) / ICMP(type=0, id=1, seq=seq))) is None
         assert echo_reply_seq(syn_bytes(FLOWS[0], 1)) is None
         assert default_route(src) == tun  # the client end is routed by its own TUN
+
+
+@pytest.mark.parametrize(("mask", "barred"), [("0", True), ("00000000,00000000", True), ("3", False),
+                                              ("00000000,00000001", False), (None, True)])
+def test_no_barrier_where_new_devices_get_rps(mask, barred, tmp_path, monkeypatch):
+    """Under RPS a SYN may be handled on another CPU after the write, out of order with the
+    echo: the injector then settles unanswered flows by the wait alone."""
+    path = tmp_path / "rps_default_mask"
+    if mask is not None:
+        path.write_text(mask + "\n")
+    monkeypatch.setattr(inject, "RPS_DEFAULT_MASK", path)
+    inj = TunInjector({"tun0": 99, "tun1": 98})
+    try:
+        assert bool(inj._barrier_ends) is barred
+    finally:
+        inj.close()
