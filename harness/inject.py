@@ -8,8 +8,9 @@ anything read that is not the awaited reply of a flow in the batch (FINs/RSTs of
 children, SYN-ACK retransmits, IPv6 MLD/RS) is a stray: counted and discarded.
 
 A flow still unanswered after its batch is written is settled by a barrier, not by a timeout: an
-ICMP echo request written to its TUN after the batch. The writer's packets are handled in order
-on its CPU (tun.c:tun_get_user -> tun_rx_batched / netif_rx, one CPU's backlog), and each reply
+ICMP echo request written to each TUN after the batch. The writer's packets are handled in
+order, before write() returns (tun.c:tun_get_user -> tun_rx_batched -> netif_receive_skb; RPS
+off: see rps_by_default), and each reply
 is queued on the TUN as it is sent, so once the echo reply is read every reply to an earlier
 SYN has been read too: the flows still unanswered were dropped. `wait` bounds it (a kernel that
 does not answer the echo leaves the flows DROP after `wait` seconds, as before the barrier).
@@ -31,6 +32,8 @@ from collections.abc import Callable, Hashable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
+
+from netns.topology import STANDARD, Topology
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 MSS = 1460
@@ -191,11 +194,15 @@ def _segment(ip: bytes, base: int, word: int, options: bytes, flow: Flow, seq: i
     return ip + _TCP.pack(flow.sport, flow.dport, seq, ack, word, WINDOW, _fold(total), 0) + options + payload
 
 
-def syn_bytes(flow: Flow, seq: int) -> bytes:
-    """The SYN (MSS option, payload_bytes(flow) as data) opening `flow` with ISN `seq`."""
-    t = _template(flow.src, flow.dst, flow.payload)
+def _syn_on(t: _Template, flow: Flow, seq: int) -> bytes:
+    """The SYN of `flow` on its template `t` (syn_bytes, and the injector's _open)."""
     return _segment(t.syn_ip, t.syn_base, _SYN_WORD, _MSS_OPTION, flow, seq, 0,
                     payload_bytes(flow) if flow.payload else b"")
+
+
+def syn_bytes(flow: Flow, seq: int) -> bytes:
+    """The SYN (MSS option, payload_bytes(flow) as data) opening `flow` with ISN `seq`."""
+    return _syn_on(_template(flow.src, flow.dst, flow.payload), flow, seq)
 
 
 def ack_bytes(flow: Flow, seq: int, ack: int) -> bytes:
@@ -279,9 +286,19 @@ def default_route(addr: str) -> str:
     raise ValueError(f"{addr} is in no virtual client range of the standard topology")
 
 
-# Each TUN's barrier ends (docs/design.md, Topology): a client address it routes (the last of
-# its IPv4 range) and the device's own first IPv4 address, which answers the echo.
-BARRIER_ENDS = {"tun0": ("198.18.255.254", "10.0.0.1"), "tun1": ("198.19.255.254", "10.1.0.1")}
+def _barrier_ends(topology: Topology) -> dict[str, tuple[str, str]]:
+    """Each TUN's barrier ends (docs/design.md, Topology): a client address it routes (the last
+    host of its IPv4 range) and the device's own first IPv4 address, which answers the echo."""
+    ends = {}
+    for dev in topology.devices:
+        nets = [ipaddress.ip_network(r) for r in dev.routes if ipaddress.ip_network(r).version == 4]
+        own = [ipaddress.ip_interface(a).ip for a in dev.addresses if ipaddress.ip_interface(a).version == 4]
+        if dev.tun and nets and own:
+            ends[dev.name] = (str(nets[0].broadcast_address - 1), str(own[0]))
+    return ends
+
+
+BARRIER_ENDS = _barrier_ends(STANDARD)
 # The namespace's default RPS mask for new devices (6.5+, per netns): with RPS a packet may be
 # handled on another CPU, after the write returns and out of order with the echo
 RPS_DEFAULT_MASK = Path("/proc/sys/net/core/rps_default_mask")
@@ -293,7 +310,10 @@ def rps_by_default() -> bool:
         mask = RPS_DEFAULT_MASK.read_text().strip().replace(",", "")
     except OSError:
         return False  # before 6.5 no default: a new device has RPS off
-    return bool(mask) and int(mask, 16) != 0
+    try:
+        return bool(mask) and int(mask, 16) != 0
+    except ValueError:
+        return True  # unreadable: assume RPS, and settle by the wait alone
 
 
 def pin_to_cpu(cpu: int) -> None:
@@ -341,9 +361,7 @@ class TunInjector:
         """The key _peek will give the reply, and the SYN's bytes (syn_bytes, on the template
         looked up once)."""
         t = _template(flow.src, flow.dst, flow.payload)
-        return t.reply_addrs + _PORTS.pack(flow.dport, flow.sport), _segment(
-            t.syn_ip, t.syn_base, _SYN_WORD, _MSS_OPTION, flow, isn, 0,
-            payload_bytes(flow) if flow.payload else b"")
+        return t.reply_addrs + _PORTS.pack(flow.dport, flow.sport), _syn_on(t, flow, isn)
 
     def _ack(self, flow: Flow, seq: int, ack: int) -> bytes:
         """The completing ACK's bytes."""

@@ -174,7 +174,7 @@ def test_barrier_echo_equals_scapys_and_its_reply_is_recognised(seq):
 
 
 @pytest.mark.parametrize(("mask", "barred"), [("0", True), ("00000000,00000000", True), ("3", False),
-                                              ("00000000,00000001", False), (None, True)])
+                                              ("00000000,00000001", False), ("zz", False), (None, True)])
 def test_no_barrier_where_new_devices_get_rps(mask, barred, tmp_path, monkeypatch):
     """Under RPS a SYN may be handled on another CPU after the write, out of order with the
     echo: the injector then settles unanswered flows by the wait alone."""
