@@ -42,7 +42,7 @@ from model.ebpf import EbpfProgram
 from model.outcome import Outcome
 from model.sysctl import proc_text
 from netns import sysctl
-from netns.counters import SOCKSTAT6, read_sockstat
+from netns.counters import SOCKSTAT, SOCKSTAT6, read_sockstat
 from netns.diag import (
     TCPF_LISTEN,
     TCPF_SYN_RECV,
@@ -437,9 +437,8 @@ class KernelExecutor(Executor):
         return Outcome(str(listener_queues().get(os.fstat(s.fileno()).st_ino, 0)))
 
     def do_inuse(self, step: verbs.InuseStep) -> Outcome:
-        if step.proto == "tcp6":
-            return Outcome(str(read_sockstat(SOCKSTAT6)["TCP6"]["inuse"]))
-        return Outcome(str(read_sockstat()["TCP"]["inuse"]))
+        key = step.counter.upper()  # sockstat's line: TCP, UDP; sockstat6's: TCP6, UDP6
+        return Outcome(str(read_sockstat(SOCKSTAT6 if step.family == socket.AF_INET6 else SOCKSTAT)[key]["inuse"]))
 
     # -- system calls --------------------------------------------------------------------
 
@@ -449,7 +448,7 @@ class KernelExecutor(Executor):
             old.close()
         with effective_uid(step.uid):
             try:
-                s = socket.socket(step.family, socket.SOCK_STREAM)
+                s = socket.socket(step.family, getattr(socket, step.proto.value))
             except OSError as e:
                 return _errno_outcome(e)
         self.socks[step.name] = s

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import socket
 
 from harness import steps as verbs
 from harness.scenario import Scenario
@@ -79,7 +78,7 @@ class ModelExecutor(Executor):
         return self.handler(step)(step, choice)
 
     def do_socket(self, step: verbs.SocketStep, choice: object) -> Outcome:
-        fd, out = self.kernel.socket(step.name, step.family, step.uid)
+        fd, out = self.kernel.socket(step.name, step.family, step.uid, step.proto)
         self.fds[step.name] = fd
         return out
 
@@ -103,7 +102,7 @@ class ModelExecutor(Executor):
         return self.kernel.getsockname(self.fds[step.sock])
 
     def do_inuse(self, step: verbs.InuseStep, choice: object) -> Outcome:
-        return self.kernel.inuse(socket.AF_INET6 if step.proto == "tcp6" else socket.AF_INET)
+        return self.kernel.inuse(step.family, step.proto)
 
     def do_syn(self, step: verbs.SynStep, choice: int | str | None) -> Outcome:
         return self.kernel.syn(syn_of(step, self.cpu), choice=_listener(choice))

@@ -20,6 +20,7 @@ from harness.versions import (
     version_text,
 )
 from model.addr import parse_sockaddr
+from model.sock import Proto
 from model.sysctl import Sysctls
 
 ERRNO_NAMES = frozenset(errno.errorcode.values())
@@ -120,6 +121,7 @@ class Parser:
         self.maps: set[str] = set()  # sockarray() names
         self.open: set[str] = set()
         self.families: dict[str, int] = {}
+        self.protos: dict[str, Proto] = {}
         # what connect() cannot model: a socket bound to a device (routing by device) or to a
         # loopback address (loopback sources and TIME_WAIT reuse on loopback depend on more)
         self.unroutable: dict[str, str] = {}
@@ -388,7 +390,17 @@ class Parser:
             raise c.error(arg.col, f"expected {what} (an integer of at most 20 digits), got {_clip(text)!r}")
         return int(text)
 
-    def create(self, c: Call, name: str, family: int, fresh: bool = True) -> None:
+    def tcp_ref(self, c: Call, arg: Arg, what: str) -> str:
+        """A socket named by an earlier step, for a call modelled on TCP sockets only."""
+        ref = self.sock_ref(c, arg)
+        if self.protos[ref] is not Proto.TCP:
+            raise c.error(arg.col, f"{what} of a UDP socket ({ref}) is not modelled yet; "
+                          "UDP sockets take socket, setsockopt, bind, listen, getsockname, "
+                          "shutdown, close and inuse(udp)")
+        return ref
+
+    def create(self, c: Call, name: str, family: int, fresh: bool = True,
+               proto: Proto = Proto.TCP) -> None:
         """A step names a socket: socket() makes a new one (`fresh`, nothing said of an earlier
         socket of that name holds), accept() a connection's child."""
         if name in self.open:
@@ -398,6 +410,7 @@ class Parser:
         self.defined.add(name)
         self.open.add(name)
         self.families[name] = family
+        self.protos[name] = proto
         if fresh:
             self.unroutable.pop(name, None)
             self.mapped_connect.discard(name)

@@ -18,6 +18,7 @@ from harness.versions import UNCHECKED, VersionClause
 from model.addr import RawSockAddr, SockAddr, parse_sockaddr
 from model.cbpf import parse_program
 from model.ebpf import parse_ebpf
+from model.sock import Proto
 from model.sockopt import OptValue, SockOpt, option_int
 from netns.topology import STANDARD
 
@@ -142,19 +143,21 @@ def _family_name(family: int) -> str:
 
 @dataclass(frozen=True)
 class SocketStep(Step, verb=Verb(
-        "socket", "socket(AF_INET, SOCK_STREAM[, uid=N])", Expect.STATUS, 2, ("uid",),
+        "socket", "socket(AF_INET, SOCK_STREAM|SOCK_DGRAM[, uid=N])", Expect.STATUS, 2, ("uid",),
         names="socket() needs a name: 'a = socket(AF_INET, SOCK_STREAM)'", fixed=True)):
     name: str
     family: int
     uid: int
+    proto: Proto = Proto.TCP
 
     @classmethod
     def parse(cls, p: Parser, c: Call) -> Step:
         fam, typ = c.positional
         if fam.text not in FAMILIES:
             raise c.error(fam.col, f"expected a family ({', '.join(FAMILIES)}), got {fam.text!r}")
-        if typ.text != "SOCK_STREAM":
-            raise c.error(typ.col, f"expected SOCK_STREAM (TCP is what is modelled), got {typ.text!r}")
+        types = {t.value: t for t in Proto}
+        if typ.text not in types:
+            raise c.error(typ.col, f"expected a socket type ({', '.join(types)}), got {typ.text!r}")
         uid = 0
         for a in c.args:
             if a.key == "uid":
@@ -162,8 +165,8 @@ class SocketStep(Step, verb=Verb(
                 if not 0 <= uid <= UID_MAX:
                     raise c.error(a.col, f"expected a uid 0..{UID_MAX} (uid_t; {UID_MAX + 1} is "
                                   "(uid_t)-1, which seteuid refuses), got " + p.clip(a.text))
-        p.create(c, c.name, FAMILIES[fam.text])
-        return cls(c.lineno, c.text, c.expect, c.name, FAMILIES[fam.text], uid)
+        p.create(c, c.name, FAMILIES[fam.text], proto=types[typ.text])
+        return cls(c.lineno, c.text, c.expect, c.name, FAMILIES[fam.text], uid, types[typ.text])
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,8 @@ class SetsockoptStep(Step, verb=Verb(
         if opt.text not in options:
             raise c.error(opt.col, f"unknown option {opt.text!r}; expected one of {', '.join(options)}")
         option = options[opt.text]
+        if option.kind in ("program", "ebpf") or option is SockOpt.SO_DETACH_REUSEPORT_BPF:
+            p.tcp_ref(c, sock, f"setsockopt({option.name})")
         value: object
         if option.kind == "device":
             devices = [d.name for d in STANDARD.devices]
@@ -251,6 +256,9 @@ class BindStep(Step, verb=Verb(
             raise c.error(addr.col, f"{addr.text} does not match {ref}'s family {_family_name(p.families[ref])}")
         if sa.family == socket.AF_INET6 and sa.host.is_link_local:
             raise c.error(addr.col, "link-local addresses (which need a scope id) are not supported")
+        if sa.family == socket.AF_INET6 and sa.host.is_multicast and p.protos[ref] is Proto.UDP:
+            raise c.error(addr.col, "bind() of a UDP socket to an IPv6 multicast address is not "
+                          "modelled yet")
         return cls(c.lineno, c.text, c.expect, ref, sa)
 
 
@@ -308,14 +316,30 @@ class GetsocknameStep(SockStep, verb=Verb("getsockname", "getsockname(a)", Expec
     pass
 
 
+# The counters inuse() reads, by the name a scenario gives: sock_prot_inuse_get of the
+# protocol's proto for that family (/proc/net/sockstat "TCP"/"UDP", sockstat6 "TCP6"/"UDP6").
+INUSE: dict[str, tuple[Proto, int]] = {
+    "tcp": (Proto.TCP, FAMILIES["AF_INET"]), "tcp6": (Proto.TCP, FAMILIES["AF_INET6"]),
+    "udp": (Proto.UDP, FAMILIES["AF_INET"]), "udp6": (Proto.UDP, FAMILIES["AF_INET6"]),
+}
+
+
 @dataclass(frozen=True)
 class InuseStep(Step, verb=Verb("inuse", "inuse(tcp)", Expect.COUNT, 1, keeps_queues=True)):
-    proto: str  # "tcp" or "tcp6"
+    counter: str  # a key of INUSE
+
+    @property
+    def proto(self) -> Proto:
+        return INUSE[self.counter][0]
+
+    @property
+    def family(self) -> int:
+        return INUSE[self.counter][1]
 
     @classmethod
     def parse(cls, p: Parser, c: Call) -> Step:
-        if c.args[0].text not in ("tcp", "tcp6"):
-            raise c.error(c.args[0].col, f"expected tcp or tcp6, got {c.args[0].text!r}")
+        if c.args[0].text not in INUSE:
+            raise c.error(c.args[0].col, f"expected one of {', '.join(INUSE)}, got {c.args[0].text!r}")
         return cls(c.lineno, c.text, c.expect, c.args[0].text)
 
 
@@ -377,6 +401,10 @@ class SynStep(FlowStep, verb=Verb(
 class QueueStep(SockStep, verb=Verb("queue", "queue(a)", Expect.COUNT_OR_ERRNO, 1, keeps_queues=True)):
     """`queue(a) = N`: the listener's accept-queue length."""
 
+    @classmethod
+    def parse(cls, p: Parser, c: Call) -> Step:
+        return cls(c.lineno, c.text, c.expect, p.tcp_ref(c, c.args[0], "queue()"))
+
 
 @dataclass(frozen=True)
 class ConnectStep(Step, verb=Verb(
@@ -390,7 +418,7 @@ class ConnectStep(Step, verb=Verb(
     @classmethod
     def parse(cls, p: Parser, c: Call) -> Step:
         sock, addr = c.args
-        ref = p.sock_ref(c, sock)
+        ref = p.tcp_ref(c, sock, "connect()")
         if ref in p.unroutable:
             raise c.error(sock.col, f"connect() of a socket {p.unroutable[ref]} is not modelled "
                           "(its route and source are more than the local table)")
@@ -434,7 +462,7 @@ class AcceptStep(Step, verb=Verb(
 
     @classmethod
     def parse(cls, p: Parser, c: Call) -> Step:
-        ref = p.sock_ref(c, c.args[0])
+        ref = p.tcp_ref(c, c.args[0], "accept()")
         p.create(c, c.name, p.families[ref], fresh=False)
         return cls(c.lineno, c.text, c.expect, c.name, ref)
 
@@ -534,7 +562,8 @@ class MapUpdateStep(Step, verb=Verb("map_update", "map_update(m, 0, a)", Expect.
     @classmethod
     def parse(cls, p: Parser, c: Call) -> Step:
         m, key, sock = c.args
-        return cls(c.lineno, c.text, c.expect, _map_ref(p, c, m), _map_key(p, c, key), p.sock_ref(c, sock))
+        return cls(c.lineno, c.text, c.expect, _map_ref(p, c, m), _map_key(p, c, key),
+                   p.tcp_ref(c, sock, "map_update()"))
 
 
 @dataclass(frozen=True)

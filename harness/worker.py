@@ -7,7 +7,7 @@ it), and it closes its copy of the parent's end of the pipe, so a dead parent is
 Ctrl-C and kill -9 of a run leave no worker.
 The parent removes the namespace; a namespace left by a killed parent is reaped on the next
 start. After every scenario the worker resets: sockets closed, sysctls restored, and the
-namespace proven clean (TCP inuse and tw 0), else the pool replaces it. A step the worker
+namespace proven clean (TCP inuse and tw 0, UDP and UDP6 inuse 0), else the pool replaces it. A step the worker
 fails to run (a harness bug) is that scenario's error, its kernel value HARNESS_ERROR(…) and
 the rest NOT_RUN: the run goes on and the report says what broke.
 """
@@ -43,7 +43,7 @@ from harness.signals import deferred
 from model.outcome import Outcome
 from model.sysctl import KEYS
 from netns import devices, namespace, sysctl
-from netns.counters import read_sockstat, synack_retransmits
+from netns.counters import SOCKSTAT6, read_sockstat, synack_retransmits
 
 _STOP = object()  # ends a Worker's sender thread
 READY_TIMEOUT = 30.0
@@ -149,9 +149,12 @@ def _serve(name: str, conn: Connection, injector: str) -> None:
             outcomes, dirt = _run_job(executor, job)
             busy, rtx = time.perf_counter() - t0, synack_retransmits() - rtx
             restore_sysctls(defaults)
-            tcp = read_sockstat()["TCP"]
+            stat = read_sockstat()
+            tcp = stat["TCP"]
             left = [k for k, v in defaults if sysctl.read(k) != v]
             dirt += "" if tcp["inuse"] == 0 and tcp["tw"] == 0 else f"TCP {tcp} after reset"
+            udp = stat["UDP"]["inuse"], read_sockstat(SOCKSTAT6)["UDP6"]["inuse"]
+            dirt += "" if udp == (0, 0) else f" UDP, UDP6 inuse {udp} after reset"
             dirt += f" sysctls not restored: {left}" if left else ""
             conn.send(("done", WorkerReply(outcomes, not dirt, dirt, busy, executor.unsettled, rtx,
                                            executor.hashes6, executor.hashes6_problem)))

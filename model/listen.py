@@ -74,8 +74,7 @@ class ListenTables:
 def inet_reuseport_add_sock(sk: Sock, chain: list[Sock]) -> str | None:
     """inet_reuseport_add_sock: join the group of the first listener in the chain with the
     same family, v6-only flag, bound device, bind bucket, uid and exact address."""
-    bind_inany = not (sk.v6_rcv_saddr != ipaddress.IPv6Address("::") if sk.family == socket.AF_INET6
-                      else sk.rcv_saddr)  # inet_rcv_saddr_any
+    bind_inany = sk.rcv_saddr_any
     for sk2 in chain:
         if (
             sk2 is not sk

@@ -29,6 +29,14 @@ class TcpState(enum.Enum):
     TIME_WAIT = "TIME_WAIT"
 
 
+class Proto(enum.Enum):
+    """The protocol of an AF_INET/AF_INET6 socket (sk_protocol), by the socket type that makes it:
+    inet_create / inet6_create find tcp_prot for SOCK_STREAM, udp_prot (udpv6_prot) for SOCK_DGRAM."""
+
+    TCP = "SOCK_STREAM"
+    UDP = "SOCK_DGRAM"
+
+
 # sk_reuse values (include/net/sock.h)
 SK_NO_REUSE = 0
 SK_CAN_REUSE = 1
@@ -79,6 +87,7 @@ class Sock:
 
     name: str
     family: int = socket.AF_INET
+    proto: Proto = Proto.TCP
     uid: int = 0  # sock_i_uid: the inode's uid, taken from fsuid at socket()
     reuse: int = SK_NO_REUSE  # sk_reuse
     reuseport: bool = False  # sk_reuseport
@@ -131,6 +140,11 @@ class Sock:
         return self.family == socket.AF_INET6 and self.ipv6only
 
     @property
+    def rcv_saddr_any(self) -> bool:
+        """inet_rcv_saddr_any: bound to the wildcard of its family (:: for AF_INET6)."""
+        return self.v6_rcv_saddr == IN6ADDR_ANY if self.family == socket.AF_INET6 else not self.rcv_saddr
+
+    @property
     def v6(self) -> ipaddress.IPv6Address | None:
         """inet6_rcv_saddr(): the IPv6 address of an AF_INET6 socket, None for AF_INET."""
         return self.v6_rcv_saddr if self.family == socket.AF_INET6 else None
@@ -178,7 +192,8 @@ class Sock:
         if self.bound_dev_if:
             flags.append(f"dev {self.bound_dev_if}")
         extra = (" " + " ".join(flags)) if flags else ""
-        return f"{self.name} ({self.local_text()} {self.state.value} uid {self.uid}{extra})"
+        state = "UDP" if self.proto is Proto.UDP else self.state.value
+        return f"{self.name} ({self.local_text()} {state} uid {self.uid}{extra})"
 
 
 # Every field's default, with the state of a new child (Sock.clone_for_child).

@@ -10,6 +10,7 @@ the queues), connections.py (connect, accept, TIME_WAIT) and state.py (the table
 
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from model.addr import (
 )
 from model.bind import inet_csk_get_port
 from model.ebpf import EbpfProgram, SockArray
+from model.ephemeral import local_port_range
 from model.host import RouteType
 from model.kernel.handshakes import Handshakes
 from model.outcome import Outcome, PortChoice
@@ -35,11 +37,13 @@ from model.sock import (
     SOCK_BINDADDR_LOCK,
     SOCK_BINDPORT_LOCK,
     AddrType,
+    Proto,
     Sock,
     TcpState,
     ipv6_addr_type,
 )
 from model.sockopt import OptValue, SockOpt, setsockopt
+from model.udp import search_candidates, udp_lib_get_port
 
 
 class Kernel(Handshakes):
@@ -59,8 +63,18 @@ class Kernel(Handshakes):
             candidates = finder.candidates(s, self.profile)
             return self._pick(candidates, choice)
 
+        def find_udp_port(s: Sock) -> int | None:
+            nonlocal candidates
+            low, high, _ = local_port_range(s, self.sysctls)  # inet_sk_get_local_port_range
+            candidates = search_candidates(self.udp, s, low, high,
+                                           self.sysctls.ip_local_reserved_ports)
+            return self._pick(candidates, choice)
+
         self.search_random = self.search_may_fail = False
-        res = inet_csk_get_port(self.binds, sk, snum, find_open_port)
+        if sk.proto is Proto.UDP:  # sk->sk_prot->get_port: udp_v4_get_port / udp_v6_get_port
+            res = udp_lib_get_port(self.udp, sk, snum, self.profile.bind, find_udp_port)
+        else:
+            res = inet_csk_get_port(self.binds, sk, snum, find_open_port)
         if res.error:
             return (Outcome(res.error, res.reason, candidates=candidates,
                             random=self.search_may_fail), candidates, res.reason)
@@ -70,17 +84,18 @@ class Kernel(Handshakes):
 
     # -- system calls ----------------------------------------------------------------------
 
-    def socket(self, name: str, family: int, uid: int) -> tuple[int, Outcome]:
+    def socket(self, name: str, family: int, uid: int, proto: Proto = Proto.TCP) -> tuple[int, Outcome]:
         """socket(): inet_create / inet6_create; the inode uid (sock_i_uid) is the caller's
         fsuid; an AF_INET6 socket starts v6-only iff net.ipv6.bindv6only is odd."""
-        sk = Sock(name=name, family=family, uid=uid)
+        sk = Sock(name=name, family=family, proto=proto, uid=uid)
         if family == AF_INET6:
             # inet6_create: sk->sk_ipv6only = net->ipv6.sysctl.bindv6only, a u8 (0..255) stored
             # in the 1-bit skc_ipv6only (include/net/sock.h): its low bit
             sk.ipv6only = bool(self.sysctls.bindv6only & 1)
         self.socks.append(sk)
         fn = "inet6_create" if family == AF_INET6 else "inet_create"
-        return len(self.socks) - 1, Outcome("0", f"{fn}: {name} uid {uid}")
+        udp = " UDP" if proto is Proto.UDP else ""
+        return len(self.socks) - 1, Outcome("0", f"{fn}: {name}{udp} uid {uid}")
 
     def closed_fd(self, name: str) -> int:
         """A descriptor for a name whose creating call failed: every use is EBADF."""
@@ -303,6 +318,10 @@ class Kernel(Handshakes):
         sk = self._sock(fd)
         if sk is None:
             return self._ebadf(fd)
+        if sk.proto is Proto.UDP:
+            # errno 95, which Python's errno.errorcode (and so every value here) names ENOTSUP
+            return Outcome(errno.errorcode[errno.EOPNOTSUPP], "inet_dgram_ops / inet6_dgram_ops: "
+                           ".listen is sock_no_listen: -EOPNOTSUPP")
         if backlog > self.sysctls.somaxconn or backlog < 0:
             backlog = self.sysctls.somaxconn  # __sys_listen: (unsigned)backlog > somaxconn
         if sk.state not in (TcpState.CLOSE, TcpState.LISTEN):
@@ -347,6 +366,8 @@ class Kernel(Handshakes):
         sk = self._sock(fd)
         if sk is None:
             return self._ebadf(fd)
+        if sk.proto is Proto.UDP:
+            return self._udp_close(sk)
         was = sk.state
         port = sk.num
         what = ""
@@ -380,6 +401,14 @@ class Kernel(Handshakes):
         sk.fd_closed = True
         released = f"released port {port}" if port else "was not bound"
         return Outcome("0", f"tcp_close: {sk.name} ({was.value}) {released}{what}")
+
+    def _udp_close(self, sk: Sock) -> Outcome:
+        """close(): udp_lib_close -> sk_common_release -> udp_lib_unhash: the port released."""
+        port = sk.num
+        hashed = self.udp.remove(sk)
+        sk.fd_closed = True
+        released = f"released port {port}" if hashed else "was not bound"
+        return Outcome("0", f"udp_lib_close: {sk.name} {released}")
 
     def linger_abort(self, fd: int) -> None:
         """setsockopt(SO_LINGER, {1, 0}) (sk_setsockopt: sock_set_flag(SOCK_LINGER),
@@ -422,9 +451,15 @@ class Kernel(Handshakes):
         # inet_getname / inet6_getname: the address and inet_sport
         return Outcome(sk.local_text(sk.sport), f"inet_getname: {sk.name}", random=sk.autobound)
 
-    def inuse(self, family: int = AF_INET) -> Outcome:
+    def inuse(self, family: int = AF_INET, proto: Proto = Proto.TCP) -> Outcome:
         """sock_prot_inuse_get(net, &tcp_prot or &tcpv6_prot): listeners plus established
-        sockets of that family (a child counts with its listener's)."""
+        sockets of that family (a child counts with its listener's); of &udp_prot or
+        &udpv6_prot: the bound UDP sockets."""
+        if proto is Proto.UDP:
+            n = self.udp.inuse[family]
+            name = "UDP6" if family == AF_INET6 else "UDP"
+            return Outcome(str(n), f"sock_prot_inuse_add: {name}: {n} bound socket(s) in this "
+                           "namespace (udp_lib_get_port hashes them, udp_lib_unhash removes them)")
         listeners = sum(1 for c in self.listens.lhash2.values() for s in c if s.family == family)
         n = self.listens.inuse[family]
         proto = "TCP6" if family == AF_INET6 else "TCP"

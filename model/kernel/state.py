@@ -19,11 +19,12 @@ from model.outcome import Outcome, PortChoice
 from model.profiles import Profile
 from model.sock import Sock
 from model.sysctl import Sysctls
+from model.udp import UdpTable
 
 
 @dataclass
 class KernelState:
-    """A namespace's TCP socket tables under one profile and set of sysctls.
+    """A namespace's TCP and UDP socket tables under one profile and set of sysctls.
 
     hash_secret: inet_ehash_secret + net_hash_mix of the namespace (calibrated); None when
     unknown, and then reuseport picks by hash are predicted as 'one of the group'.
@@ -42,6 +43,7 @@ class KernelState:
     binds: BindTables = field(default_factory=BindTables)
     listens: ListenTables = field(default_factory=ListenTables)
     maps: dict[str, SockArray] = field(default_factory=dict)  # REUSEPORT_SOCKARRAY maps by name
+    udp: UdpTable = field(default_factory=UdpTable)  # bound UDP sockets and their inuse counters
 
     def __post_init__(self) -> None:
         self.binds.rules = self.profile.bind
