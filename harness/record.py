@@ -33,6 +33,7 @@ class KernelRun:
     version: Version
     label: str  # the kernel release, for messages
     observed: dict[Path, Observed] = field(default_factory=dict)
+    calls: dict[Path, dict[int, str]] = field(default_factory=dict)  # a report's step text by line
     refused: dict[Path, list[str]] = field(default_factory=dict)  # model != kernel: findings
     skipped: dict[Path, str] = field(default_factory=dict)
 
@@ -102,6 +103,7 @@ def _read_scenarios(run: KernelRun, scenarios: list) -> None:
             continue
         steps = []
         bad = []
+        run.calls[path] = {s["line"]: s["call"] for s in sc["steps"] if "call" in s}
         for s in sc["steps"]:
             k, m = s.get("kernel"), s.get("model")
             steps.append((s["line"], k["value"] if k else None, bool(m and m.get("random")),
@@ -182,6 +184,18 @@ def recorded_text(scenario: Scenario, observed: Observed, version: Version,
     return "\n".join(lines) + "\n"
 
 
+def _changed_since(scenario: Scenario, calls: dict[int, str] | None) -> str:
+    """How the file's steps differ from those a report ran ("" if they do not, or if the run
+    was live): its values go by line, so a step added or moved would take another's."""
+    if not calls:
+        return ""
+    now = {s.line: s.call for s in scenario.steps}
+    for line in sorted(calls):
+        if now.get(line) != calls[line]:
+            return f"line {line} was {calls[line]!r}, is {now.get(line, 'no step')!r}"
+    return ""
+
+
 def default_random(scenario: Scenario) -> frozenset[int]:
     """Lines the model says are a random pick under the default's profile (model only: this
     decides what not to check, never a value)."""
@@ -209,6 +223,12 @@ def write(run: KernelRun, only: set[Path] | None, say) -> int:
         if only is not None and path.resolve() not in only:
             continue
         scenario = parse_file(path)
+        moved = _changed_since(scenario, run.calls.get(path))
+        if moved:
+            status = 1
+            say(f"{path}: NOT recorded for {label}: the file changed since the run ({moved}); "
+                "run it again")
+            continue
         text = recorded_text(scenario, observed, run.version, default_random(scenario))
         changed = sum(a != b for a, b in zip(text.splitlines(), scenario.lines, strict=True))
         if changed:

@@ -164,6 +164,17 @@ def test_record_from_a_report_and_refusal_where_the_model_disagrees(tmp_path):
     assert any("NOT recorded for 6.1" in s for s in said) and any("model EADDRINUSE != kernel 0" in s for s in said)
 
 
+def test_record_refuses_a_file_changed_since_the_report(tmp_path):
+    """A report's values go by line: where a line now holds another step, none is written."""
+    scn = tmp_path / "s.scn"
+    scn.write_text(SCN)
+    moved = dict(_step(4, "0"), call="bind(b, 10.0.0.1:9999)")
+    said: list[str] = []
+    assert record.write(record.from_json(_report(tmp_path, scn, [moved])), None, said.append) == 1
+    assert scn.read_text() == SCN
+    assert any("the file changed since the run (line 4 was 'bind(b, 10.0.0.1:9999)'" in s for s in said)
+
+
 def test_record_refuses_a_report_made_under_another_profile(tmp_path):
     scn = tmp_path / "s.scn"
     scn.write_text(SCN)
