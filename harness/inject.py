@@ -45,6 +45,7 @@ PROTO_ICMP = 1
 ICMP_ECHOREPLY, ICMP_ECHO = 0, 8
 
 SYNACK_ACKED, SYNACK, RST_KIND, DROP = "SYNACK_ACKED", "SYNACK", "RST", "DROP"
+ANSWERED = "ANSWERED"  # an exchange's packet got the reply its caller looks for
 
 _READ_SIZE = 65535
 _MSS_OPTION = struct.pack("!BBH", 2, 4, MSS)
@@ -86,7 +87,8 @@ class Reply(NamedTuple):
 
 
 class Result(NamedTuple):
-    """What one flow got (SYNACK_ACKED, SYNACK, RST or DROP), our ISN and the server's."""
+    """What one flow got (SYNACK_ACKED, SYNACK, RST, DROP; ANSWERED in an exchange), our ISN
+    and the server's."""
 
     flow: Flow
     kind: str
@@ -322,11 +324,14 @@ def pin_to_cpu(cpu: int) -> None:
 
 
 class _Batch:
-    """The flows of one handshake/syn_only call; those awaiting a reply keyed by reply tuple."""
+    """The flows of one handshake/syn_only call (or exchange: `answers` reads the key of the
+    reply a packet of another protocol is); those awaiting a reply keyed by reply tuple."""
 
-    def __init__(self, flows: Sequence[Flow], complete: bool) -> None:
+    def __init__(self, flows: Sequence[Flow], complete: bool,
+                 answers: Callable[[bytes], Hashable | None] | None = None) -> None:
         self.flows = flows
         self.complete = complete
+        self.answers = answers
         self.results: dict[int, Result] = {}
         self.pending: dict[Hashable, tuple[int, int, int]] = {}  # key -> (index, isn, fd)
 
@@ -426,6 +431,25 @@ class TunInjector:
             if r.server_isn is not None:
                 os.write(self._fd(r.flow.src), rst_bytes(r.flow, (r.isn + 1) & _M32))
 
+    def exchange(self, sends: Sequence[tuple[Flow, Hashable, bytes]],
+                 answers: Callable[[bytes], Hashable | None], wait: float = 0.2) -> list[Result]:
+        """Write each (flow, key, packet) to its client's TUN; a packet read whose `answers`
+        key is a flow's settles it ANSWERED, the rest are DROP once the barrier is answered
+        (or after `wait`): the same settling as a SYN batch's, for another protocol."""
+        batch = _Batch([f for f, _, _ in sends], False, answers)
+        for i, (flow, key, packet) in enumerate(sends):
+            if key in batch.pending:
+                raise ValueError(f"{flow} appears twice in one batch")
+            fd = self._fd(flow.src)
+            batch.pending[key] = (i, 0, fd)
+            os.write(fd, packet)
+        for fd in self.fds.values():  # an answer leaves by its client's route, any TUN
+            self._read(fd, batch)
+        self._wait(batch, wait)
+        for i, _, _ in batch.pending.values():
+            batch.results[i] = Result(batch.flows[i], DROP, 0)
+        return [batch.results[i] for i in range(len(sends))]
+
     def _run(self, flows: Sequence[Flow], wait: float, complete: bool) -> list[Result]:
         """Write every SYN, reading replies as they come; then wait once for the missing ones."""
         batch = _Batch(flows, complete)
@@ -468,6 +492,11 @@ class TunInjector:
             if peeked is None and (seq := echo_reply_seq(packet)) is not None:
                 self._barriers.discard(seq)  # ours (a late one from an earlier batch: not a stray)
                 return
+            if peeked is None and batch.answers is not None:
+                answered = batch.pending.pop(batch.answers(packet), None)  # type: ignore[arg-type]
+                if answered is not None:
+                    batch.results[answered[0]] = Result(batch.flows[answered[0]], ANSWERED, 0)
+                    return
             self.strays += 1
             return
         key, flags, seq, ack = peeked

@@ -25,6 +25,7 @@ from harness import steps as verbs
 from harness.compare import HARNESS_ERROR
 from harness.hashprobe import HashKey, HashRecorder
 from harness.inject import (
+    ANSWERED,
     DROP,
     RST_KIND,
     SYNACK,
@@ -35,6 +36,7 @@ from harness.inject import (
     TunInjector,
     pin_to_cpu,
 )
+from harness.inject_udp import datagram_key, port_unreachable_key, udp_bytes
 from harness.scenario import Scenario
 from harness.steps import Executor, Step
 from model.cbpf import Program
@@ -392,6 +394,40 @@ class KernelExecutor(Executor):
             finally:
                 s.setblocking(True)
         return found
+
+    def do_dgram(self, step: verbs.DgramStep) -> Outcome:
+        """The datagram written; its receiver found by reading every UDP socket of the scenario
+        (the kernel queued it before write() returned), else ICMP if a port unreachable came
+        back, else DROP."""
+        flow = flow_of(step)
+        [sent] = self.injector.exchange([(flow, datagram_key(flow), udp_bytes(flow))], port_unreachable_key)
+        got = self._receivers(peer_key(flow.src, flow.sport))
+        if len(got) == 1:
+            return Outcome(got[0], choice=got[0])
+        if got:
+            return Outcome(f"AMBIGUOUS({','.join(sorted(got))})")
+        return Outcome("ICMP" if sent.kind == ANSWERED else "DROP")
+
+    def _receivers(self, peer: tuple[str, int]) -> list[str]:
+        """The UDP sockets holding a datagram from `peer`; every queued datagram is read off."""
+        got = []
+        for name, s in self.socks.items():
+            if s.fileno() < 0 or s.type != socket.SOCK_DGRAM:
+                continue
+            errors = 0
+            while True:
+                try:
+                    _, addr = s.recvfrom(1 << 16, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+                except OSError:  # sk_err (an ICMP error it was sent) is reported once, then read on
+                    errors += 1
+                    if errors > 8:
+                        break
+                    continue
+                if peer_key(addr[0], addr[1]) == peer and name not in got:
+                    got.append(name)
+        return got
 
     def do_syn_only(self, step: verbs.SynOnlyStep) -> Outcome:
         """A SYN only. A SYN-ACK is a cookie when no request socket holds the flow: sock_diag

@@ -107,6 +107,9 @@ class ModelExecutor(Executor):
     def do_syn(self, step: verbs.SynStep, choice: int | str | None) -> Outcome:
         return self.kernel.syn(syn_of(step, self.cpu), choice=_listener(choice))
 
+    def do_dgram(self, step: verbs.DgramStep, choice: int | str | None) -> Outcome:
+        return self.kernel.dgram(syn_of(step, self.cpu), choice=_listener(choice))
+
     def do_syn_only(self, step: verbs.SynOnlyStep, choice: int | str | None) -> Outcome:
         return self.kernel.syn_only(syn_of(step, self.cpu), choice=_listener(choice))
 
@@ -146,5 +149,5 @@ def _port(choice: int | str | None) -> int | None:
 
 
 def _listener(choice: int | str | None) -> str | None:
-    """The kernel's pick as a listener's name (syn, syn_only, ack)."""
+    """The kernel's pick as a socket's name (syn, syn_only, ack: a listener; dgram: a receiver)."""
     return choice if isinstance(choice, str) else None

@@ -29,6 +29,7 @@ _NAMERS = [f"{v}()" for v, t in STEP_TYPES.items() if t.VERB.names]
 NAMING = ", ".join(_NAMERS[:-1]) + " and " + _NAMERS[-1]
 SYN_ONLY_RESULTS = ("SYNACK", "COOKIE", "RST", "DROP")
 SYN_RESULTS = ("RST", "DROP")
+DGRAM_RESULTS = ("ICMP", "DROP")
 
 
 class ScenarioError(Exception):
@@ -348,6 +349,9 @@ class Parser:
         elif kind is Expect.LISTENER:
             if expect not in SYN_RESULTS and expect not in self.defined:
                 raise ln.error(col, f"expected the name of a socket, RST or DROP, got {expect!r}")
+        elif kind is Expect.RECEIVER:
+            if expect not in DGRAM_RESULTS and not (expect in self.defined and self.protos[expect] is Proto.UDP):
+                raise ln.error(col, f"expected the name of a UDP socket, ICMP or DROP, got {expect!r}")
         elif kind is Expect.SYN_REPLY:
             if expect not in SYN_ONLY_RESULTS:
                 raise ln.error(col, f"expected {', '.join(SYN_ONLY_RESULTS)}, got {expect!r}")
@@ -395,8 +399,8 @@ class Parser:
         ref = self.sock_ref(c, arg)
         if self.protos[ref] is not Proto.TCP:
             raise c.error(arg.col, f"{what} of a UDP socket ({ref}) is not modelled yet; "
-                          "UDP sockets take socket, setsockopt, bind, listen, getsockname, "
-                          "shutdown, close and inuse(udp)")
+                          "UDP sockets take socket, setsockopt (not eBPF), bind, listen, "
+                          "getsockname, shutdown, close, dgram and inuse(udp)")
         return ref
 
     def create(self, c: Call, name: str, family: int, fresh: bool = True,

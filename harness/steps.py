@@ -42,6 +42,7 @@ class Expect(enum.Enum):
     PEER = "the connecting socket's name, a client's address:port or an errno name"
     LISTENER = "a listener's name, RST or DROP"
     SYN_REPLY = "SYNACK, COOKIE, RST or DROP"
+    RECEIVER = "a UDP socket's name, ICMP or DROP"
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ class SetsockoptStep(Step, verb=Verb(
         if opt.text not in options:
             raise c.error(opt.col, f"unknown option {opt.text!r}; expected one of {', '.join(options)}")
         option = options[opt.text]
-        if option.kind in ("program", "ebpf") or option is SockOpt.SO_DETACH_REUSEPORT_BPF:
+        if option.kind == "ebpf":
             p.tcp_ref(c, sock, f"setsockopt({option.name})")
         value: object
         if option.kind == "device":
@@ -395,6 +396,13 @@ class SynStep(FlowStep, verb=Verb(
         "syn", _flow_form("syn"), Expect.LISTENER, 1, ("payload",), keeps_queues=True,
         injected=True, batched=True, picks_listener=True)):
     """A full handshake from a virtual client; the outcome is the listener that got it."""
+
+
+@dataclass(frozen=True)
+class DgramStep(FlowStep, verb=Verb(
+        "dgram", _flow_form("dgram"), Expect.RECEIVER, 1, ("payload",), keeps_queues=True)):
+    """A UDP datagram from a virtual client; the outcome is the socket that received it, ICMP
+    (a port unreachable came back) or DROP (neither). `payload` bytes as a SYN carries them."""
 
 
 @dataclass(frozen=True)

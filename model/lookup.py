@@ -93,8 +93,10 @@ class Lookup:
     `hashes6` the kernel's inet6_ehashfn of the IPv6 tuples it knows (Hashes6)."""
 
     def __init__(self, listens: ListenTables, secret: int | None, lport_outside: bool,
-                 incoming_cpu: bool = True, hashes6: Hashes6 | None = None):
+                 incoming_cpu: bool = True, hashes6: Hashes6 | None = None,
+                 names: tuple[str, str] = ("inet_ehashfn", "inet6_ehashfn")):
         self.listens, self.secret, self.lport_outside = listens, secret, lport_outside
+        self.hash4_name, self.hash6_name = names  # the ehashfn a group's pick is by, for reasons
         self.incoming_cpu = incoming_cpu
         self.hashes6: Hashes6 = hashes6 or {}
         # (dst, dport, dif, cpu) -> the walk's answer, or the group that picks per SYN
@@ -112,7 +114,7 @@ class Lookup:
         if isinstance(plan, Choice):
             return plan  # no group decides: the same answer for every SYN of the key
         head, group, daddr, daddr_word = plan
-        return self._reuseport(group, syn, head, daddr, daddr_word)
+        return self.reuseport_pick(group, syn, head, daddr, daddr_word)
 
     def forget(self) -> None:
         """The listening tables or a listener changed: plan every lookup again."""
@@ -167,7 +169,7 @@ class Lookup:
         for sk in self._chain(syn, daddr):
             score = compute_score(sk, syn, daddr)
             if score > hiscore:
-                # inet_lookup_reuseport: a group without members picks nothing (see _reuseport)
+                # inet_lookup_reuseport: a group without members picks nothing (see reuseport_pick)
                 if sk.reuseport and sk.reuseport_cb is not None and sk.reuseport_cb.num_socks:
                     return sk, score
                 result, hiscore = sk, score
@@ -175,8 +177,8 @@ class Lookup:
             return None
         return Choice(result, f"{result.name} has the best score {hiscore}")
 
-    def _reuseport(self, group: ReuseportGroup, syn: Syn, head: str, daddr: object,
-                   daddr_word: int | None) -> Choice:
+    def reuseport_pick(self, group: ReuseportGroup, syn: Syn, head: str, daddr: object,
+                       daddr_word: int | None) -> Choice:
         """inet_lookup_reuseport -> reuseport_select_sock: the program, else the hash, of a
         group with members. The hash takes the daddr the chain was looked up with: INADDR_ANY
         in the wildcard chain (__inet_lookup_listener passes htonl(INADDR_ANY) to
@@ -215,11 +217,11 @@ class Lookup:
         if unknown_hash:
             # inet6_ehashfn mixes in a second secret; an uncalibrated IPv4 secret likewise
             members = tuple(group.socks)  # O(group) per SYN, but a C copy
-            why = "inet6_ehashfn" if syn.family == socket.AF_INET6 else "an uncalibrated inet_ehashfn"
+            why = self.hash6_name if syn.family == socket.AF_INET6 else f"an uncalibrated {self.hash4_name}"
             return Choice(None, f"{head}; {why}: one of the group", one_of=members)
         assert phash is not None
         chosen, how = reuseport_select_sock_by_hash(group, phash, syn.cpu, self.incoming_cpu)
         assert chosen is not None
-        fn = "inet6_ehashfn" if daddr_word is None else "inet_ehashfn"
+        fn = self.hash6_name if daddr_word is None else self.hash4_name
         return Choice(chosen, f"{head}; {fn} = {phash:#010x}, {how} -> {chosen.name}",
                       hashed=len(group.socks) > 1)  # one member: the same in every namespace

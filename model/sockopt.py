@@ -9,7 +9,7 @@ import socket
 from model.cbpf import Program
 from model.ebpf import Attached, EbpfProgram
 from model.reuseport import ReuseportGroup, reuseport_update_incoming_cpu
-from model.sock import SK_CAN_REUSE, SK_NO_REUSE, Sock
+from model.sock import SK_CAN_REUSE, SK_NO_REUSE, Proto, Sock
 
 
 class SockOpt(enum.Enum):
@@ -126,7 +126,8 @@ def _attach(sk: Sock, prog: Program | Attached, hashed: bool, needs_reuseport: b
             return "EINVAL", "reuseport_attach_prog: SO_REUSEPORT is not set"
         reuseport_alloc(sk, False)
     elif sk.reuseport_cb is None:
-        return "EINVAL", "reuseport_attach_prog: listening without a reuseport group"
+        hashed_as = "bound" if sk.proto is Proto.UDP else "listening"  # in udptable / lhash2
+        return "EINVAL", f"reuseport_attach_prog: {hashed_as} without a reuseport group"
     group: ReuseportGroup = sk.reuseport_cb  # type: ignore[assignment]
     group.prog = prog
     kind = "eBPF" if isinstance(prog, Attached) else "cBPF"

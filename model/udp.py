@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from model.bind import BindRules, PortResult, inet_rcv_saddr_equal, inet_use_hash2_on_bind
 from model.outcome import RUNS_SHOWN, PortChoice, PortSet
 from model.reuseport import reuseport_add_sock, reuseport_alloc, reuseport_detach_sock
-from model.sock import Sock
+from model.sock import IN6ADDR_ANY, Sock
 
 # udp_lib_get_port: a bind to a given port checks the two hash2 slots (the address's and the
-# wildcard's) instead of the port's chain once that chain holds more than 10 sockets
+# wildcard's) instead of the port's chain once that chain holds more than 10 sockets, unless
+# the address's slot holds more sockets than the chain (of every namespace: the model counts
+# its own only)
 HASH2_CHAIN_LEN = 10
 # UDP_HTABLE_SIZE_MIN (include/net/udp.h, !CONFIG_BASE_SMALL): a table has at least this many
 # primary slots, so sockets on ports equal modulo it may share the chain hslot->count counts
@@ -90,6 +92,18 @@ def udp_reuseport_add_sock(chain: list[Sock], sk: Sock) -> None:
     reuseport_alloc(sk, sk.rcv_saddr_any)
 
 
+def udp_lib_rehash(sk: Sock) -> str:
+    """udp_lib_rehash, which sock_bindtoindex_locked calls (sk->sk_prot->rehash) when a bound
+    socket's device changes: its hash2 slot stays (the address and port do), but a socket in a
+    reuseport group leaves it (reuseport_detach_sock): the group's last member moves into its
+    slot, and it answers lookups on its own score from then on."""
+    group = sk.reuseport_cb
+    if group is None:
+        return ""
+    reuseport_detach_sock(sk)
+    return f"; udp_lib_rehash: {sk.name} leaves its reuseport group, now {group.describe()}"
+
+
 def _matches(sk: Sock, sk2: Sock) -> bool:
     """udp_lib_lport_inuse's test of sk2 on the same port (before the reuseport test): not both
     SO_REUSEADDR, devices compatible, addresses equal with wildcards matching."""
@@ -113,9 +127,47 @@ def lport_inuse(table: UdpTable, sk: Sock, snum: int) -> tuple[Sock | None, str]
         if _shares_by_reuseport(sk, sk2):
             return None, (f"udp_lib_lport_inuse: the first match on port {snum}, {sk2.describe()}, "
                           "shares by SO_REUSEPORT (same uid): the walk stops there")
-        return sk2, (f"udp_lib_lport_inuse: on port {snum}, {sk.name} conflicts with {sk2.describe()}: "
-                     "not both SO_REUSEADDR, nor both SO_REUSEPORT of one uid")
+        if sk2.reuseport and sk.reuseport and sk.uid == sk2.uid:
+            why = (f"{sk.name} is in a reuseport group already (a program attached before bind), "
+                   "and !sk->sk_reuseport_cb fails")
+        else:
+            why = "not both SO_REUSEADDR, nor both SO_REUSEPORT of one uid"
+        return sk2, f"udp_lib_lport_inuse: on port {snum}, {sk.name} conflicts with {sk2.describe()}: {why}"
     return None, f"udp_lib_lport_inuse: no socket on port {snum} conflicts"
+
+
+def hash2_key(sk: Sock) -> tuple[int, object]:
+    """The address a socket's hash2 slot is hashed from (udp_portaddr_hash): ipv4_portaddr_hash
+    and ipv6_portaddr_hash agree on the wildcard (jhash_1word(0, mix)) and hash a v4-mapped
+    address as its IPv4 one, so those share a slot with the AF_INET sockets of that address."""
+    if sk.family == socket.AF_INET6:
+        mapped = sk.v6_rcv_saddr.ipv4_mapped
+        if sk.v6_rcv_saddr == IN6ADDR_ANY:
+            return 4, 0
+        if mapped is not None:
+            return 4, int(mapped)
+        return 6, sk.v6_rcv_saddr
+    return 4, sk.rcv_saddr
+
+
+NULL_SLOT = (4, 0)  # hash2_nulladdr: of INADDR_ANY (udp_v4_get_port), in6addr_any (udp_v6_get_port)
+
+
+def lport_inuse2(table: UdpTable, sk: Sock, snum: int) -> tuple[Sock | None, str]:
+    """udp_lib_get_port's hash2 check: udp_lib_lport_inuse2 over the slot of sk's address (its
+    first match decides), then, unless that found a conflict and unless it is the same slot,
+    over the wildcard's. Every socket that can match sk is in one of the two slots (a match is
+    the same address or a wildcard, hash2_key); a slot's other sockets, of other addresses,
+    ports or namespaces, never match, so the walk is the namespace's own."""
+    own = hash2_key(sk)
+    for slot in (own,) if own == NULL_SLOT else (own, NULL_SLOT):
+        for sk2 in table.chain(snum):
+            if hash2_key(sk2) != slot or not _matches(sk, sk2):
+                continue
+            if _shares_by_reuseport(sk, sk2):
+                break  # res = 0 for this slot: on to the wildcard's
+            return sk2, f"udp_lib_lport_inuse2: {sk.name} conflicts with {sk2.describe()}, the first match in its slot"
+    return None, "udp_lib_lport_inuse2: no conflict first in the address's or the wildcard's hash2 slot"
 
 
 def port_blocked(table: UdpTable, sk: Sock, port: int) -> bool:
@@ -199,14 +251,17 @@ def udp_lib_get_port(table: UdpTable, sk: Sock, snum: int, rules: BindRules,
             return PortResult("EADDRINUSE", 0, "udp_lib_get_port: no free port in the range")
         table.add(sk, port)
         return PortResult(None, port, f"udp_lib_get_port: picked port {port}")
+    holder, why = lport_inuse(table, sk, snum)
     # 5.10 has no inet_use_hash2_on_bind: every bind past 10 sockets checks hash2 slots
     if (table.slot_sharers(snum) > HASH2_CHAIN_LEN
             and (not rules.bhash2 or inet_use_hash2_on_bind(sk, rules))):
-        return PortResult("UNMODELLED", snum, f"udp_lib_get_port: more than {HASH2_CHAIN_LEN} "
-                          "sockets may share the port's chain, and then the hash2 slots of the "
-                          "address and of the wildcard are checked instead (their contents "
-                          "depend on the namespace's hash mix)")
-    holder, why = lport_inuse(table, sk, snum)
+        # the chain is walked after all if hslot->count < hslot2->count: the model takes the
+        # slots to hold the namespace's own sockets only (as it takes the chain's count), and
+        # says where the chain's walk would differ
+        holder2, why2 = lport_inuse2(table, sk, snum)
+        differs = "" if (holder is None) == (holder2 is None) else f"; the chain's walk would differ: {why}"
+        holder, why = holder2, (f"{why2} (more than {HASH2_CHAIN_LEN} sockets in the port's chain, "
+                                f"so the hash2 slots decide{differs})")
     if holder is not None:
         return PortResult("EADDRINUSE", snum, why)
     table.add(sk, snum)

@@ -48,4 +48,10 @@ def build(topology: Topology = STANDARD) -> Built:
     # tcp_peer_is_proven), exempting it from the last quarter of tcp_max_syn_backlog. The model's
     # peers are never proven: save no metrics (tcp_metrics.c:tcp_update_metrics returns early).
     sysctl.write("net.ipv4.tcp_no_metrics_save", "1")
+    # An ICMP error of a type in the namespace's ratemask is limited per peer and globally
+    # (net/ipv4/icmp.c:icmpv4_global_allow, icmpv4_xrlim_allow; net/ipv6/icmp.c the same), so
+    # a port unreachable may not come back; with empty masks (icmpv4_mask_allow,
+    # icmpv6_mask_allow) every datagram to a port no socket holds is answered.
+    sysctl.write("net.ipv4.icmp_ratemask", "0")
+    sysctl.write("net.ipv6.icmp.ratemask", "")
     return built

@@ -4,8 +4,8 @@ Pure: no I/O, no clock; the only randomness is seeded (an ephemeral port, a list
 cannot predict), and a caller that knows the real kernel's choice passes it in (`choice=`) so
 both stay in step when the kernel could have made it. Every call returns an Outcome whose reason
 names the kernel function and rule that decided. Here: the socket calls (socket, setsockopt,
-bind, listen, close, shutdown) and the counters; on top of handshakes.py (injected handshakes,
-the queues), connections.py (connect, accept, TIME_WAIT) and state.py (the tables).
+bind, listen, close, shutdown) and the counters; on top of datagrams.py (injected UDP
+datagrams), handshakes.py (injected handshakes, the queues), connections.py (connect, accept, TIME_WAIT) and state.py (the tables).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from model.bind import inet_csk_get_port
 from model.ebpf import EbpfProgram, SockArray
 from model.ephemeral import local_port_range
 from model.host import RouteType
-from model.kernel.handshakes import Handshakes
+from model.kernel.datagrams import Datagrams
 from model.outcome import Outcome, PortChoice
 from model.reuseport import reuseport_detach_sock
 from model.sock import (
@@ -43,10 +43,10 @@ from model.sock import (
     ipv6_addr_type,
 )
 from model.sockopt import OptValue, SockOpt, setsockopt
-from model.udp import search_candidates, udp_lib_get_port
+from model.udp import search_candidates, udp_lib_get_port, udp_lib_rehash
 
 
-class Kernel(Handshakes):
+class Kernel(Datagrams):
     """The model's system calls on one namespace (its state: KernelState)."""
 
     def _get_port(
@@ -110,6 +110,8 @@ class Kernel(Handshakes):
         # node); a child's sk_reuseport_cb is NULL (sock.c:sk_clone_lock), so
         # reuseport_attach_prog refuses it with EINVAL, as a bound socket without a group
         hashed = sk.state == TcpState.LISTEN or sk.ehash_key is not None
+        if sk.proto is Proto.UDP:  # a UDP socket is hashed by bind (udp_lib_get_port)
+            hashed = sk in self.udp.chain(sk.num)
         if isinstance(value, EbpfProgram):
             if value.migrates and not self.profile.migrate_req:
                 return Outcome("UNMODELLED", "BPF_SK_REUSEPORT_SELECT_OR_MIGRATE programs are 5.14+; "
@@ -122,6 +124,8 @@ class Kernel(Handshakes):
         err, reason = setsockopt(sk, opt, value, self.host.ifindex, hashed,
                                  self.profile.attach_needs_reuseport,
                                  self.profile.local_port_range_opt)
+        if opt is SockOpt.SO_BINDTODEVICE and err == "0" and hashed and sk.proto is Proto.UDP:
+            reason += udp_lib_rehash(sk)  # sock_bindtoindex_locked: sk->sk_prot->rehash(sk)
         self._touch(sk)  # the port's owner may have new flags
         return Outcome(err, reason)
 
@@ -488,7 +492,7 @@ class Kernel(Handshakes):
 # Kernel forgets them, before and after (model/lookup.py:Lookup.listener), so a call added
 # later is safe by default.
 KEEPS_LOOKUP_PLANS = frozenset({"syn", "syn_only", "ack", "sweep", "inuse", "queue", "getsockname", "tw",
-                                "closed_fd", "linger_abort"})
+                                "closed_fd", "linger_abort", "dgram"})
 
 
 def _forgetting(fn: Callable) -> Callable:

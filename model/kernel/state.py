@@ -20,6 +20,7 @@ from model.profiles import Profile
 from model.sock import Sock
 from model.sysctl import Sysctls
 from model.udp import UdpTable
+from model.udp_lookup import UdpLookup
 
 
 @dataclass
@@ -50,6 +51,7 @@ class KernelState:
         self._rng = random.Random(self.seed)
         self.lookup = Lookup(self.listens, self.hash_secret, self.profile.ehash_lport_outside,
                              self.profile.reuseport_incoming_cpu, self.hashes6)
+        self.udp_lookup = UdpLookup(self.udp, None, self.profile.reuseport_incoming_cpu)
         self._seen: dict[tuple, Sock] = {}  # tuple -> socket, where the pick was not predicted
         # ehash: connected, child and TIME_WAIT sockets by their 4-tuple (inet_match)
         self.ehash: dict[ConnKey, Sock] = EHash(self.binds.touch)

@@ -17,7 +17,7 @@ from types import ModuleType
 
 HERE = Path(__file__).parent
 GENERATORS = ("bind6_matrix", "devices", "rawaddr", "connect_matrix", "timewait", "bhash2", "queues", "migration",
-              "replies", "ebpf", "udp_bind")
+              "replies", "ebpf", "udp_bind", "udp_lookup")
 
 
 def load(name: str) -> ModuleType:

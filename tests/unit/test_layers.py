@@ -136,11 +136,12 @@ def test_the_kernel_layers_call_only_downwards():
 
 def test_the_kernel_layers_are_real_classes_not_stubs():
     from model.kernel.connections import Connections
+    from model.kernel.datagrams import Datagrams
     from model.kernel.handshakes import Handshakes
     from model.kernel.sockets import Kernel
     from model.kernel.state import KernelState
 
-    assert Kernel.__mro__[1:5] == (Handshakes, Connections, KernelState, object)
+    assert Kernel.__mro__[1:6] == (Datagrams, Handshakes, Connections, KernelState, object)
     tree = ast.parse((ROOT / "model" / "kernel" / "state.py").read_text())
     stubs = [f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
              and all(isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant) for b in f.body)]

@@ -49,7 +49,7 @@ def test_committed_groups_match_generator():
 # generators with cases() -> [(name, text)], and how many files each must produce at least
 CASE_GENERATORS = {"bind6_matrix": 140, "devices": 40, "rawaddr": 20, "connect_matrix": 25,
                    "timewait": 60, "bhash2": 26, "queues": 40, "migration": 95, "replies": 12,
-                   "ebpf": 78, "udp_bind": 165}
+                   "ebpf": 78, "udp_bind": 165, "udp_lookup": 104}
 
 
 def _generate():

@@ -95,16 +95,27 @@ def test_the_search_takes_any_free_port_but_reserved_ones():
     assert k.bind(udp(k, "d"), A("0.0.0.0:0")).value == "EADDRINUSE"
 
 
-def test_past_ten_sockets_a_specific_bind_is_unmodelled():
-    """udp_lib_get_port: hslot->count > 10 checks the hash2 slots, whose contents the model
-    cannot know; a wildcard bind walks the chain still (inet_use_hash2_on_bind), except on
-    5.10, which has no such test."""
-    for profile, wildcard in ((LINUX_6_18, "EADDRINUSE"), (LINUX_5_10, "UNMODELLED")):
+def test_past_ten_sockets_the_hash2_walk_decides():
+    """udp_lib_get_port: hslot->count > 10 walks the address's hash2 slot, then the wildcard's,
+    each to its first match: a sharer first in the address's slot no longer hides a conflict in
+    the wildcard's. A wildcard bind walks the chain (inet_use_hash2_on_bind), except on 5.10,
+    which has no such test: its hash2 walk (the wildcard slot only) misses the specific sockets."""
+    for profile, wildcard in ((LINUX_6_18, "EADDRINUSE"), (LINUX_5_10, "0")):
         k = kernel(profile)
         for i in range(11):
             assert k.bind(udp(k, f"s{i}", REUSEADDR), A("10.0.0.1:7000")).value == "0"
         assert k.bind(udp(k, "w"), A("0.0.0.0:7000")).value == wildcard, profile.name
-        assert k.bind(udp(k, "v"), A("10.0.0.1:7000")).value == "UNMODELLED"
+        assert k.bind(udp(k, "v"), A("10.0.0.1:7000")).value == "EADDRINUSE"
+    k = kernel()
+    assert k.bind(udp(k, "w", REUSEADDR), A("0.0.0.0:7000")).value == "0"
+    for n in (10, 11):  # sockets in the port's chain when v binds
+        while len(k.udp.chain(7000)) < n:
+            fd = udp(k, f"s{len(k.udp.chain(7000))}", REUSEADDR, REUSEPORT)
+            assert k.bind(fd, A("10.0.0.1:7000")).value == "0"
+        out = k.bind(udp(k, f"v{n}", REUSEPORT), A("10.0.0.1:7000"))
+        assert out.value == ("0" if n == 10 else "EADDRINUSE"), (n, out.reason)
+        if n == 10:
+            assert k.close(len(k.socks) - 1).value == "0"  # v10 leaves: 10 in the chain again
 
 
 def test_inuse_counts_bound_sockets_by_family_and_close_releases():
@@ -145,8 +156,9 @@ def test_free_range_is_the_ports_but_its_holes():
     ("a = socket(AF_INET, SOCK_DGRAM)\nconnect(a, 10.0.0.1:53)\n", "connect() of a UDP socket (a) is not modelled yet"),
     ("a = socket(AF_INET, SOCK_DGRAM)\nb = accept(a)\n", "accept() of a UDP socket"),
     ("a = socket(AF_INET, SOCK_DGRAM)\nqueue(a)\n", "queue() of a UDP socket"),
-    ("a = socket(AF_INET, SOCK_DGRAM)\nsetsockopt(a, SO_ATTACH_REUSEPORT_CBPF, ld_rand;ret_a)\n",
-     "setsockopt(SO_ATTACH_REUSEPORT_CBPF) of a UDP socket"),
+    ("m = sockarray(2)\na = socket(AF_INET, SOCK_DGRAM)\nsetsockopt(a, SO_ATTACH_REUSEPORT_EBPF, m[0])\n",
+     "setsockopt(SO_ATTACH_REUSEPORT_EBPF) of a UDP socket"),
+    ("a = socket(AF_INET, SOCK_DGRAM)\ndgram(198.18.0.1:1 > 10.0.0.1:53) = b\n", "expected the name of a UDP socket, ICMP or DROP"),
     ("a = socket(AF_INET6, SOCK_DGRAM)\nbind(a, [ff0e::1]:53)\n", "IPv6 multicast address is not modelled yet"),
     ("inuse(sctp)\n", "expected one of tcp, tcp6, udp, udp6"),
 ])
@@ -154,3 +166,60 @@ def test_what_udp_does_not_model_yet_is_a_parse_error(text, says):
     with pytest.raises(ScenarioError) as e:
         parse_text("u.scn", text)
     assert says in e.value.message, str(e.value)
+
+
+def dgram(k: Kernel, src: str, dst: str, payload: int = 0) -> str:
+    from harness.model_backend import syn_of
+    from harness.parser import parse_text as parse
+
+    a = parse("d.scn", f"dgram({src} > {dst}, payload={payload})\n").steps[0]
+    return k.dgram(syn_of(a, 0)).value
+
+
+def test_the_newest_of_equal_scores_receives():
+    """udp4_lib_lookup2: a later socket must beat the best score, and the chain is newest first."""
+    k = kernel()
+    a, b = udp(k, "a", REUSEADDR), udp(k, "b", REUSEADDR)
+    assert k.bind(a, A("0.0.0.0:5353")).value == "0" and k.bind(b, A("0.0.0.0:5353")).value == "0"
+    assert dgram(k, "198.18.0.1:1000", "10.0.0.1:5353") == "b"
+    assert k.close(b).value == "0" and dgram(k, "198.18.0.1:1001", "10.0.0.1:5353") == "a"
+    assert k.close(a).value == "0" and dgram(k, "198.18.0.1:1002", "10.0.0.1:5353") == "ICMP"
+
+
+def test_scores_by_family_device_and_exact_address():
+    """compute_score: an exact address is looked up first; IPv4 prefers AF_INET (2) to AF_INET6
+    (1) and a bound device (+4); IPv6 ignores AF_INET sockets."""
+    k = kernel()
+    v6, v4 = udp(k, "v6", REUSEADDR, family=socket.AF_INET6), udp(k, "v4", REUSEADDR)
+    dev = udp(k, "dev", REUSEADDR)
+    assert k.setsockopt(dev, SockOpt.SO_BINDTODEVICE, "tun1").value == "0"
+    for fd, addr in ((v4, "0.0.0.0:5353"), (v6, "[::]:5353"), (dev, "0.0.0.0:5353")):
+        assert k.bind(fd, A(addr)).value == "0"
+    assert dgram(k, "198.18.0.1:1000", "10.0.0.1:5353") == "v4"
+    assert dgram(k, "198.19.0.1:1000", "10.1.0.1:5353") == "dev"
+    assert dgram(k, "[2001:db8::1]:1000", "[fd00::1]:5353") == "v6"
+    spec = udp(k, "spec", REUSEADDR)
+    assert k.bind(spec, A("10.0.0.1:5353")).value == "0"
+    assert dgram(k, "198.18.0.1:1001", "10.0.0.1:5353") == "spec"
+
+
+def test_a_group_first_in_the_chain_returns_its_pick_at_once():
+    """udp4_lib_lookup2: the first SO_REUSEPORT socket to beat the score returns its group's
+    pick; a better-scoring socket later in the chain (g0, bound to the ingress device after
+    udp_lib_rehash took it out of the group) is never seen."""
+    k = kernel()
+    g = [udp(k, f"g{i}", REUSEPORT) for i in range(3)]
+    for fd in g:
+        assert k.bind(fd, A("0.0.0.0:6000")).value == "0"
+    assert k.setsockopt(g[0], SockOpt.SO_ATTACH_REUSEPORT_CBPF, _cbpf("0")).value == "0"
+    out = k.setsockopt(g[0], SockOpt.SO_BINDTODEVICE, "tun0")
+    assert out.reason.endswith("g0 leaves its reuseport group, now [g2, g1]")
+    assert [s.name for s in k.udp.chain(6000)] == ["g2", "g1", "g0"]
+    assert dgram(k, "198.18.0.1:1000", "10.0.0.1:6000") == "g2"  # socks[0] of [g2, g1]
+    assert k.setsockopt(g[0], SockOpt.SO_ATTACH_REUSEPORT_CBPF, _cbpf("0")).value == "EINVAL"
+
+
+def _cbpf(text: str):
+    from model.cbpf import parse_program
+
+    return parse_program(text)

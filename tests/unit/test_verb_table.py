@@ -28,14 +28,14 @@ def test_the_parser_lists_the_declared_verbs_in_declaration_order():
 
 def test_flow_verbs_share_a_base_not_syn():
     flows = {v for v, t in STEP_TYPES.items() if issubclass(t, FlowStep)}
-    assert flows == {"syn", "syn_only", "ack"}
+    assert flows == {"syn", "syn_only", "ack", "dgram"}
     assert not issubclass(STEP_TYPES["syn_only"], STEP_TYPES["syn"])
     assert not issubclass(STEP_TYPES["ack"], STEP_TYPES["syn"])
 
 
 def test_declarations_are_what_the_backends_act_on():
     keeps = {v for v, t in STEP_TYPES.items() if t.VERB.keeps_queues}
-    assert keeps == {"syn", "syn_only", "ack", "accept", "queue", "inuse", "tw"}
+    assert keeps == {"syn", "syn_only", "ack", "accept", "queue", "inuse", "tw", "dgram"}
     assert {v for v, t in STEP_TYPES.items() if t.VERB.injected} == {"syn", "syn_only", "ack"}
     assert {v for v, t in STEP_TYPES.items() if t.VERB.batched} == {"syn"}
     assert {v for v, t in STEP_TYPES.items() if t.VERB.names} == {"socket", "accept", "sockarray"}

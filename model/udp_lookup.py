@@ -1,0 +1,97 @@
+"""Which socket gets a datagram: __udp4_lib_lookup / __udp6_lib_lookup (net/ipv4/udp.c,
+net/ipv6/udp.c), for the unconnected sockets the model has (no hash4, no rescoring: no member
+of a group is connected, so reuseport_has_conns is false).
+
+Sources read: Debian linux-source-5.10, -6.1, -6.12, -7.2. The same in all four for unconnected
+sockets: the exact-address hash2 slot, then the wildcard one; udp4_lib_lookup1 (6.14, in
+Debian's 6.1 and 6.12 too) scans the port's chain only when both found nothing, with the
+datagram's own address, so it finds no socket they missed (one bound to that address would
+be in the first slot).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from model.jhash import ipv4_word_of
+from model.listen import ListenTables
+from model.lookup import Choice, Lookup, Syn, inet_bound_dev_eq
+from model.sock import Sock
+from model.udp import UdpTable
+
+IN6ADDR_ANY = ipaddress.IPv6Address("::")
+
+# An incoming datagram as the lookup reads it: the same fields as a SYN's
+Datagram = Syn
+
+
+def compute_score(sk: Sock, d: Datagram, daddr: object) -> int:
+    """compute_score of net/ipv4/udp.c (IPv4) or net/ipv6/udp.c (IPv6), for an unconnected
+    socket: -1 unless port, exact address and device match. IPv4: 2 for AF_INET else 1, +4 a
+    bound device, +1 on the receiving CPU. IPv6: 0, +1 a bound device, +1 on the CPU."""
+    if sk.num != d.dport:
+        return -1
+    if d.family == socket.AF_INET:
+        if sk.ipv6_only or sk.rcv_saddr != daddr:
+            return -1
+        score, device = (2 if sk.family == socket.AF_INET else 1), 4
+    else:
+        if sk.family != socket.AF_INET6 or sk.v6_rcv_saddr != daddr:
+            return -1
+        score, device = 0, 1
+    # udp_sk_bound_dev_eq: inet_bound_dev_eq with udp_l3mdev_accept 0 and no L3 master
+    if not inet_bound_dev_eq(sk.bound_dev_if, d.dif):
+        return -1
+    if sk.bound_dev_if:
+        score += device
+    if sk.incoming_cpu == d.cpu:
+        score += 1
+    return score
+
+
+class UdpLookup:
+    """The receive lookup of one namespace's UDP table. A group's pick is reuseport_select_sock,
+    as for TCP (model.lookup.Lookup's), with udp_ehashfn: the pre-6.15 __inet_ehashfn form on
+    every kernel, keyed by udp_ehash_secret + net_hash_mix, which the harness does not
+    calibrate (`secret` None: a pick by hash is 'one of the group')."""
+
+    def __init__(self, table: UdpTable, secret: int | None = None, incoming_cpu: bool = True):
+        self.table = table
+        self.picker = Lookup(ListenTables(), secret, False, incoming_cpu,
+                             names=("udp_ehashfn", "udp6_ehashfn"))
+
+    def receiver(self, d: Datagram) -> Choice:
+        """__udp4_lib_lookup / __udp6_lib_lookup: the slot of the datagram's address, then (if
+        it found nothing) the wildcard slot."""
+        v4 = d.family == socket.AF_INET
+        fn = "__udp4_lib_lookup" if v4 else "__udp6_lib_lookup"
+        for daddr, which in (((int(d.dst), "exact-address"), (0, "wildcard")) if v4
+                             else ((d.dst, "exact-address"), (IN6ADDR_ANY, "wildcard"))):
+            found = self._lookup2(d, daddr, which, fn)
+            if found is not None:
+                return found
+        return Choice(None, f"{fn}: no socket on port {d.dport} for {d.dst}")
+
+    def _lookup2(self, d: Datagram, daddr: object, which: str, fn: str) -> Choice | None:
+        """udp4_lib_lookup2 / udp6_lib_lookup2: the first socket that beats the best score so
+        far (IPv4 from 0, IPv6 from -1) is the result; if it has SO_REUSEPORT and a group with
+        members, the group's pick is returned at once, however later sockets would score."""
+        result, badness = None, 0 if d.family == socket.AF_INET else -1
+        for sk in self.table.chain(d.dport):
+            score = compute_score(sk, d, daddr)
+            if score <= badness:
+                continue
+            badness = score
+            group = sk.reuseport_cb
+            if sk.reuseport and group is not None and group.num_socks:
+                # inet_lookup_reuseport -> reuseport_select_sock; the hash takes the slot's
+                # daddr (INADDR_ANY / in6addr_any in the wildcard slot)
+                head = f"{fn}: {which} slot: {sk.name} (score {score}) is in group {group.describe()}"
+                word = None if d.family == socket.AF_INET6 else ipv4_word_of(daddr)  # type: ignore[arg-type]
+                return self.picker.reuseport_pick(group, d, head, daddr, word)
+            result = sk
+        if result is None:
+            return None
+        return Choice(result, f"{fn}: {which} slot: {result.name} has the best score {badness} "
+                      "(the first to reach it in the chain)")
