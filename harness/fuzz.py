@@ -1,7 +1,7 @@
 """Random socket/setsockopt/bind/listen/close sequences over AF_INET and AF_INET6, generated
 from a seed, for the model-against-kernel differential test (`make fuzz`, tests/kernel). A
 third of them also connect, accept, shut down and close connections over loopback (TIME_WAIT
-included).
+included); others inject handshakes, or bind UDP sockets and send them datagrams.
 
 A sequence is a `.scn` text, so every divergence is a file anyone can rerun; the runner's
 minimizer shrinks it to the steps that still produce the same first divergence.
@@ -258,12 +258,86 @@ class HandshakeSequence:
             self.lines.append("inuse(tcp6)" if self.v6 else "inuse(tcp)")
 
 
+UDP_PORTS = (5353, 5353, 5354, 0)
+UDP_TARGETS = {"AF_INET": ("198.18.0.{n}", "10.0.0.1"), "AF_INET6": ("[2001:db8::{n}]", "[fd00::1]")}
+UDP_TARGETS_TUN1 = {"AF_INET": ("198.19.0.{n}", "10.1.0.1"), "AF_INET6": ("[2001:db8:1::{n}]", "[fd01::1]")}
+CBPF = ("payload%2", "payload%3", "payload%4", "0", "1", "cpu")
+
+
+class DatagramSequence:
+    """A random scenario of UDP sockets of both families: reuse flags, v6-only, devices,
+    SO_INCOMING_CPU, binds (port 0 too, in a small range at times), cBPF programs, closes, and
+    datagrams of both families through both TUNs, with the inuse counters."""
+
+    def __init__(self, rng: random.Random, steps: int):
+        self.rng, self.steps = rng, steps
+        self.lines: list[str] = []
+        self.families: dict[str, str] = {}
+        self.made = self.sent = 0
+        self.max_socks = rng.choice((2, 3, 5, 8))
+
+    def text(self) -> str:
+        r = self.rng
+        if r.random() < 0.2:
+            self.lines.append(f"@sysctl net.ipv6.bindv6only = {r.choice((0, 1))}")
+        if r.random() < 0.3:  # a small range: port-0 picks meet the bound ports
+            self.lines.append(f"@sysctl net.ipv4.ip_local_port_range = 5353 {5353 + r.choice((0, 1, 3))}")
+        while len([ln for ln in self.lines if not ln.startswith("@")]) < self.steps:
+            self.one()
+        self.lines += ["inuse(udp)", "inuse(udp6)"]
+        return "\n".join(self.lines) + "\n"
+
+    def dgram(self) -> str:
+        r = self.rng
+        fam = r.choice(("AF_INET", "AF_INET6"))
+        client, server = r.choice((UDP_TARGETS, UDP_TARGETS_TUN1))[fam]
+        self.sent += 1
+        return (f"dgram({client.format(n=r.randrange(1, 200))}:{40000 + self.sent} > "
+                f"{server}:{r.choice(UDP_PORTS[:3])}, payload=4)")
+
+    def one(self) -> None:
+        r = self.rng
+        if not self.families or (len(self.families) < self.max_socks and r.random() < 0.3):
+            name = f"u{self.made}"
+            self.made += 1
+            fam = r.choice(("AF_INET", "AF_INET6"))
+            uid = ", uid=1000" if r.random() < 0.2 else ""
+            self.lines.append(f"{name} = socket({fam}, SOCK_DGRAM{uid})")
+            self.families[name] = fam
+            return
+        name = r.choice(sorted(self.families))
+        fam = self.families[name]
+        what = r.random()
+        if what < 0.25:
+            self.lines.append(f"setsockopt({name}, {r.choice(FLAGS)}, {int(r.random() < 0.85)})")
+        elif what < 0.29 and fam == "AF_INET6":
+            self.lines.append(f"setsockopt({name}, IPV6_V6ONLY, {r.choice((0, 1))})")
+        elif what < 0.32:
+            self.lines.append(f"setsockopt({name}, SO_BINDTODEVICE, {r.choice(('tun0', 'tun1', 'none'))})")
+        elif what < 0.35:
+            self.lines.append(f"setsockopt({name}, SO_INCOMING_CPU, {r.choice((0, 1, -1))})")
+        elif what < 0.38:
+            self.lines.append(f"setsockopt({name}, SO_ATTACH_REUSEPORT_CBPF, {r.choice(CBPF)})")
+        elif what < 0.60:
+            addr = r.choice(V4) if fam == "AF_INET" else f"[{r.choice(V6)}]"
+            self.lines.append(f"bind({name}, {addr}:{r.choice(UDP_PORTS)})")
+        elif what < 0.85:
+            self.lines.append(self.dgram())
+        elif what < 0.93:
+            self.lines.append(f"close({name})")
+            del self.families[name]
+        else:
+            self.lines.append(r.choice((f"getsockname({name})", "inuse(udp)", "inuse(udp6)")))
+
+
 def sequences(count: int, seed: int) -> list[Scenario]:
-    """Seeded random scenarios: a fifth of them injected handshakes, the rest bind/listen/connect."""
+    """Seeded random scenarios: a fifth of them injected handshakes, a seventh UDP sockets and
+    datagrams, the rest bind/listen/connect."""
     rng = random.Random(seed)
     out = []
     for i in range(count):
-        kind = HandshakeSequence if rng.random() < 0.2 else Sequence
+        roll = rng.random()
+        kind = HandshakeSequence if roll < 0.2 else DatagramSequence if roll < 0.34 else Sequence
         out.append(parse_text(Path(f"<fuzz seed {seed} #{i}>"), kind(rng, rng.choice((8, 12, 20))).text()))
     return out
 
