@@ -313,12 +313,49 @@ def calibrate_here_or_host(observations: Sequence[Observation], lport_outside: b
 # -- the probe: observations of a namespace's hash (in its worker) ----------------------------
 
 PROBE_ADDR, PROBE_PORT, PROBE_GROUP = "10.0.0.2", 65000, 256
+UDP_PROBE_PORT = 65001  # the UDP probe's group: udp_ehashfn has a secret of its own
 
 
-def probe_flows(count: int) -> list[Flow]:
+def probe_flows(count: int, port: int = PROBE_PORT) -> list[Flow]:
     """Fixed, varied client tuples for calibration."""
     return [Flow(f"198.18.{(i * 37) % 250 + 1}.{(i * 91) % 250 + 1}", 20000 + i * 7919 % 40000,
-                 PROBE_ADDR, PROBE_PORT) for i in range(count)]
+                 PROBE_ADDR, port) for i in range(count)]
+
+
+def probe_udp_reuseport(tun_fds: dict[str, int], count: int = 8) -> list[Observation]:
+    """Which of 256 SO_REUSEPORT UDP sockets (socks[] = bind order: udp_reuseport_add_sock
+    appends) each of `count` datagrams reached: the observations that pin the namespace's
+    udp_ehashfn secret (udp_ehash_secret + net_hash_mix; the pre-6.15 inet_ehashfn form on
+    every kernel, net/ipv4/udp.c:udp_ehashfn)."""
+    from harness.inject_udp import datagram_key, port_unreachable_key, udp_bytes
+
+    members = []
+    injector = TunInjector(tun_fds)
+    try:
+        for _ in range(PROBE_GROUP):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind((PROBE_ADDR, UDP_PROBE_PORT))
+            members.append(s)
+        pin_to_cpu(0)
+        flows = probe_flows(count, UDP_PROBE_PORT)
+        injector.exchange([(f, datagram_key(f), udp_bytes(f)) for f in flows], port_unreachable_key)
+        index_of = {}
+        for i, s in enumerate(members):
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    _, addr = s.recvfrom(64, socket.MSG_DONTWAIT)
+                    index_of[peer_key(*addr[:2])] = i
+        missing = [f for f in flows if (f.src, f.sport) not in index_of]
+        if missing:
+            raise RuntimeError(f"calibration datagrams not received: {missing}")
+        return [Observation(f.src, f.sport, f.dst, f.dport, PROBE_GROUP, index_of[(f.src, f.sport)])
+                for f in flows]
+    finally:
+        for s in members:
+            s.close()
+        injector.drain()
+        injector.close()
 
 
 def probe_reuseport(tun_fds: dict[str, int], count: int = 8) -> list[Observation]:

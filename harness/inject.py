@@ -372,6 +372,12 @@ class TunInjector:
         """The completing ACK's bytes."""
         return ack_bytes(flow, seq, ack)
 
+    def datagram_bytes(self, flow: Flow) -> bytes:
+        """A UDP datagram of `flow` (harness.inject_udp.udp_bytes; the scapy baseline builds its own)."""
+        from harness.inject_udp import udp_bytes  # inject_udp builds on this module
+
+        return udp_bytes(flow)
+
     def _peek(self, packet: bytes) -> tuple[Hashable, int, int, int] | None:
         """(key, flags, seq, ack) of a TCP packet, else None."""
         return _peek(packet)

@@ -1,7 +1,8 @@
 """Verification runs for listener selection: scenarios generated from a seed, SO_REUSEPORT
 groups of 2-256 listeners receiving batches of SYNs, with closes (middle, end) and re-listens
 between batches. Every SYN is injected, its listener found by the accept sweep, and compared
-with the model's exact prediction. Used by the 100,000-SYN kernel test and by `make bench`."""
+with the model's exact prediction. Used by the 100,000-SYN kernel test and by `make bench`;
+with `udp`, groups of UDP sockets receiving datagrams (the 100,000-datagram test)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class Plan:
     addr: str = "0.0.0.0"
     port: int = 8080
     churn: bool = True  # close and re-listen members between batches
+    udp: bool = False  # UDP sockets bound to the port, receiving datagrams, instead
 
 
 class _Sources:
@@ -42,7 +44,8 @@ class _Sources:
 
 def scenario_text(plan: Plan, rng: random.Random) -> str:
     """The scenario for a plan: listen `size` sockets, then batches with churn between them."""
-    lines = [f"# generated verification run: group of {plan.size} on {plan.addr}:{plan.port}"]
+    kind = "UDP sockets" if plan.udp else "listeners"
+    lines = [f"# generated verification run: group of {plan.size} {kind} on {plan.addr}:{plan.port}"]
     alive: list[str] = []
     made = 0
     src = _Sources()
@@ -51,16 +54,19 @@ def scenario_text(plan: Plan, rng: random.Random) -> str:
         nonlocal made
         name = f"s{made}"
         made += 1
-        lines.extend([f"{name} = socket(AF_INET, SOCK_STREAM)", f"setsockopt({name}, SO_REUSEPORT, 1)",
-                      f"bind({name}, {plan.addr}:{plan.port})", f"listen({name}, 4096)"])
+        lines.extend([f"{name} = socket(AF_INET, {'SOCK_DGRAM' if plan.udp else 'SOCK_STREAM'})",
+                      f"setsockopt({name}, SO_REUSEPORT, 1)", f"bind({name}, {plan.addr}:{plan.port})"])
+        if not plan.udp:
+            lines.append(f"listen({name}, 4096)")
         alive.append(name)
 
     for _ in range(plan.size):
         listen_one()
     dst = "10.0.0.1"
     for b in range(plan.batches):
-        lines.extend(f"syn({src.next()} > {dst}:{plan.port})" for _ in range(plan.batch))
-        lines.append("inuse(tcp)")
+        verb = "dgram" if plan.udp else "syn"
+        lines.extend(f"{verb}({src.next()} > {dst}:{plan.port})" for _ in range(plan.batch))
+        lines.append("inuse(udp)" if plan.udp else "inuse(tcp)")
         if plan.churn and b + 1 < plan.batches and len(alive) > 1:
             # close one in the middle and one at the end of socks[] order, then re-listen one
             # a list, not a set: a set of names iterates in an order PYTHONHASHSEED changes, so
@@ -74,12 +80,12 @@ def scenario_text(plan: Plan, rng: random.Random) -> str:
 
 
 def plans(total_syns: int, sizes: tuple[int, ...] = (2, 3, 8, 17, 64, 100, 256), batch: int = 500,
-          batches: int = 4) -> Iterator[Plan]:
-    """Plans cycling through group sizes until `total_syns` SYNs are planned."""
+          batches: int = 4, udp: bool = False) -> Iterator[Plan]:
+    """Plans cycling through group sizes until `total_syns` SYNs (or datagrams) are planned."""
     planned, i = 0, 0
     while planned < total_syns:
         size = sizes[i % len(sizes)]
-        yield Plan(size, batches, batch, ADDRS[i % len(ADDRS)])
+        yield Plan(size, batches, batch, ADDRS[i % len(ADDRS)], udp=udp)
         planned += batches * batch
         i += 1
 

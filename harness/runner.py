@@ -109,17 +109,29 @@ class Runner:
         self.hash_problem = calibration.problem
         return calibration.secret
 
+    def _udp_secret(self, scenario: Scenario) -> int | None:
+        """The namespace's calibrated udp_ehashfn secret, if the scenario's datagrams need it."""
+        if not (self.backend.uses_kernel and self.backend.uses_model and scenario.udp_hashes_matter):
+            return None
+        assert self.pool is not None
+        calibration = self.pool.udp_secret()
+        self.hash_problem = self.hash_problem or calibration.problem
+        return calibration.secret
+
     def _waits_for_calibration(self, scenario: Scenario) -> bool:
         """Would submitting it now need a calibration while another scenario is in flight (the
         probe cannot queue behind it)? Then it is submitted once the pool is idle."""
-        return (self.backend.uses_kernel and self.backend.uses_model and scenario.hashes_matter
-                and self.pool is not None and bool(self.pool.inflight)
-                and not self.pool.calibrated(self.profile.ehash_lport_outside))
+        if not (self.backend.uses_kernel and self.backend.uses_model and self.pool is not None
+                and self.pool.inflight):
+            return False
+        return ((scenario.hashes_matter and not self.pool.calibrated(self.profile.ehash_lport_outside))
+                or (scenario.udp_hashes_matter and not self.pool.udp_calibrated()))
 
     def submit(self, scenario: Scenario) -> None:
         if self.backend.uses_kernel:
             assert self.pool is not None, "the kernel backend needs a Pool"
             self._secret(scenario)  # calibrate before the worker is busy
+            self._udp_secret(scenario)
             self.pool.submit(scenario)
 
     def finish(self, scenario: Scenario) -> ScenarioResult:
@@ -127,10 +139,10 @@ class Runner:
         generation = self.pool.generation if self.pool else 0
         # the secret of the namespace the scenario runs in: a replacement during its collect()
         # is for the scenarios behind it (it ran in the old namespace, whose secret this is)
-        secret = self._secret(scenario)
+        secret, udp = self._secret(scenario), self._udp_secret(scenario)
         model = None
         if self.backend.uses_model:
-            model = ModelExecutor(self.profile, self.seed, secret).run(scenario)
+            model = ModelExecutor(self.profile, self.seed, secret, udp_secret=udp).run(scenario)
         kernel = None
         if self.backend.uses_kernel:
             assert self.pool is not None
@@ -141,7 +153,7 @@ class Runner:
                 # follow the kernel's random picks, with the kernel's inet6_ehashfn of the
                 # scenario's IPv6 tuples
                 choices = [o.choice for o in kernel]
-                model = ModelExecutor(self.profile, self.seed, secret, hashes6).run(scenario, choices)
+                model = ModelExecutor(self.profile, self.seed, secret, hashes6, udp).run(scenario, choices)
         result = compare(scenario, model, kernel, self.spec)
         if kernel is not None and not result.agreed and self.pool.last_unsettled:
             result.timing = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Hashable
 
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.packet import Packet, Raw
 
@@ -38,6 +38,11 @@ def scapy_ack(flow: Flow, seq: int, ack: int) -> bytes:
     return bytes(_ip(flow) / TCP(sport=flow.sport, dport=flow.dport, flags="A", seq=seq, ack=ack, window=WINDOW))
 
 
+def scapy_datagram(flow: Flow) -> bytes:
+    """The UDP datagram as scapy builds it (payload_bytes(flow) as data)."""
+    return bytes(_ip(flow) / UDP(sport=flow.sport, dport=flow.dport) / Raw(payload_bytes(flow)))
+
+
 class ScapyInjector(TunInjector):
     """TunInjector with scapy building every SYN and ACK and parsing every reply."""
 
@@ -49,6 +54,10 @@ class ScapyInjector(TunInjector):
     def _ack(self, flow: Flow, seq: int, ack: int) -> bytes:
         """The ACK, built by scapy."""
         return scapy_ack(flow, seq, ack)
+
+    def datagram_bytes(self, flow: Flow) -> bytes:
+        """The UDP datagram, built by scapy."""
+        return scapy_datagram(flow)
 
     def _peek(self, packet: bytes) -> tuple[Hashable, int, int, int] | None:
         """Dissect with scapy: (key, flags, seq, ack) of a TCP packet, else None."""

@@ -6,6 +6,7 @@ The step types and version clauses are re-exported here, where scenario code loo
 from __future__ import annotations
 
 import operator
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,16 @@ class Scenario:
         SO_REUSEPORT, whose group it may pick among (inet_hashtables.c:inet_reuseport_add_sock
         -> sock_reuseport.c:reuseport_select_sock)? Calibration and hash reads only then."""
         return (any(s.VERB.picks_listener for s in self.steps)
+                and any(isinstance(s, SetsockoptStep) and s.option is SockOpt.SO_REUSEPORT
+                        for s in self.steps))
+
+    @property
+    def udp_hashes_matter(self) -> bool:
+        """Does udp_ehashfn decide anything here: an IPv4 datagram, and a socket with
+        SO_REUSEPORT (a UDP group's pick; net/ipv4/udp.c:udp4_lib_lookup2)? Its own
+        calibration only then."""
+        return (any(s.VERB.picks_receiver and isinstance(s, FlowStep) and s.dst.family == socket.AF_INET
+                    for s in self.steps)
                 and any(isinstance(s, SetsockoptStep) and s.option is SockOpt.SO_REUSEPORT
                         for s in self.steps))
 

@@ -62,6 +62,7 @@ class Verb:
     local_connection: bool = False  # a connection made inside the namespace
     batched: bool = False  # consecutive ones go to the kernel backend as one injector batch
     picks_listener: bool = False  # a listener lookup that may pick a reuseport member by hash
+    picks_receiver: bool = False  # a UDP receive lookup that may pick one by udp_ehashfn
     leaves_requests: bool = False  # may leave request sockets for their timers
     # No earlier random pick (a port, a listener) decides its outcome (inet_create,
     # do_ip_setsockopt and sk_setsockopt read only the socket itself): `record` keeps its value.
@@ -400,7 +401,8 @@ class SynStep(FlowStep, verb=Verb(
 
 @dataclass(frozen=True)
 class DgramStep(FlowStep, verb=Verb(
-        "dgram", _flow_form("dgram"), Expect.RECEIVER, 1, ("payload",), keeps_queues=True)):
+        "dgram", _flow_form("dgram"), Expect.RECEIVER, 1, ("payload",), keeps_queues=True,
+        picks_receiver=True)):
     """A UDP datagram from a virtual client; the outcome is the socket that received it, ICMP
     (a port unreachable came back) or DROP (neither). `payload` bytes as a SYN carries them."""
 

@@ -27,7 +27,7 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from harness.calibrate import Observation, calibrate_here_or_host, probe_reuseport
+from harness.calibrate import Observation, calibrate_here_or_host, probe_reuseport, probe_udp_reuseport
 from harness.environment import EnvironmentProblem
 from harness.inject import Flow
 from harness.kernel_backend import (
@@ -60,6 +60,7 @@ class Calibration:
     observations: list[Observation]
     probe_seconds: float
     search_seconds: float
+    fn: str = "inet_ehashfn"  # or udp_ehashfn: the function whose secret this is
 
     @property
     def secret(self) -> int | None:
@@ -72,9 +73,13 @@ class Calibration:
         variant = "lport + jhash_3words(laddr, faddr, fport)" if self.lport_outside else \
             "jhash_3words(laddr, faddr, lport << 16 | fport)"
         if not self.fits:
-            return (f"hash formula: no secret makes inet_ehashfn = {variant} give the "
+            return (f"hash formula: no secret makes {self.fn} = {variant} give the "
                     f"{len(self.observations)} observed reuseport picks")
         return f"hash formula: {len(self.fits)} secrets fit {len(self.observations)} observations"
+
+
+# the worker's probes by message: of inet_ehashfn (TCP listeners) and udp_ehashfn (UDP sockets)
+PROBES = {"probe": probe_reuseport, "probe-udp": probe_udp_reuseport}
 
 
 @dataclass
@@ -136,9 +141,9 @@ def _serve(name: str, conn: Connection, injector: str) -> None:
             return
         if msg is None:
             return
-        if msg == "probe":
+        if msg in PROBES:
             try:
-                conn.send(("probed", probe_reuseport(built.tun_fds)))
+                conn.send(("probed", PROBES[msg](built.tun_fds)))
             except BaseException:
                 conn.send(("error", traceback.format_exc()))
                 return
@@ -235,9 +240,9 @@ class Worker:
             except (BrokenPipeError, OSError):
                 return
 
-    def probe(self) -> list[Observation]:
-        """Observations of the namespace's reuseport hash (harness.calibrate.probe_reuseport)."""
-        self._outbox.put("probe")
+    def probe(self, kind: str = "probe") -> list[Observation]:
+        """Observations of the namespace's reuseport hash (a key of PROBES: TCP's by default)."""
+        self._outbox.put(kind)
         kind, payload = self._recv(SCENARIO_TIMEOUT)
         if kind != "probed":
             raise EnvironmentProblem(f"hash probe failed:\n{payload}")
@@ -304,12 +309,13 @@ class Pool:
         self.generation = 0  # bumped with every new namespace (its own hash secret)
         self.inflight: collections.deque[Scenario] = collections.deque()
         self._secret: Calibration | None = None
+        self._udp: Calibration | None = None  # udp_ehashfn's, calibrated when a scenario needs it
 
     def _worker(self) -> Worker:
         if self.worker is None:
             self.worker = Worker(self.injector)
             self.generation += 1
-            self._secret = None  # a new namespace has its own net_hash_mix
+            self._secret = self._udp = None  # a new namespace has its own net_hash_mix
         return self.worker
 
     def calibrated(self, lport_outside: bool) -> bool:
@@ -330,6 +336,25 @@ class Pool:
             self._secret = Calibration(lport_outside, fits, observations, t1 - t0,
                                        time.monotonic() - t1)
         return self._secret
+
+    def udp_calibrated(self) -> bool:
+        """Is the current namespace's udp_ehashfn secret known (udp_secret costs nothing)?"""
+        return self.worker is not None and self._udp is not None
+
+    def udp_secret(self) -> Calibration:
+        """The current namespace's udp_ehashfn secret (udp_ehash_secret + net_hash_mix: the
+        pre-6.15 inet_ehashfn form on every kernel), calibrated once and cached."""
+        if self._udp is None and self.inflight:
+            raise RuntimeError("calibrate before queueing scenarios (the probe would queue behind them)")
+        worker = self._worker()
+        if self._udp is None:
+            t0 = time.monotonic()
+            observations = worker.probe("probe-udp")
+            t1 = time.monotonic()
+            fits = calibrate_here_or_host(observations, False)
+            self._udp = Calibration(False, fits, observations, t1 - t0, time.monotonic() - t1,
+                                    "udp_ehashfn")
+        return self._udp
 
     def submit(self, scenario: Scenario) -> None:
         """Queue a scenario on the kernel; the caller may work meanwhile, then collect() the
@@ -364,6 +389,8 @@ class Pool:
             # namespace after every such scenario, and none of those needs a hash
             if variant is not None and any(q.hashes_matter for q in behind):
                 self.hash_secret(variant)
+            if any(q.udp_hashes_matter for q in behind):
+                self.udp_secret()
             for queued in behind:
                 self.submit(queued)
         return reply.outcomes

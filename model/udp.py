@@ -36,9 +36,15 @@ class UdpTable:
 
     chains: dict[int, list[Sock]] = field(default_factory=dict)
     inuse: dict[int, int] = field(default_factory=lambda: {socket.AF_INET: 0, socket.AF_INET6: 0})
+    # the hash2 view: each (port, hash2_key) slot's sockets, in the chain's order (what
+    # the receive lookup walks: one address's sockets, not the port's)
+    slots: dict[tuple[int, tuple[int, object]], list[Sock]] = field(default_factory=dict)
 
     def chain(self, port: int) -> list[Sock]:
         return self.chains.get(port, [])
+
+    def slot(self, port: int, key: tuple[int, object]) -> list[Sock]:
+        return self.slots.get((port, key), [])
 
     def add(self, sk: Sock, port: int) -> None:
         """udp_lib_get_port's found: an SO_REUSEPORT socket joins or starts its group
@@ -50,10 +56,12 @@ class UdpTable:
         chain = self.chains.setdefault(port, [])
         if sk.reuseport:
             udp_reuseport_add_sock(chain, sk)
-        if sk.family == socket.AF_INET6 and sk.reuseport:
-            chain.append(sk)
-        else:
-            chain.insert(0, sk)
+        slot = self.slots.setdefault((port, hash2_key(sk)), [])
+        for walk in (chain, slot):
+            if sk.family == socket.AF_INET6 and sk.reuseport:
+                walk.append(sk)
+            else:
+                walk.insert(0, sk)
         self.inuse[sk.family] += 1
 
     def remove(self, sk: Sock) -> bool:
@@ -66,6 +74,10 @@ class UdpTable:
         chain.remove(sk)
         if not chain:
             del self.chains[sk.num]
+        key = (sk.num, hash2_key(sk))
+        self.slots[key].remove(sk)
+        if not self.slots[key]:
+            del self.slots[key]
         sk.num = 0
         self.inuse[sk.family] -= 1
         return True

@@ -18,7 +18,7 @@ from model.jhash import ipv4_word_of
 from model.listen import ListenTables
 from model.lookup import Choice, Lookup, Syn, inet_bound_dev_eq
 from model.sock import Sock
-from model.udp import UdpTable
+from model.udp import NULL_SLOT, UdpTable
 
 IN6ADDR_ANY = ipaddress.IPv6Address("::")
 
@@ -53,8 +53,9 @@ def compute_score(sk: Sock, d: Datagram, daddr: object) -> int:
 class UdpLookup:
     """The receive lookup of one namespace's UDP table. A group's pick is reuseport_select_sock,
     as for TCP (model.lookup.Lookup's), with udp_ehashfn: the pre-6.15 __inet_ehashfn form on
-    every kernel, keyed by udp_ehash_secret + net_hash_mix, which the harness does not
-    calibrate (`secret` None: a pick by hash is 'one of the group')."""
+    every kernel, keyed by udp_ehash_secret + net_hash_mix (`secret`, calibrated by the harness
+    for IPv4; None: a pick by hash is 'one of the group'). udp6_ehashfn mixes a second secret
+    into the source address: IPv6 picks are 'one of the group'."""
 
     def __init__(self, table: UdpTable, secret: int | None = None, incoming_cpu: bool = True):
         self.table = table
@@ -66,19 +67,20 @@ class UdpLookup:
         it found nothing) the wildcard slot."""
         v4 = d.family == socket.AF_INET
         fn = "__udp4_lib_lookup" if v4 else "__udp6_lib_lookup"
-        for daddr, which in (((int(d.dst), "exact-address"), (0, "wildcard")) if v4
-                             else ((d.dst, "exact-address"), (IN6ADDR_ANY, "wildcard"))):
-            found = self._lookup2(d, daddr, which, fn)
+        exact = int(d.dst) if v4 else d.dst
+        for daddr, key, which in ((exact, (4, exact) if v4 else (6, exact), "exact-address"),
+                                  (0 if v4 else IN6ADDR_ANY, NULL_SLOT, "wildcard")):
+            found = self._lookup2(d, self.table.slot(d.dport, key), daddr, which, fn)
             if found is not None:
                 return found
         return Choice(None, f"{fn}: no socket on port {d.dport} for {d.dst}")
 
-    def _lookup2(self, d: Datagram, daddr: object, which: str, fn: str) -> Choice | None:
+    def _lookup2(self, d: Datagram, slot: list[Sock], daddr: object, which: str, fn: str) -> Choice | None:
         """udp4_lib_lookup2 / udp6_lib_lookup2: the first socket that beats the best score so
         far (IPv4 from 0, IPv6 from -1) is the result; if it has SO_REUSEPORT and a group with
         members, the group's pick is returned at once, however later sockets would score."""
         result, badness = None, 0 if d.family == socket.AF_INET else -1
-        for sk in self.table.chain(d.dport):
+        for sk in slot:  # the hash2 slot's sockets of this port (others never match)
             score = compute_score(sk, d, daddr)
             if score <= badness:
                 continue

@@ -64,3 +64,10 @@ def test_a_quoted_tcp_segment_is_no_datagrams_answer():
     tcp_quote = bytearray(bytes(IP(src="10.0.0.1", dst="198.18.0.1") / ICMP(type=3, code=3) / IPerror(syn)))
     tcp_quote[28 + 9] = 6  # the quoted header says TCP
     assert port_unreachable_key(bytes(tcp_quote)) is None
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=str)
+def test_the_scapy_baseline_builds_the_same_datagram(flow):
+    from harness.scapy_injector import scapy_datagram
+
+    assert scapy_datagram(flow) == udp_bytes(flow)
