@@ -189,7 +189,8 @@ def port_blocked(table: UdpTable, sk: Sock, port: int) -> bool:
 
 
 class FreeRange(PortSet):
-    """The ports of [lo, hi] but `holes` (sorted): what the port-0 search may return."""
+    """The ports of [lo, hi] but `holes` (sorted): what the port-0 search may return (never
+    empty: search_candidates gives no set when no port is free)."""
 
     def __init__(self, lo: int, hi: int, holes: list[int]):
         self.lo, self.hi, self.holes = lo, hi, holes
@@ -207,10 +208,7 @@ class FreeRange(PortSet):
         return (p for p in range(self.lo, self.hi + 1) if p in self)
 
     def __getitem__(self, k):  # type: ignore[override]
-        if isinstance(k, slice):
-            return tuple(self)[k]
-        if k < 0:
-            k += len(self)
+        """The k-th free port, 0 <= k < len (what random.choice asks for)."""
         if not 0 <= k < len(self):
             raise IndexError(k)
         # the k-th free port: the smallest p with p - lo - holes(<= p) == k
@@ -233,8 +231,6 @@ class FreeRange(PortSet):
                 if len(runs) < RUNS_SHOWN:
                     runs.append(str(start) if h - 1 == start else f"{start}-{h - 1}")
             start = h + 1
-        if not runs:
-            return "none"
         more = f", ... ({total - RUNS_SHOWN} more runs)" if total > RUNS_SHOWN else ""
         return ", ".join(runs) + more
 

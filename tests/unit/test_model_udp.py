@@ -147,6 +147,8 @@ def test_free_range_is_the_ports_but_its_holes():
         want = [p for p in range(lo, hi + 1) if p not in holes]
         assert len(free) == len(want) and list(free) == want
         assert [free[i] for i in range(len(want))] == want
+        with pytest.raises(IndexError):
+            free[len(want)]
         assert all((p in free) == (p in want) for p in range(lo - 1, hi + 2))
     assert FreeRange(40000, 40009, [40003, 40004]).runs() == "40000-40002, 40005-40009"
 
