@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import NamedTuple
 
 from harness.inject import Flow, _fold, _ip_header, _word_sum, payload_bytes
 
@@ -18,14 +19,25 @@ _UDP = struct.Struct("!HHHH")  # sport dport length checksum
 _PORTS = struct.Struct("!HH")
 
 
-def datagram_key(flow: Flow) -> bytes:
+class Datagram(NamedTuple):
+    """A virtual client's datagram (the fields of a Flow: the injector writes either), as a dgram
+    step travels to the worker."""
+
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    payload: int = 0
+
+
+def datagram_key(flow: Flow | Datagram) -> bytes:
     """Client address, server address, client port, server port: what port_unreachable_key reads."""
     family = socket.AF_INET6 if ":" in flow.src else socket.AF_INET
     return (socket.inet_pton(family, flow.src) + socket.inet_pton(family, flow.dst)
             + _PORTS.pack(flow.sport, flow.dport))
 
 
-def udp_bytes(flow: Flow) -> bytes:
+def udp_bytes(flow: Flow | Datagram) -> bytes:
     """The datagram: IPv4 (DF) or IPv6 header, UDP header with its checksum over the
     pseudo-header (RFC 768; RFC 8200 §8.1), payload_bytes(flow) as data."""
     family = socket.AF_INET6 if ":" in flow.src else socket.AF_INET

@@ -37,7 +37,7 @@ from harness.inject import (
     TunInjector,
     pin_to_cpu,
 )
-from harness.inject_udp import datagram_key, port_unreachable_key
+from harness.inject_udp import Datagram, datagram_key, port_unreachable_key
 from harness.scenario import Scenario
 from harness.steps import Executor, Step
 from model.cbpf import Program
@@ -202,6 +202,14 @@ def flow_of(step: verbs.FlowStep) -> Flow:
     return Flow(step.src.text, step.src.port, step.dst.text, step.dst.port, step.payload)
 
 
+def wire_of(step: verbs.FlowStep) -> Flow | Datagram:
+    """A batched step as it travels to the worker: a SYN's Flow, a datagram's Datagram (tuples
+    that pickle in a fraction of a step's time; the worker tells the batches apart by type)."""
+    if isinstance(step, verbs.DgramStep):
+        return Datagram(step.src.text, step.src.port, step.dst.text, step.dst.port, step.payload)
+    return flow_of(step)
+
+
 def attach_cbpf(s: socket.socket, prog: Program) -> None:
     """setsockopt(SO_ATTACH_REUSEPORT_CBPF) with a struct sock_fprog pointing at the filter."""
     code = prog.filter_bytes()
@@ -221,18 +229,19 @@ def peer_key(host: str, port: int) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Job:
-    """A scenario as the worker needs it: steps of a batched verb (syn) travel as injector
-    Flows (cheap to pickle, ready to inject), everything else as the step itself."""
+    """A scenario as the worker needs it: steps of a batched verb travel as injector tuples
+    (wire_of: Flows of SYNs, Datagrams; cheap to pickle, ready to inject), everything else
+    as the step itself."""
 
     sysctls: tuple[tuple[str, str], ...]
     cpu: int
-    steps: tuple[Step | Flow, ...]
+    steps: tuple[Step | Flow | Datagram, ...]
     injects: bool = True  # has injected steps: listeners get SO_LINGER {1, 0} for the sweep
     hash_flows: tuple[Flow, ...] = ()  # IPv6 flows whose reuseport hash to read after the steps
 
     @classmethod
     def of(cls, scenario: Scenario) -> Job:
-        steps = tuple(flow_of(s) if s.VERB.batched else s for s in scenario.steps)
+        steps = tuple(wire_of(s) if s.VERB.batched else s for s in scenario.steps)
         injects = any(s.VERB.injected for s in scenario.steps)
         # the values the model read, as text the kernel's handlers read the same way
         sysctls = tuple((key, proc_text(key, value)) for key, value in scenario.sysctls)
@@ -240,7 +249,7 @@ class Job:
         if scenario.hashes_matter:  # inet6_ehashfn is not computable: read it (hashprobe)
             hash_flows = tuple(dict.fromkeys(
                 flow_of(s) for s in scenario.steps
-                if isinstance(s, verbs.FlowStep) and s.dst.family == socket.AF_INET6))
+                if isinstance(s, verbs.FlowStep) and s.VERB.picks_listener and s.dst.family == socket.AF_INET6))
         return cls(sysctls, scenario.cpu, steps, injects, hash_flows)
 
 
@@ -283,11 +292,12 @@ class KernelExecutor(Executor):
                         self.do_syn(steps[i:j])
                         i = j
                         continue
-                    if isinstance(steps[i], verbs.DgramStep):  # so is a run of datagrams
+                    if isinstance(steps[i], Datagram):  # so is a run of datagrams
                         j, seen = i, set()
-                        while (j < len(steps) and isinstance(steps[j], verbs.DgramStep)
-                               and (key := (steps[j].src, steps[j].dst)) not in seen
-                               and len(seen) < DGRAM_BATCH):
+                        while (j < len(steps) and isinstance(steps[j], Datagram)
+                               and (key := (steps[j].src, steps[j].sport)) not in seen
+                               and len(seen) < DGRAM_BATCH):  # a client once per batch: its
+                            # datagram's receiver is found by its address and port
                             seen.add(key)
                             j += 1
                         self.outcomes.extend(self.dgrams(steps[i:j]))
@@ -412,14 +422,13 @@ class KernelExecutor(Executor):
         return found
 
     def do_dgram(self, step: verbs.DgramStep) -> Outcome:
-        return self.dgrams([step])[0]
+        return self.dgrams([wire_of(step)])[0]  # type: ignore[list-item]
 
-    def dgrams(self, steps: Sequence[verbs.DgramStep]) -> list[Outcome]:
+    def dgrams(self, flows: Sequence[Datagram]) -> list[Outcome]:
         """Consecutive datagrams of distinct tuples, written in one exchange (a datagram changes
         no socket, so none decides another's receiver); each one's receiver is found by reading
         every UDP socket of the scenario once (the kernel queued them before write() returned),
         else ICMP if a port unreachable came back, else DROP."""
-        flows = [flow_of(st) for st in steps]
         build = self.injector.datagram_bytes
         sent = self.injector.exchange([(f, datagram_key(f), build(f)) for f in flows], port_unreachable_key)
         got = self._receivers()

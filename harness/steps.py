@@ -60,7 +60,8 @@ class Verb:
     keeps_queues: bool = False
     injected: bool = False  # a connection from a virtual client through a TUN device
     local_connection: bool = False  # a connection made inside the namespace
-    batched: bool = False  # consecutive ones go to the kernel backend as one injector batch
+    # consecutive ones go to the kernel backend as one injector batch (kernel_backend.wire_of)
+    batched: bool = False
     picks_listener: bool = False  # a listener lookup that may pick a reuseport member by hash
     picks_receiver: bool = False  # a UDP receive lookup that may pick one by udp_ehashfn
     leaves_requests: bool = False  # may leave request sockets for their timers
@@ -402,7 +403,7 @@ class SynStep(FlowStep, verb=Verb(
 @dataclass(frozen=True)
 class DgramStep(FlowStep, verb=Verb(
         "dgram", _flow_form("dgram"), Expect.RECEIVER, 1, ("payload",), keeps_queues=True,
-        picks_receiver=True)):
+        batched=True, picks_receiver=True)):
     """A UDP datagram from a virtual client; the outcome is the socket that received it, ICMP
     (a port unreachable came back) or DROP (neither). `payload` bytes as a SYN carries them."""
 

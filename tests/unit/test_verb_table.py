@@ -37,7 +37,7 @@ def test_declarations_are_what_the_backends_act_on():
     keeps = {v for v, t in STEP_TYPES.items() if t.VERB.keeps_queues}
     assert keeps == {"syn", "syn_only", "ack", "accept", "queue", "inuse", "tw", "dgram"}
     assert {v for v, t in STEP_TYPES.items() if t.VERB.injected} == {"syn", "syn_only", "ack"}
-    assert {v for v, t in STEP_TYPES.items() if t.VERB.batched} == {"syn"}
+    assert {v for v, t in STEP_TYPES.items() if t.VERB.batched} == {"syn", "dgram"}
     assert {v for v, t in STEP_TYPES.items() if t.VERB.names} == {"socket", "accept", "sockarray"}
 
 
