@@ -1,5 +1,5 @@
-"""A namespace's reuseport hash secret: the probe that observes SYN -> socks[] picks in its
-worker (probe_reuseport), and their search for the secret.
+"""A namespace's reuseport hash secrets: the probes that observe SYN and datagram -> socks[]
+picks in its worker (probe_reuseport, probe_udp_reuseport), and their search for the secret.
 
 The kernel picks socks[reciprocal_scale(inet_ehashfn(...), num_socks)]; the only unknown is the
 32-bit secret (inet_ehash_secret + net_hash_mix(net)), so every candidate is tried. The numba
@@ -322,6 +322,37 @@ def probe_flows(count: int, port: int = PROBE_PORT) -> list[Flow]:
                  PROBE_ADDR, port) for i in range(count)]
 
 
+@contextlib.contextmanager
+def _probe_group(tun_fds: dict[str, int], kind: int, port: int):
+    """PROBE_GROUP SO_REUSEPORT sockets of `kind` on PROBE_ADDR:port (listening, for TCP) and
+    an injector, on CPU 0; all closed and drained afterwards."""
+    members: list[socket.socket] = []
+    injector = TunInjector(tun_fds)
+    try:
+        for _ in range(PROBE_GROUP):
+            s = socket.socket(socket.AF_INET, kind)
+            members.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind((PROBE_ADDR, port))
+            if kind == socket.SOCK_STREAM:
+                s.listen(64)
+        pin_to_cpu(0)
+        yield members, injector
+    finally:
+        for s in members:
+            s.close()
+        injector.drain()
+        injector.close()
+
+
+def _observations(flows: list[Flow], index_of: dict[tuple[str, int], int]) -> list[Observation]:
+    missing = [f for f in flows if (f.src, f.sport) not in index_of]
+    if missing:
+        raise RuntimeError(f"calibration flows that reached no member: {missing}")
+    return [Observation(f.src, f.sport, f.dst, f.dport, PROBE_GROUP, index_of[(f.src, f.sport)])
+            for f in flows]
+
+
 def probe_udp_reuseport(tun_fds: dict[str, int], count: int = 8) -> list[Observation]:
     """Which of 256 SO_REUSEPORT UDP sockets (socks[] = bind order: udp_reuseport_add_sock
     appends) each of `count` datagrams reached: the observations that pin the namespace's
@@ -329,15 +360,7 @@ def probe_udp_reuseport(tun_fds: dict[str, int], count: int = 8) -> list[Observa
     every kernel, net/ipv4/udp.c:udp_ehashfn)."""
     from harness.inject_udp import datagram_key, port_unreachable_key, udp_bytes
 
-    members = []
-    injector = TunInjector(tun_fds)
-    try:
-        for _ in range(PROBE_GROUP):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            s.bind((PROBE_ADDR, UDP_PROBE_PORT))
-            members.append(s)
-        pin_to_cpu(0)
+    with _probe_group(tun_fds, socket.SOCK_DGRAM, UDP_PROBE_PORT) as (members, injector):
         flows = probe_flows(count, UDP_PROBE_PORT)
         injector.exchange([(f, datagram_key(f), udp_bytes(f)) for f in flows], port_unreachable_key)
         index_of = {}
@@ -346,31 +369,13 @@ def probe_udp_reuseport(tun_fds: dict[str, int], count: int = 8) -> list[Observa
                 while True:
                     _, addr = s.recvfrom(64, socket.MSG_DONTWAIT)
                     index_of[peer_key(*addr[:2])] = i
-        missing = [f for f in flows if (f.src, f.sport) not in index_of]
-        if missing:
-            raise RuntimeError(f"calibration datagrams not received: {missing}")
-        return [Observation(f.src, f.sport, f.dst, f.dport, PROBE_GROUP, index_of[(f.src, f.sport)])
-                for f in flows]
-    finally:
-        for s in members:
-            s.close()
-        injector.drain()
-        injector.close()
+        return _observations(flows, index_of)
 
 
 def probe_reuseport(tun_fds: dict[str, int], count: int = 8) -> list[Observation]:
     """Which of 256 SO_REUSEPORT listeners (socks[] = listen order) each of `count` SYNs
     reached: the observations that pin the namespace's inet_ehashfn secret."""
-    listeners = []
-    injector = TunInjector(tun_fds)
-    try:
-        for _ in range(PROBE_GROUP):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            s.bind((PROBE_ADDR, PROBE_PORT))
-            s.listen(64)
-            listeners.append(s)
-        pin_to_cpu(0)
+    with _probe_group(tun_fds, socket.SOCK_STREAM, PROBE_PORT) as (listeners, injector):
         flows = probe_flows(count)
         results = injector.handshake(flows)
         if any(r.kind != SYNACK_ACKED for r in results):
@@ -384,10 +389,4 @@ def probe_reuseport(tun_fds: dict[str, int], count: int = 8) -> list[Observation
                     index_of[peer_key(*addr[:2])] = i
                     child.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
                     child.close()
-        return [Observation(f.src, f.sport, f.dst, f.dport, PROBE_GROUP, index_of[(f.src, f.sport)])
-                for f in flows]
-    finally:
-        for s in listeners:
-            s.close()
-        injector.drain()
-        injector.close()
+        return _observations(flows, index_of)

@@ -35,6 +35,18 @@ TARGETS = {"AF_INET": ("10.0.0.1", "10.0.0.2"), "AF_INET6": ("[fd00::1]", "[fd00
 TARGET_PORTS = (8080, 8081)
 
 
+def new_socket(seq: Sequence | DatagramSequence, prefix: str, kind: str, uid_share: float) -> None:
+    """A generator's next socket: a name, a family, a uid at times (the same draws for every
+    generator, so a seed's sequences do not change with this helper)."""
+    r = seq.rng
+    name = f"{prefix}{seq.made}"
+    seq.made += 1
+    fam = r.choice(("AF_INET", "AF_INET6"))
+    uid = ", uid=1000" if r.random() < uid_share else ""
+    seq.lines.append(f"{name} = socket({fam}, {kind}{uid})")
+    seq.families[name] = fam
+
+
 class Sequence:
     """Builds one random scenario: the sockets that exist and what each may do next."""
 
@@ -70,12 +82,7 @@ class Sequence:
     def one(self) -> None:
         r = self.rng
         if not self.families or (len(self.families) < self.max_socks and r.random() < 0.3):
-            name = f"s{self.made}"
-            self.made += 1
-            fam = r.choice(("AF_INET", "AF_INET6"))
-            uid = ", uid=1000" if r.random() < 0.25 else ""
-            self.lines.append(f"{name} = socket({fam}, SOCK_STREAM{uid})")
-            self.families[name] = fam
+            new_socket(self, "s", "SOCK_STREAM", 0.25)
             return
         name = r.choice(sorted(self.families))
         fam = self.families[name]
@@ -298,12 +305,7 @@ class DatagramSequence:
     def one(self) -> None:
         r = self.rng
         if not self.families or (len(self.families) < self.max_socks and r.random() < 0.3):
-            name = f"u{self.made}"
-            self.made += 1
-            fam = r.choice(("AF_INET", "AF_INET6"))
-            uid = ", uid=1000" if r.random() < 0.2 else ""
-            self.lines.append(f"{name} = socket({fam}, SOCK_DGRAM{uid})")
-            self.families[name] = fam
+            new_socket(self, "u", "SOCK_DGRAM", 0.2)
             return
         name = r.choice(sorted(self.families))
         fam = self.families[name]

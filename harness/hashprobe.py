@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from harness import bpf
 from harness.inject import Flow, TunInjector
+from harness.inject_udp import datagram_key, port_unreachable_key, udp_bytes
 from model.jhash import port_word
 
 _MARK = 1 << 32  # set beside the hash by the program: a slot the program wrote this round
@@ -83,9 +84,11 @@ class HashRecorder:
         except OSError as e:  # no bpf(), or no SK_REUSEPORT programs on this kernel
             self.problem = f"the hash recorder could not be loaded: {e}"
 
-    def measure(self, injector: TunInjector, flows: Sequence[Flow]) -> dict[HashKey, int]:
+    def measure(self, injector: TunInjector, flows: Sequence[Flow], udp: bool = False) -> dict[HashKey, int]:
         """The hash each flow meets on a wildcard and on an exact-address listener of its
-        family and port (flows whose port cannot be bound again are left out)."""
+        family and port (flows whose port cannot be bound again are left out); with `udp`,
+        the hash each datagram meets in a UDP group (udp6_ehashfn: md->data is the UDP
+        header, whose source port is where TCP's is)."""
         out: dict[HashKey, int] = {}
         if self.problem:
             return out
@@ -94,25 +97,26 @@ class HashRecorder:
             family = socket.AF_INET6 if ":" in f.dst else socket.AF_INET
             by_port.setdefault((family, f.dport), []).append(f)
         for (family, port), group in by_port.items():
-            self._phase(injector, family, port, [WILDCARD[family]], group, out, exact=False)
+            self._phase(injector, family, port, [WILDCARD[family]], group, out, False, udp)
             dsts = sorted({ipaddress.ip_address(f.dst) for f in group})
-            self._phase(injector, family, port, dsts, group, out, exact=True)
+            self._phase(injector, family, port, dsts, group, out, True, udp)
         injector.drain()
         return out
 
     def _phase(self, injector: TunInjector, family: int, port: int, addrs: list,
-               flows: list[Flow], out: dict[HashKey, int], exact: bool) -> None:
+               flows: list[Flow], out: dict[HashKey, int], exact: bool, udp: bool) -> None:
         socks = []
         try:
             for addr in addrs:
-                s = socket.socket(family, socket.SOCK_STREAM)
+                s = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
                 socks.append(s)
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 try:
                     s.bind((str(addr), port))
                 except OSError:
                     continue  # taken still (a TIME_WAIT 5.10 cannot destroy): not measured
-                s.listen(1)
+                if not udp:
+                    s.listen(1)
                 s.setsockopt(socket.SOL_SOCKET, bpf.SO_ATTACH_REUSEPORT_EBPF, self.prog_fd)
             for batch in _batches(flows):
                 keys = [_sport_key(f.sport) for f in batch]
@@ -121,7 +125,11 @@ class HashRecorder:
                 # The program runs in the lookup, before the RST is sent: with every RST read, every
                 # hash is in the map. The kernel answers inside write() unless softirqs are
                 # deferred (ksoftirqd, as under a loaded emulated guest): then the wait is needed
-                injector.syn_only(batch, wait=REPLY_WAIT)
+                if udp:  # SK_DROP: no socket, so a port unreachable answers each
+                    injector.exchange([(f, datagram_key(f), udp_bytes(f)) for f in batch],
+                                      port_unreachable_key, wait=REPLY_WAIT)
+                else:
+                    injector.syn_only(batch, wait=REPLY_WAIT)
                 for f, k in zip(batch, keys, strict=True):
                     raw = bpf.map_lookup(self.map_fd, k, 8)
                     value = int.from_bytes(raw, "little") if raw else 0

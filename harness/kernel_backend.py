@@ -238,6 +238,7 @@ class Job:
     steps: tuple[Step | Flow | Datagram, ...]
     injects: bool = True  # has injected steps: listeners get SO_LINGER {1, 0} for the sweep
     hash_flows: tuple[Flow, ...] = ()  # IPv6 flows whose reuseport hash to read after the steps
+    udp_hash_flows: tuple[Flow, ...] = ()  # IPv6 datagrams whose udp6_ehashfn to read likewise
 
     @classmethod
     def of(cls, scenario: Scenario) -> Job:
@@ -250,7 +251,12 @@ class Job:
             hash_flows = tuple(dict.fromkeys(
                 flow_of(s) for s in scenario.steps
                 if isinstance(s, verbs.FlowStep) and s.VERB.picks_listener and s.dst.family == socket.AF_INET6))
-        return cls(sysctls, scenario.cpu, steps, injects, hash_flows)
+        udp_hash_flows: tuple[Flow, ...] = ()
+        if scenario.udp_hashes6_matter:  # udp6_ehashfn is not computable either
+            udp_hash_flows = tuple(dict.fromkeys(
+                flow_of(s) for s in scenario.steps
+                if isinstance(s, verbs.FlowStep) and s.VERB.picks_receiver and s.dst.family == socket.AF_INET6))
+        return cls(sysctls, scenario.cpu, steps, injects, hash_flows, udp_hash_flows)
 
 
 class KernelExecutor(Executor):
@@ -272,6 +278,7 @@ class KernelExecutor(Executor):
         self.maps: dict[str, int] = {}  # sockarray() fds by name
         self.progs: dict[tuple[str, int], int] = {}  # loaded eBPF programs by (shape, map fd)
         self.hashes6: dict[HashKey, int] = {}  # the last job's, read after its steps
+        self.udp_hashes6: dict[HashKey, int] = {}  # and its datagrams' udp6_ehashfn
         self.hashes6_problem = ""  # why the reader cannot read them here ("" when it can)
 
     def run(self, job: Job) -> list[Outcome]:
@@ -321,15 +328,17 @@ class KernelExecutor(Executor):
         finally:
             self.close_all()
             self.hashes6 = self.read_hashes(job.hash_flows) if job.hash_flows else {}
+            self.udp_hashes6 = self.read_hashes(job.udp_hash_flows, udp=True) if job.udp_hash_flows else {}
 
-    def read_hashes(self, flows: Sequence[Flow]) -> dict[HashKey, int]:
-        """The kernel's reuseport hash of each flow, once the scenario's sockets are gone
-        (harness/hashprobe.py); those it could not read are left out."""
+    def read_hashes(self, flows: Sequence[Flow], udp: bool = False) -> dict[HashKey, int]:
+        """The kernel's reuseport hash of each flow (a SYN's, or with `udp` a datagram's), once
+        the scenario's sockets are gone (harness/hashprobe.py); those it could not read are
+        left out."""
         if self._recorder is None:
             self._recorder = HashRecorder()
             self.hashes6_problem = self._recorder.problem
         try:
-            return self._recorder.measure(self.injector, flows)
+            return self._recorder.measure(self.injector, flows, udp)
         except (OSError, RepliesLost) as e:  # the picks stay checked by property; the outcomes stand
             self.hashes6_problem = f"reading the kernel's hashes failed: {e}"
             self.injector.drain()

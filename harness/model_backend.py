@@ -53,18 +53,21 @@ class ModelExecutor(Executor):
 
     hash_secret: the namespace's calibrated inet_ehashfn secret, or None (picks by hash are
     then predicted as 'one of the group'); hashes6: the kernel's inet6_ehashfn of the
-    scenario's IPv6 tuples (model.lookup.Hashes6), likewise; udp_secret: udp_ehashfn's."""
+    scenario's IPv6 tuples (model.lookup.Hashes6), likewise; udp_secret and udp_hashes6: the
+    same for udp_ehashfn and udp6_ehashfn."""
 
     def __init__(self, profile: Profile, seed: int = 0, hash_secret: int | None = None,
-                 hashes6: Hashes6 | None = None, udp_secret: int | None = None):
+                 hashes6: Hashes6 | None = None, udp_secret: int | None = None,
+                 udp_hashes6: Hashes6 | None = None):
         self.profile, self.seed, self.hash_secret = profile, seed, hash_secret
         self.hashes6: Hashes6 = hashes6 or {}
         self.udp_secret = udp_secret
+        self.udp_hashes6: Hashes6 = udp_hashes6 or {}
 
     def run(self, scenario: Scenario, choices: list[int | str | None] | None = None) -> list[Outcome]:
         self.kernel = Kernel(self.profile, host_of(), sysctls_of(scenario), seed=self.seed,
                              hash_secret=self.hash_secret, hashes6=self.hashes6, cpu=scenario.cpu,
-                             udp_secret=self.udp_secret)
+                             udp_secret=self.udp_secret, udp_hashes6=self.udp_hashes6)
         self.fds: dict[str, int] = {}
         self.cpu = scenario.cpu
         self.injects = any(s.VERB.injected for s in scenario.steps)  # as Job.of decides it

@@ -148,12 +148,12 @@ class Runner:
             assert self.pool is not None
             kernel = self.pool.collect(scenario)
             replaced = self.pool.generation != generation  # after this one: it was not clean
-            hashes6 = self.pool.last_hashes6
-            if model is not None and (replaced or hashes6 or any(o.one_of or o.candidates for o in model)):
+            hashes6, udp6 = self.pool.last_hashes6, self.pool.last_udp_hashes6
+            if model is not None and (replaced or hashes6 or udp6 or any(o.one_of or o.candidates for o in model)):
                 # follow the kernel's random picks, with the kernel's inet6_ehashfn of the
                 # scenario's IPv6 tuples
                 choices = [o.choice for o in kernel]
-                model = ModelExecutor(self.profile, self.seed, secret, hashes6, udp).run(scenario, choices)
+                model = ModelExecutor(self.profile, self.seed, secret, hashes6, udp, udp6).run(scenario, choices)
         result = compare(scenario, model, kernel, self.spec)
         if kernel is not None and not result.agreed and self.pool.last_unsettled:
             result.timing = True

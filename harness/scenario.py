@@ -93,7 +93,16 @@ class Scenario:
         """Does udp_ehashfn decide anything here: an IPv4 datagram, and a socket with
         SO_REUSEPORT (a UDP group's pick; net/ipv4/udp.c:udp4_lib_lookup2)? Its own
         calibration only then."""
-        return (any(s.VERB.picks_receiver and isinstance(s, FlowStep) and s.dst.family == socket.AF_INET
+        return self._udp_hash_decides(socket.AF_INET)
+
+    @property
+    def udp_hashes6_matter(self) -> bool:
+        """Does udp6_ehashfn decide anything (an IPv6 datagram, a socket with SO_REUSEPORT)?
+        Its values are read from the kernel after the steps then."""
+        return self._udp_hash_decides(socket.AF_INET6)
+
+    def _udp_hash_decides(self, family: int) -> bool:
+        return (any(s.VERB.picks_receiver and isinstance(s, FlowStep) and s.dst.family == family
                     for s in self.steps)
                 and any(isinstance(s, SetsockoptStep) and s.option is SockOpt.SO_REUSEPORT
                         for s in self.steps))

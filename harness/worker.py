@@ -92,6 +92,7 @@ class WorkerReply:
     retransmits: int = 0  # SYN-ACKs the request timer sent again during the steps
     hashes6: dict | None = None  # the kernel's inet6_ehashfn of the job's IPv6 flows (hashprobe)
     hashes6_problem: str = ""  # why they could not be read (the picks are then checked by property)
+    udp_hashes6: dict | None = None  # the kernel's udp6_ehashfn of the job's IPv6 datagrams
 
 
 def _injector_class(kind: str) -> type:
@@ -162,7 +163,8 @@ def _serve(name: str, conn: Connection, injector: str) -> None:
             dirt += "" if udp == (0, 0) else f" UDP, UDP6 inuse {udp} after reset"
             dirt += f" sysctls not restored: {left}" if left else ""
             conn.send(("done", WorkerReply(outcomes, not dirt, dirt, busy, executor.unsettled, rtx,
-                                           executor.hashes6, executor.hashes6_problem)))
+                                           executor.hashes6, executor.hashes6_problem,
+                                           executor.udp_hashes6)))
         except BaseException:
             conn.send(("error", traceback.format_exc()))
             return
@@ -305,6 +307,7 @@ class Pool:
         self.last_unsettled = False  # and whether an orphan outlived its close step
         self.last_retransmits = 0  # and how many SYN-ACKs its request timers sent again
         self.last_hashes6: dict = {}  # and the kernel's inet6_ehashfn of its IPv6 flows
+        self.last_udp_hashes6: dict = {}  # and udp6_ehashfn of its IPv6 datagrams
         self.hashes6_problem = ""  # why a worker could not read them, if one could not
         self.generation = 0  # bumped with every new namespace (its own hash secret)
         self.inflight: collections.deque[Scenario] = collections.deque()
@@ -373,6 +376,7 @@ class Pool:
         self.last_unsettled = reply.unsettled
         self.last_retransmits = reply.retransmits
         self.last_hashes6 = reply.hashes6 or {}
+        self.last_udp_hashes6 = reply.udp_hashes6 or {}
         self.hashes6_problem = self.hashes6_problem or reply.hashes6_problem  # the first, said once
         if not reply.clean:
             behind = list(self.inflight)

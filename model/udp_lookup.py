@@ -16,7 +16,7 @@ import socket
 
 from model.jhash import ipv4_word_of
 from model.listen import ListenTables
-from model.lookup import Choice, Lookup, Syn, inet_bound_dev_eq
+from model.lookup import Choice, Hashes6, Lookup, Syn, inet_bound_dev_eq
 from model.sock import Sock
 from model.udp import NULL_SLOT, UdpTable
 
@@ -55,11 +55,13 @@ class UdpLookup:
     as for TCP (model.lookup.Lookup's), with udp_ehashfn: the pre-6.15 __inet_ehashfn form on
     every kernel, keyed by udp_ehash_secret + net_hash_mix (`secret`, calibrated by the harness
     for IPv4; None: a pick by hash is 'one of the group'). udp6_ehashfn mixes a second secret
-    into the source address: IPv6 picks are 'one of the group'."""
+    into the source address: `hashes6` holds what the kernel computed for the IPv6 tuples it
+    read (harness/hashprobe.py); a tuple not in it is 'one of the group'."""
 
-    def __init__(self, table: UdpTable, secret: int | None = None, incoming_cpu: bool = True):
+    def __init__(self, table: UdpTable, secret: int | None = None, incoming_cpu: bool = True,
+                 hashes6: Hashes6 | None = None):
         self.table = table
-        self.picker = Lookup(ListenTables(), secret, False, incoming_cpu,
+        self.picker = Lookup(ListenTables(), secret, False, incoming_cpu, hashes6,
                              names=("udp_ehashfn", "udp6_ehashfn"))
 
     def receiver(self, d: Datagram) -> Choice:

@@ -39,6 +39,7 @@ class KernelState:
     seed: int = 0
     hash_secret: int | None = None
     udp_secret: int | None = None  # udp_ehash_secret + net_hash_mix (calibrated), or None
+    udp_hashes6: Hashes6 = field(default_factory=dict)  # udp6_ehashfn as the kernel computed it
     hashes6: Hashes6 = field(default_factory=dict)
     cpu: int = 0  # the CPU the harness runs system calls on (loopback SYNs arrive there)
     socks: list[Sock] = field(default_factory=list)
@@ -52,7 +53,8 @@ class KernelState:
         self._rng = random.Random(self.seed)
         self.lookup = Lookup(self.listens, self.hash_secret, self.profile.ehash_lport_outside,
                              self.profile.reuseport_incoming_cpu, self.hashes6)
-        self.udp_lookup = UdpLookup(self.udp, self.udp_secret, self.profile.reuseport_incoming_cpu)
+        self.udp_lookup = UdpLookup(self.udp, self.udp_secret, self.profile.reuseport_incoming_cpu,
+                                    self.udp_hashes6)
         self._seen: dict[tuple, Sock] = {}  # tuple -> socket, where the pick was not predicted
         # ehash: connected, child and TIME_WAIT sockets by their 4-tuple (inet_match)
         self.ehash: dict[ConnKey, Sock] = EHash(self.binds.touch)
