@@ -273,8 +273,10 @@ CBPF = ("payload%2", "payload%3", "payload%4", "0", "1", "cpu")
 
 class DatagramSequence:
     """A random scenario of UDP sockets of both families: reuse flags, v6-only, devices,
-    SO_INCOMING_CPU, binds (port 0 too, in a small range at times), cBPF programs, closes, and
-    datagrams of both families through both TUNs, with the inuse counters."""
+    SO_INCOMING_CPU, binds (port 0 too, in a small range at times), cBPF programs, connect()
+    of IPv4 sockets to clients, closes, and datagrams of both families through both TUNs
+    (from a small pool of client ports, so some are a connected socket's), with the inuse
+    counters."""
 
     def __init__(self, rng: random.Random, steps: int):
         self.rng, self.steps = rng, steps
@@ -282,6 +284,7 @@ class DatagramSequence:
         self.families: dict[str, str] = {}
         self.made = self.sent = 0
         self.max_socks = rng.choice((2, 3, 5, 8))
+        self.unroutable: set[str] = set()  # bound to a device or a loopback address: no connect()
 
     def text(self) -> str:
         r = self.rng
@@ -299,7 +302,8 @@ class DatagramSequence:
         fam = r.choice(("AF_INET", "AF_INET6"))
         client, server = r.choice((UDP_TARGETS, UDP_TARGETS_TUN1))[fam]
         self.sent += 1
-        return (f"dgram({client.format(n=r.randrange(1, 200))}:{40000 + self.sent} > "
+        port = 40000 + self.sent if r.random() < 0.7 else 40001 + r.randrange(4)
+        return (f"dgram({client.format(n=r.randrange(1, 200))}:{port} > "
                 f"{server}:{r.choice(UDP_PORTS[:3])}, payload=4)")
 
     def one(self) -> None:
@@ -315,7 +319,10 @@ class DatagramSequence:
         elif what < 0.29 and fam == "AF_INET6":
             self.lines.append(f"setsockopt({name}, IPV6_V6ONLY, {r.choice((0, 1))})")
         elif what < 0.32:
-            self.lines.append(f"setsockopt({name}, SO_BINDTODEVICE, {r.choice(('tun0', 'tun1', 'none'))})")
+            dev = r.choice(('tun0', 'tun1', 'none'))
+            self.lines.append(f"setsockopt({name}, SO_BINDTODEVICE, {dev})")
+            if dev != "none":
+                self.unroutable.add(name)
         elif what < 0.35:
             self.lines.append(f"setsockopt({name}, SO_INCOMING_CPU, {r.choice((0, 1, -1))})")
         elif what < 0.38:
@@ -323,6 +330,12 @@ class DatagramSequence:
         elif what < 0.60:
             addr = r.choice(V4) if fam == "AF_INET" else f"[{r.choice(V6)}]"
             self.lines.append(f"bind({name}, {addr}:{r.choice(UDP_PORTS)})")
+            if "127.0.0.1" in addr or addr == "[::1]":
+                self.unroutable.add(name)
+        elif what < 0.66 and fam == "AF_INET" and name not in self.unroutable:
+            # to a client that the datagrams below come from at times
+            client, _ = r.choice((UDP_TARGETS, UDP_TARGETS_TUN1))["AF_INET"]
+            self.lines.append(f"connect({name}, {client.format(n=r.randrange(1, 200))}:{40001 + r.randrange(4)})")
         elif what < 0.85:
             self.lines.append(self.dgram())
         elif what < 0.93:

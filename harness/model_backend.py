@@ -21,7 +21,8 @@ from netns.topology import STANDARD, Topology
 def host_of(topology: Topology = STANDARD) -> Host:
     """The model's view of the namespace: devices in creation order (ifindex 1, 2, …)."""
     return Host(tuple(
-        Device(d.name, i, tuple(ipaddress.ip_interface(a) for a in d.addresses), loopback=d.name == "lo")
+        Device(d.name, i, tuple(ipaddress.ip_interface(a) for a in d.addresses), loopback=d.name == "lo",
+               routes=tuple(ipaddress.ip_network(r) for r in d.routes))
         for i, d in enumerate(topology.devices, start=1)
     ))
 

@@ -123,6 +123,8 @@ class Parser:
         self.open: set[str] = set()
         self.families: dict[str, int] = {}
         self.protos: dict[str, Proto] = {}
+        self.udp_connected: set[str] = set()  # UDP sockets a connect() was made on
+        self.udp_shut: set[str] = set()  # UDP sockets a shutdown() was made on
         # what connect() cannot model: a socket bound to a device (routing by device) or to a
         # loopback address (loopback sources and TIME_WAIT reuse on loopback depend on more)
         self.unroutable: dict[str, str] = {}
@@ -415,6 +417,8 @@ class Parser:
         self.open.add(name)
         self.families[name] = family
         self.protos[name] = proto
+        self.udp_connected.discard(name)
+        self.udp_shut.discard(name)
         if fresh:
             self.unroutable.pop(name, None)
             self.mapped_connect.discard(name)

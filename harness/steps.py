@@ -299,7 +299,10 @@ class SockStep(Step):
     @classmethod
     def parse(cls, p: Parser, c: Call) -> Step:
         ref = p.sock_ref(c, c.args[0])
-        cls.track(p, ref)
+        try:
+            cls.track(p, ref)
+        except ValueError:
+            raise c.error(c.args[0].col, f"shutdown() of a connected UDP socket ({ref}) is not modelled") from None
         return cls(c.lineno, c.text, c.expect, ref)
 
     @staticmethod
@@ -429,7 +432,9 @@ class ConnectStep(Step, verb=Verb(
     @classmethod
     def parse(cls, p: Parser, c: Call) -> Step:
         sock, addr = c.args
-        ref = p.tcp_ref(c, sock, "connect()")
+        ref = p.sock_ref(c, sock)
+        if p.protos[ref] is Proto.UDP:
+            return cls._udp(p, c, ref)
         if ref in p.unroutable:
             raise c.error(sock.col, f"connect() of a socket {p.unroutable[ref]} is not modelled "
                           "(its route and source are more than the local table)")
@@ -459,6 +464,31 @@ class ConnectStep(Step, verb=Verb(
             p.connected_ok.add(ref)
         elif ref not in p.connected_ok:  # not stated to succeed: it may have been refused
             p.connected.add(ref)
+        return cls(c.lineno, c.text, c.expect, ref, sa)
+
+
+    @classmethod
+    def _udp(cls, p: Parser, c: Call, ref: str) -> Step:
+        """connect() of a UDP socket: an AF_INET one to a virtual client (its datagrams then
+        reach the socket by score), the one case modelled so far."""
+        sock, addr = c.args
+        if p.families[ref] != socket.AF_INET:
+            raise c.error(sock.col, "connect() of an AF_INET6 UDP socket is not modelled yet")
+        if ref in p.unroutable:
+            raise c.error(sock.col, f"connect() of a UDP socket {p.unroutable[ref]} is not modelled")
+        if ref in p.udp_shut:
+            raise c.error(sock.col, "connect() of a UDP socket after its shutdown() is not modelled "
+                          "(sk_shutdown stays set)")
+        p.udp_connected.add(ref)
+        try:
+            sa = parse_sockaddr(addr.text)
+        except (ValueError, ipaddress.AddressValueError) as e:
+            raise c.error(addr.col, f"expected a client address like 198.18.0.1:4000: {e}") from None
+        if sa.family != socket.AF_INET or STANDARD.client_device(str(sa.host)) is None:
+            raise c.error(addr.col, "connect() of a UDP socket goes to a virtual client "
+                          f"(198.18.0.0/16, 198.19.0.0/16), got {addr.text}")
+        if sa.port == 0:
+            raise c.error(addr.col, "expected a destination port 1-65535")
         return cls(c.lineno, c.text, c.expect, ref, sa)
 
 
@@ -521,6 +551,15 @@ class AckStep(FlowStep, verb=Verb(
 class ShutdownStep(SockStep, verb=Verb("shutdown", "shutdown(a)", Expect.STATUS, 1)):
     """shutdown(NAME): SHUT_RDWR; a listener stops listening and keeps its descriptor (listen()
     again puts it back: reuseport_resurrect with tcp_migrate_req, else a fresh join)."""
+
+    @staticmethod
+    def track(p: Parser, sock: str) -> None:
+        # inet_shutdown sets sk_shutdown on a UDP socket even when it answers ENOTCONN, and
+        # what that does to a connected socket's receiving is not modelled
+        if p.protos[sock] is Proto.UDP:
+            if sock in p.udp_connected:
+                raise ValueError
+            p.udp_shut.add(sock)
 
 
 MAP_ENTRIES_MAX = 1 << 16  # a bound of ours on a scenario's sockarray (the kernel allows more)

@@ -25,6 +25,7 @@ class Device:
     ifindex: int
     addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...] = ()
     loopback: bool = False
+    routes: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # dev routes (no gateway)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,19 @@ class Host:
                 if iface.ip == addr:
                     return next(p.ip for p in v4 if p.network == iface.network)
         return addr
+
+    def route_src(self, addr: ipaddress.IPv4Address) -> ipaddress.IPv4Address | None:
+        """The source an unbound socket's packets to `addr` take: a local address's (see
+        local_route_src), or for a device route, inet_select_addr of the device (its first
+        primary IPv4 address: fib_select_default/FIB_RES_PREFSRC with no prefsrc set); None
+        when no route holds it (ENETUNREACH)."""
+        if self.is_local(addr):
+            return ipaddress.IPv4Address(self.local_route_src(addr))
+        for d in self.devices:
+            if any(isinstance(r, ipaddress.IPv4Network) and addr in r for r in d.routes):
+                v4 = [i.ip for i in d.addresses if isinstance(i, ipaddress.IPv4Interface)]
+                return v4[0] if v4 else None
+        return None
 
     @functools.cached_property
     def _local_cache(self) -> dict:

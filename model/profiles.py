@@ -38,6 +38,11 @@ class Profile:
     # connect()-only again (fastreuse = fastreuseport = -1) (net/ipv4/inet_hashtables.c,
     # "tcp: Update bind bucket state on port release").
     connect_bind_reset: bool = False
+    # A connected UDP socket with a specific local address is hashed by its 4-tuple too and
+    # leaves its reuseport group (udp4_hash4 -> udp_lib_hash4: reuseport_detach_sock); the
+    # receive lookup tries that hash first (udp4_lib_lookup4). 78c91ae2c6de "ipv4/udp: Add
+    # 4-tuple hash for connected socket", v6.13; not in 6.12.117.
+    udp_hash4: bool = False
     # reuseport_select_sock_by_hash: with members on SO_INCOMING_CPU, scan socks[] from the hash
     # index for one on the receiving CPU (b261eda84ec1 "soreuseport: Fix socket selection for
     # SO_INCOMING_CPU.", v6.2-rc1; in Debian's 6.1, not in its 5.10.262). Before,
@@ -92,7 +97,7 @@ class Profile:
 # first in v6.18-rc1 (absent from 6.12.117, present in 7.2.13: sk_is_connect_bind,
 # inet_bind_bucket_destroy).
 LINUX_6_18 = Profile(name="6.18", version=(6, 18), autobind_reuse=True, ehash_lport_outside=True,
-                     connect_bind_reset=True)
+                     connect_bind_reset=True, udp_hash4=True)
 
 # The bhash2 regression windows (model/bind.py BindRules). These profiles differ from 6.18 in
 # the bind rules and in the two fields dated above (ehash_lport_outside 6.15, connect_bind_reset

@@ -23,6 +23,7 @@ class ReuseportGroup:
     incoming_cpu: int = 0
     prog: Program | Attached | None = None  # cBPF or eBPF (SO_ATTACH_REUSEPORT_*)
     synq_overflow: bool = False  # synq_overflow_ts: a member sent a cookie (tcp_synq_overflow)
+    has_conns: bool = False  # reuseport_has_conns_set: a member (UDP) was connect()ed
     _described: str | None = field(default=None, repr=False)  # describe() until socks[] changes
 
     @property

@@ -133,6 +133,7 @@ class Sock:
     bind2_hash: Bind2Bucket | None = field(default=None, repr=False)  # icsk_bind2_hash
     reuseport_cb: ReuseportGroup | None = field(default=None, repr=False)  # sk_reuseport_cb
     fd_closed: bool = False
+    udp_hash4: bool = False  # in the UDP 4-tuple hash (udp_lib_hash4, profile udp_hash4)
 
     @property
     def ipv6_only(self) -> bool:

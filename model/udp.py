@@ -82,6 +82,15 @@ class UdpTable:
         self.inuse[sk.family] -= 1
         return True
 
+    def move_slot(self, sk: Sock, old: tuple[int, object]) -> None:
+        """udp_lib_rehash's move to the hash2 slot of sk's new address: at the slot's head
+        (hlist_add_head_rcu), whatever its family and flags."""
+        slot = self.slots[(sk.num, old)]
+        slot.remove(sk)
+        if not slot:
+            del self.slots[(sk.num, old)]
+        self.slots.setdefault((sk.num, hash2_key(sk)), []).insert(0, sk)
+
     def slot_sharers(self, port: int) -> int:
         """The namespace's sockets that may share port's primary slot (hslot->count; other
         namespaces' sockets count too, which the model cannot see): those on ports equal to it

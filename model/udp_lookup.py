@@ -17,7 +17,7 @@ import socket
 from model.jhash import ipv4_word_of
 from model.listen import ListenTables
 from model.lookup import Choice, Hashes6, Lookup, Syn, inet_bound_dev_eq
-from model.sock import Sock
+from model.sock import Sock, TcpState
 from model.udp import NULL_SLOT, UdpTable
 
 IN6ADDR_ANY = ipaddress.IPv6Address("::")
@@ -27,9 +27,10 @@ Datagram = Syn
 
 
 def compute_score(sk: Sock, d: Datagram, daddr: object) -> int:
-    """compute_score of net/ipv4/udp.c (IPv4) or net/ipv6/udp.c (IPv6), for an unconnected
-    socket: -1 unless port, exact address and device match. IPv4: 2 for AF_INET else 1, +4 a
-    bound device, +1 on the receiving CPU. IPv6: 0, +1 a bound device, +1 on the CPU."""
+    """compute_score of net/ipv4/udp.c (IPv4) or net/ipv6/udp.c (IPv6): -1 unless port, exact
+    address, a connected socket's peer and the device match. IPv4: 2 for AF_INET else 1, +4
+    the peer's address, +4 its port, +4 a bound device, +1 on the receiving CPU. IPv6: 0, +1
+    each."""
     if sk.num != d.dport:
         return -1
     if d.family == socket.AF_INET:
@@ -40,6 +41,14 @@ def compute_score(sk: Sock, d: Datagram, daddr: object) -> int:
         if sk.family != socket.AF_INET6 or sk.v6_rcv_saddr != daddr:
             return -1
         score, device = 0, 1
+    if sk.daddr is not None:  # inet_daddr (a connect()ed socket's peer)
+        if sk.daddr != d.src:
+            return -1
+        score += device
+    if sk.dport:  # inet_dport
+        if sk.dport != d.sport:
+            return -1
+        score += device
     # udp_sk_bound_dev_eq: inet_bound_dev_eq with udp_l3mdev_accept 0 and no L3 master
     if not inet_bound_dev_eq(sk.bound_dev_if, d.dif):
         return -1
@@ -70,7 +79,15 @@ class UdpLookup:
         v4 = d.family == socket.AF_INET
         fn = "__udp4_lib_lookup" if v4 else "__udp6_lib_lookup"
         exact = int(d.dst) if v4 else d.dst
-        for daddr, key, which in ((exact, (4, exact) if v4 else (6, exact), "exact-address"),
+        own = (4, exact) if v4 else (6, exact)
+        for sk in self.table.slot(d.dport, own):
+            # udp4_lib_lookup4, where the slot holds 4-tuple-hashed sockets (udp_has_hash4):
+            # an exact match of the tuple (inet_match), before any score
+            if (sk.udp_hash4 and sk.daddr == d.src and sk.dport == d.sport
+                    and inet_bound_dev_eq(sk.bound_dev_if, d.dif)):
+                return Choice(sk, f"{fn}: udp4_lib_lookup4: {sk.name} is connected to "
+                              f"{d.src}:{d.sport} (the 4-tuple hash)")
+        for daddr, key, which in ((exact, own, "exact-address"),
                                   (0 if v4 else IN6ADDR_ANY, NULL_SLOT, "wildcard")):
             found = self._lookup2(d, self.table.slot(d.dport, key), daddr, which, fn)
             if found is not None:
@@ -81,21 +98,34 @@ class UdpLookup:
         """udp4_lib_lookup2 / udp6_lib_lookup2: the first socket that beats the best score so
         far (IPv4 from 0, IPv6 from -1) is the result; if it has SO_REUSEPORT and a group with
         members, the group's pick is returned at once, however later sockets would score."""
-        result, badness = None, 0 if d.family == socket.AF_INET else -1
+        result: Sock | Choice | None = None
+        badness = 0 if d.family == socket.AF_INET else -1
         for sk in slot:  # the hash2 slot's sockets of this port (others never match)
             score = compute_score(sk, d, daddr)
             if score <= badness:
                 continue
             badness = score
+            if sk.state is TcpState.ESTABLISHED:  # connected: no group pick
+                result = sk
+                continue
             group = sk.reuseport_cb
             if sk.reuseport and group is not None and group.num_socks:
                 # inet_lookup_reuseport -> reuseport_select_sock; the hash takes the slot's
                 # daddr (INADDR_ANY / in6addr_any in the wildcard slot)
                 head = f"{fn}: {which} slot: {sk.name} (score {score}) is in group {group.describe()}"
                 word = None if d.family == socket.AF_INET6 else ipv4_word_of(daddr)  # type: ignore[arg-type]
-                return self.picker.reuseport_pick(group, d, head, daddr, word)
+                pick = self.picker.reuseport_pick(group, d, head, daddr, word)
+                if not group.has_conns:
+                    return pick
+                # "Fall back to scoring if group has connections": the pick is the result
+                # so far, and its own score, if higher, the one to beat
+                if pick.sk is not None and not pick.one_of:
+                    badness = max(badness, compute_score(pick.sk, d, daddr))
+                pick.reason += "; the group has connections: later sockets may score higher"
+                result = pick
+                continue
             result = sk
-        if result is None:
-            return None
+        if result is None or isinstance(result, Choice):
+            return result
         return Choice(result, f"{fn}: {which} slot: {result.name} has the best score {badness} "
                       "(the first to reach it in the chain)")

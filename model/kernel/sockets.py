@@ -43,7 +43,7 @@ from model.sock import (
     ipv6_addr_type,
 )
 from model.sockopt import OptValue, SockOpt, setsockopt
-from model.udp import search_candidates, udp_lib_get_port, udp_lib_rehash
+from model.udp import hash2_key, search_candidates, udp_lib_get_port, udp_lib_rehash
 
 
 class Kernel(Datagrams):
@@ -413,6 +413,63 @@ class Kernel(Datagrams):
         sk.fd_closed = True
         released = f"released port {port}" if hashed else "was not bound"
         return Outcome("0", f"udp_lib_close: {sk.name} {released}")
+
+    def connect(self, fd: int, addr: SockAddr, choice: int | None = None) -> Outcome:
+        """connect(): a TCP socket's is Connections.connect; a UDP socket's _udp_connect."""
+        sk = self._sock(fd)
+        if sk is None or sk.proto is not Proto.UDP:
+            return super().connect(fd, addr, choice)
+        return self._udp_connect(fd, addr, choice)
+
+    def _udp_connect(self, fd: int, addr: SockAddr, choice: int | None) -> Outcome:
+        """inet_dgram_connect -> udp_connect / ip4_datagram_connect, IPv4 (the parser takes
+        no other): an unbound socket is autobound first (inet_autobind: get_port(sk, 0), else
+        EAGAIN); __ip4_datagram_connect sets the peer, takes the route's source for a wildcard
+        address (and rehashes: udp_lib_rehash moves it to that address's slot and out of its
+        group), marks its group as having connections (reuseport_has_conns_set), and makes it
+        TCP_ESTABLISHED; udp4_hash4 (profile udp_hash4) then hashes the 4-tuple and takes it
+        out of its group (udp_lib_hash4)."""
+        sk = self.socks[fd]
+        self.search_random = self.search_may_fail = False
+        host = addr.host
+        assert isinstance(host, ipaddress.IPv4Address) and sk.family == AF_INET
+        parts = []
+        candidates = None
+        if not sk.num:
+            err, candidates, why = self._get_port(sk, 0, choice)
+            if err:
+                return Outcome("EAGAIN", f"inet_dgram_connect: inet_autobind: {err.reason}",
+                               candidates=err.candidates, random=err.random)
+            sk.sport = sk.num  # inet_autobind: inet->inet_sport = htons(inet->inet_num)
+            parts.append(f"inet_autobind: {self._bound_reason(why, candidates)}")
+        src = self.host.route_src(host)
+        if src is None:
+            return Outcome("ENETUNREACH", f"__ip4_datagram_connect: ip_route_connect: no route to {host}")
+        sk.daddr, sk.dport = host, addr.port
+        if not sk.rcv_saddr:
+            old = hash2_key(sk)
+            sk.rcv_saddr = int(src)
+            self.udp.move_slot(sk, old)
+            parts.append(f"the route's source {src}: udp_lib_rehash to its slot")
+            if sk.reuseport_cb is not None:
+                group = sk.reuseport_cb
+                reuseport_detach_sock(sk)
+                parts.append(f"out of its group (now {group.describe()})")
+        if sk.reuseport_cb is not None:
+            sk.reuseport_cb.has_conns = True  # reuseport_has_conns_set
+            parts.append(f"group {sk.reuseport_cb.describe()} has connections")
+        sk.state = TcpState.ESTABLISHED
+        if self.profile.udp_hash4 and sk.rcv_saddr:
+            sk.udp_hash4 = True
+            if sk.reuseport_cb is not None:
+                group = sk.reuseport_cb
+                reuseport_detach_sock(sk)  # udp_lib_hash4
+                parts.append(f"udp_lib_hash4: out of its group (now {group.describe()})")
+            else:
+                parts.append("udp_lib_hash4: in the 4-tuple hash")
+        how = "; ".join(parts)
+        return Outcome("0", f"__ip4_datagram_connect: {sk.name} to {host}:{addr.port}" + (f"; {how}" if how else ""),
+                       candidates=candidates, random=self.search_may_fail)
 
     def linger_abort(self, fd: int) -> None:
         """setsockopt(SO_LINGER, {1, 0}) (sk_setsockopt: sock_set_flag(SOCK_LINGER),

@@ -155,7 +155,10 @@ def test_free_range_is_the_ports_but_its_holes():
 
 @pytest.mark.parametrize("text, says", [
     ("a = socket(AF_INET, SOCK_RAW)\n", "expected a socket type (SOCK_STREAM, SOCK_DGRAM)"),
-    ("a = socket(AF_INET, SOCK_DGRAM)\nconnect(a, 10.0.0.1:53)\n", "connect() of a UDP socket (a) is not modelled yet"),
+    ("a = socket(AF_INET, SOCK_DGRAM)\nconnect(a, 10.0.0.1:53)\n", "connect() of a UDP socket goes to a virtual client"),
+    ("a = socket(AF_INET6, SOCK_DGRAM)\nconnect(a, [2001:db8::1]:53)\n", "connect() of an AF_INET6 UDP socket is not modelled yet"),
+    ("a = socket(AF_INET, SOCK_DGRAM)\nsetsockopt(a, SO_BINDTODEVICE, tun0)\nconnect(a, 198.18.0.1:53)\n",
+     "connect() of a UDP socket bound to device tun0 is not modelled"),
     ("a = socket(AF_INET, SOCK_DGRAM)\nb = accept(a)\n", "accept() of a UDP socket"),
     ("a = socket(AF_INET, SOCK_DGRAM)\nqueue(a)\n", "queue() of a UDP socket"),
     ("m = sockarray(2)\na = socket(AF_INET, SOCK_DGRAM)\nsetsockopt(a, SO_ATTACH_REUSEPORT_EBPF, m[0])\n",
@@ -225,3 +228,49 @@ def _cbpf(text: str):
     from model.cbpf import parse_program
 
     return parse_program(text)
+
+
+def test_a_connected_socket_takes_its_peers_datagrams():
+    """__ip4_datagram_connect: the route's source for a wildcard socket (udp_lib_rehash to that
+    address's slot); then udp4_lib_lookup4 (6.13+) or compute_score's +4 +4 (before) finds it
+    for its peer's datagrams, and nobody else's."""
+    from model.profiles import LINUX_6_12
+
+    for profile, how in ((LINUX_6_18, "udp4_lib_lookup4"), (LINUX_6_12, "best score 10")):
+        k = kernel(profile)
+        a, b = udp(k, "a", REUSEADDR), udp(k, "b", REUSEADDR)
+        assert k.bind(a, A("0.0.0.0:5353")).value == "0" and k.bind(b, A("0.0.0.0:5353")).value == "0"
+        assert k.connect(a, A("198.18.0.9:4000")).value == "0"
+        assert k.getsockname(a).value == "10.0.0.1:5353"
+        d = k.dgram(_datagram("198.18.0.9:4000", "10.0.0.1:5353"))
+        assert d.value == "a" and how in d.reason, (profile.name, d.reason)
+        assert dgram(k, "198.18.0.9:4001", "10.0.0.1:5353") == "b"
+
+
+def test_a_connected_member_leaves_its_group_with_hash4_only():
+    """udp_lib_hash4 detaches the socket (6.13+); before, it stays, marked ESTABLISHED, and
+    the group has connections (reuseport_has_conns_set) either way."""
+    from model.profiles import LINUX_6_12
+
+    for profile, members in ((LINUX_6_18, ["g0", "g2"]), (LINUX_6_12, ["g0", "g1", "g2"])):
+        k = kernel(profile)
+        g = [udp(k, f"g{i}", REUSEPORT) for i in range(3)]
+        for fd in g:
+            assert k.bind(fd, A("10.0.0.1:6000")).value == "0"
+        assert k.connect(g[1], A("198.18.2.2:4000")).value == "0"
+        group = k.socks[g[0]].reuseport_cb
+        assert [s.name for s in group.socks] == members and group.has_conns, profile.name
+
+
+def test_connect_autobinds_and_fails_with_eagain_when_no_port_is_free():
+    k = kernel(ip_local_port_range="40000 40000")
+    a, b = udp(k, "a"), udp(k, "b")
+    assert k.connect(a, A("198.19.0.5:53")).value == "0" and k.getsockname(a).value == "10.1.0.1:40000"
+    assert k.connect(b, A("198.19.0.5:53")).value == "EAGAIN"
+
+
+def _datagram(src: str, dst: str):
+    from harness.model_backend import syn_of
+    from harness.parser import parse_text as parse
+
+    return syn_of(parse("d.scn", f"dgram({src} > {dst})\n").steps[0], 0)
