@@ -39,6 +39,9 @@ class UdpTable:
     # the hash2 view: each (port, hash2_key) slot's sockets, in the chain's order (what
     # the receive lookup walks: one address's sockets, not the port's)
     slots: dict[tuple[int, tuple[int, object]], list[Sock]] = field(default_factory=dict)
+    # each slot's 4-tuple-hashed sockets (udp_lib_hash4: hslot4, counted on hslot2 by
+    # udp_hash4_inc), newest first: what udp4_lib_lookup4 walks when the slot has any
+    hashed4: dict[tuple[int, tuple[int, object]], list[Sock]] = field(default_factory=dict)
 
     def chain(self, port: int) -> list[Sock]:
         return self.chains.get(port, [])
@@ -78,6 +81,10 @@ class UdpTable:
         self.slots[key].remove(sk)
         if not self.slots[key]:
             del self.slots[key]
+        if sk.udp_hash4:  # udp_unhash4
+            self.hashed4[key].remove(sk)
+            if not self.hashed4[key]:
+                del self.hashed4[key]
         sk.num = 0
         self.inuse[sk.family] -= 1
         return True
@@ -90,6 +97,13 @@ class UdpTable:
         if not slot:
             del self.slots[(sk.num, old)]
         self.slots.setdefault((sk.num, hash2_key(sk)), []).insert(0, sk)
+
+    def hash4(self, sk: Sock) -> None:
+        """udp_lib_hash4: into its slot's 4-tuple hash (hlist_nulls_add_head_rcu); a socket
+        there already is only rehashed by its new peer, which the tuple it is matched by reads."""
+        if not sk.udp_hash4:
+            sk.udp_hash4 = True
+            self.hashed4.setdefault((sk.num, hash2_key(sk)), []).insert(0, sk)
 
     def slot_sharers(self, port: int) -> int:
         """The namespace's sockets that may share port's primary slot (hslot->count; other
@@ -182,8 +196,8 @@ def lport_inuse2(table: UdpTable, sk: Sock, snum: int) -> tuple[Sock | None, str
     ports or namespaces, never match, so the walk is the namespace's own."""
     own = hash2_key(sk)
     for slot in (own,) if own == NULL_SLOT else (own, NULL_SLOT):
-        for sk2 in table.chain(snum):
-            if hash2_key(sk2) != slot or not _matches(sk, sk2):
+        for sk2 in table.slot(snum, slot):
+            if not _matches(sk, sk2):
                 continue
             if _shares_by_reuseport(sk, sk2):
                 break  # res = 0 for this slot: on to the wildcard's

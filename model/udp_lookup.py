@@ -1,12 +1,12 @@
 """Which socket gets a datagram: __udp4_lib_lookup / __udp6_lib_lookup (net/ipv4/udp.c,
-net/ipv6/udp.c), for the unconnected sockets the model has (no hash4, no rescoring: no member
-of a group is connected, so reuseport_has_conns is false).
+net/ipv6/udp.c): the 4-tuple hash of connected sockets where the slot has one (6.13+, profile
+udp_hash4), then the exact-address hash2 slot, then the wildcard one, each by score, with a
+reuseport group's pick rescored once the group has connections.
 
-Sources read: Debian linux-source-5.10, -6.1, -6.12, -7.2. The same in all four for unconnected
-sockets: the exact-address hash2 slot, then the wildcard one; udp4_lib_lookup1 (6.14, in
-Debian's 6.1 and 6.12 too) scans the port's chain only when both found nothing, with the
-datagram's own address, so it finds no socket they missed (one bound to that address would
-be in the first slot).
+Sources read: Debian linux-source-5.10, -6.1, -6.12, -7.2. udp4_lib_lookup1 (6.14, in Debian's
+6.1 and 6.12 too) scans the port's chain only when both slots found nothing, with the
+datagram's own address, so it finds no socket they missed (one bound to that address would be
+in the first slot) unless a connect() races the lookup, which the model has no clock for.
 """
 
 from __future__ import annotations
@@ -80,11 +80,10 @@ class UdpLookup:
         fn = "__udp4_lib_lookup" if v4 else "__udp6_lib_lookup"
         exact = int(d.dst) if v4 else d.dst
         own = (4, exact) if v4 else (6, exact)
-        for sk in self.table.slot(d.dport, own):
+        for sk in self.table.hashed4.get((d.dport, own), ()):
             # udp4_lib_lookup4, where the slot holds 4-tuple-hashed sockets (udp_has_hash4):
             # an exact match of the tuple (inet_match), before any score
-            if (sk.udp_hash4 and sk.daddr == d.src and sk.dport == d.sport
-                    and inet_bound_dev_eq(sk.bound_dev_if, d.dif)):
+            if sk.daddr == d.src and sk.dport == d.sport and inet_bound_dev_eq(sk.bound_dev_if, d.dif):
                 return Choice(sk, f"{fn}: udp4_lib_lookup4: {sk.name} is connected to "
                               f"{d.src}:{d.sport} (the 4-tuple hash)")
         for daddr, key, which in ((exact, own, "exact-address"),

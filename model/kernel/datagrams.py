@@ -21,15 +21,8 @@ class Datagrams(Handshakes):
             return Outcome("DROP", f"ip_route_input: {d.dst} is not a local address")
         found = self.udp_lookup.receiver(d)
         sk, reason, one_of = found.sk, found.reason, found.one_of
-        if one_of:
-            key = (d.src, d.sport, d.dst, d.dport, tuple(s.name for s in one_of))
-            seen = self._seen.get(key)
-            if seen is not None and seen in one_of:
-                sk, reason = seen, reason + f"; the same tuple went to {seen.name} before"
-            else:
-                names = {s.name: s for s in one_of}
-                sk = names[choice] if choice in names else self._rng.choice(one_of)
-                self._seen[key] = sk
+        if one_of:  # ("udp", …): a TCP SYN's tuple never shares its memory
+            sk, reason = self._follow(("udp", d.src, d.sport, d.dst, d.dport), one_of, choice, reason)
         if sk is None:
             # __udp4_lib_rcv: no socket -> icmp_send(skb, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0);
             # __udp6_lib_rcv: icmpv6_send(skb, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0). The

@@ -92,14 +92,7 @@ class Handshakes(Connections):
         found = self.lookup.listener(syn)
         sk, reason, one_of = found.sk, found.reason, found.one_of
         if one_of:
-            seen_key = (key, tuple(s.name for s in one_of))
-            names = {s.name: s for s in one_of}
-            seen = self._seen.get(seen_key)
-            if seen is not None and seen in one_of:
-                sk, reason = seen, reason + f"; the same tuple went to {seen.name} before"
-            else:
-                sk = names[choice] if choice in names else self._rng.choice(one_of)
-                self._seen[seen_key] = sk
+            sk, reason = self._follow(key, one_of, choice, reason)
         if sk is None:
             return None, reason, one_of, found.hashed, Outcome("RST", f"{reason}: tcp_v4_send_reset")
         if one_of or found.hashed:

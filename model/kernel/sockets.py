@@ -460,7 +460,7 @@ class Kernel(Datagrams):
             parts.append(f"group {sk.reuseport_cb.describe()} has connections")
         sk.state = TcpState.ESTABLISHED
         if self.profile.udp_hash4 and sk.rcv_saddr:
-            sk.udp_hash4 = True
+            self.udp.hash4(sk)
             if sk.reuseport_cb is not None:
                 group = sk.reuseport_cb
                 reuseport_detach_sock(sk)  # udp_lib_hash4

@@ -84,6 +84,20 @@ class KernelState:
         name = self.socks[fd].name if 0 <= fd < len(self.socks) else str(fd)
         return Outcome("EBADF", f"fdget: {name}'s descriptor was closed")
 
+    def _follow(self, key: tuple, one_of: tuple[Sock, ...], choice: str | None,
+                reason: str) -> tuple[Sock, str]:
+        """The member a pick the model cannot compute went to: for a tuple seen before, the
+        same one (the hash is the same); else the kernel's `choice` if it is a member, else a
+        seeded one."""
+        seen_key = (key, tuple(s.name for s in one_of))
+        seen = self._seen.get(seen_key)
+        if seen is not None and seen in one_of:
+            return seen, reason + f"; the same tuple went to {seen.name} before"
+        names = {s.name: s for s in one_of}
+        sk = names[choice] if choice in names else self._rng.choice(one_of)
+        self._seen[seen_key] = sk
+        return sk, reason
+
     def _pick(self, candidates: PortChoice | None, choice: int | None) -> int | None:
         """The port a search returns: the kernel's pick when it could have made it (choice 0:
         it found none), else a seeded one; None when no port is found.
